@@ -1,0 +1,44 @@
+# Two commands matter:  `make book` (installs, then builds _build/html) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROFILE ?= smoke
+# The data folder: data/ when it holds the files, else the shared copy beside the clone.
+BIRTHPLACE_DATA ?= $(if $(wildcard data/wiki.txt),data,../shared/data/birthplaces)
+export BIRTHPLACE_DATA
+# The GPU machine has no virtual environment: fall back to the system Python there.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+
+.PHONY: setup book test lint experiments gpu-run london clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[book,dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+book: setup
+	$(BIN)/jupyter-book build . --keep-going -W -n
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+london: setup
+	$(BIN)/python -m lib london
+
+experiments: setup
+	$(BIN)/python -m lib experiments --profile $(PROFILE)
+
+gpu-run:
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -m lib.gpu_run --profile $(if $(filter smoke cpu full,$(GPU_PROFILE)),$(GPU_PROFILE),full)
+
+clean:
+	rm -rf _build
