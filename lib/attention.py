@@ -1,0 +1,133 @@
+"""Causal self-attention variants, chosen by name from one registry.
+
+Every variant maps a batch of sequences `x` of shape (B, T, C) to (B, T, C) and must be
+causal: the output at position t depends on inputs at positions <= t only. The test
+suite checks that for every registered name, so a new variant is covered by registering it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """The shape parameters every attention variant is built from."""
+
+    n_embd: int
+    n_head: int
+    block_size: int
+    attn_dropout: float = 0.0
+    resid_dropout: float = 0.0
+
+
+AttentionFactory = Callable[[AttentionSpec], nn.Module]
+_REGISTRY: dict[str, AttentionFactory] = {}
+
+
+def register_attention(name: str) -> Callable[[AttentionFactory], AttentionFactory]:
+    """Class decorator: make a variant constructible by `name` everywhere (CLI, notebooks)."""
+
+    def wrap(factory: AttentionFactory) -> AttentionFactory:
+        if name in _REGISTRY:
+            raise ValueError(f"attention variant {name!r} is registered twice")
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def available_variants() -> list[str]:
+    """Names of every registered attention variant, sorted."""
+    _load_optional_variants()
+    return sorted(_REGISTRY)
+
+
+def build_attention(name: str, spec: AttentionSpec) -> nn.Module:
+    """Build the attention module registered as `name`; unknown names list the valid ones."""
+    _load_optional_variants()
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"unknown attention variant {name!r}; choose one of {', '.join(sorted(_REGISTRY))}"
+        )
+    return _REGISTRY[name](spec)
+
+
+def _load_optional_variants() -> None:
+    """Import the research variants so that they register themselves (if present)."""
+    try:
+        import lib.variants  # noqa: F401
+    except ModuleNotFoundError as error:
+        if error.name != "lib.variants":
+            raise
+
+
+def check_spec(spec: AttentionSpec) -> None:
+    """Reject shapes that cannot form heads, with a message that says why."""
+    if spec.n_embd <= 0 or spec.n_head <= 0 or spec.block_size <= 0:
+        raise ValueError(f"n_embd, n_head and block_size must be positive, got {spec}")
+    if spec.n_embd % spec.n_head != 0:
+        raise ValueError(f"n_embd={spec.n_embd} is not divisible by n_head={spec.n_head}")
+
+
+@register_attention("vanilla")
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal dot-product attention through `scaled_dot_product_attention`.
+
+    PyTorch picks a fused kernel (flash or memory-efficient) where it can, which is why the
+    causal mask is passed as `is_causal=True` rather than as an explicit matrix.
+    """
+
+    def __init__(self, spec: AttentionSpec) -> None:
+        super().__init__()
+        check_spec(spec)
+        self.n_head = spec.n_head
+        self.qkv = nn.Linear(spec.n_embd, 3 * spec.n_embd)
+        self.proj = nn.Linear(spec.n_embd, spec.n_embd)
+        self.attn_dropout = spec.attn_dropout
+        self.resid_drop = nn.Dropout(spec.resid_dropout)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, heads, T, C / heads)."""
+        b, t, c = x.shape
+        return x.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
+
+    def merge_heads(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, heads, T, D) -> (B, T, heads * D)."""
+        b, h, t, d = y.shape
+        return y.transpose(1, 2).contiguous().view(b, t, h * d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).split(x.shape[-1], dim=2)
+        y = F.scaled_dot_product_attention(
+            self.split_heads(q),
+            self.split_heads(k),
+            self.split_heads(v),
+            dropout_p=self.attn_dropout if self.training else 0.0,
+            is_causal=True,
+        )
+        return self.resid_drop(self.proj(self.merge_heads(y)))
+
+    def forward_cached(
+        self, x: torch.Tensor, cache: dict[str, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Attend new positions `x` to themselves and to the cached keys and values.
+
+        Used by batched greedy decoding: the prefix is encoded once, then one position
+        at a time is appended, each step costing O(T) instead of recomputing O(T^2).
+        """
+        q, k, v = self.qkv(x).split(x.shape[-1], dim=2)
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        if cache is not None:
+            k = torch.cat([cache["k"], k], dim=2)
+            v = torch.cat([cache["v"], v], dim=2)
+        t_new, t_all = q.shape[2], k.shape[2]
+        # New query i sits at absolute position t_all - t_new + i and sees keys up to it.
+        mask = torch.ones(t_new, t_all, dtype=torch.bool, device=x.device).tril(t_all - t_new)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(self.merge_heads(y)), {"k": k, "v": v}

@@ -1,0 +1,63 @@
+"""Checkpoints in safetensors: tensors and a JSON header only, so loading never runs code.
+
+Two kinds share the format: *weights* (the model and its config, what `--writing-params-path`
+names) and *training state* (weights plus optimizer moments, RNG states and progress),
+which lets an interrupted run resume exactly where its last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from lib.atomic import atomic_write
+
+FORMAT = "attention-book/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, not safetensors, or not one of ours."""
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write tensors with a JSON metadata header, atomically."""
+    header = {"format": FORMAT, "meta": json.dumps(meta, sort_keys=True, default=str)}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+
+
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a file written by `save_tensors`; anything else (a pickle, say) is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{path} is not a safetensors checkpoint ({error}); refusing to load it "
+            "(other formats such as pickle can execute code)"
+        ) from None
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a safetensors file but not a checkpoint of this book")
+    return tensors, json.loads(header["meta"])
+
+
+def save_weights(path: str | os.PathLike, model: torch.nn.Module, meta: dict) -> Path:
+    state = {k: v for k, v in model.state_dict().items()}
+    return save_tensors(path, state, {"kind": "weights", **meta})
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, meta = load_tensors(path)
+    if meta.get("kind") not in ("weights", "state"):
+        raise CheckpointError(f"{path} holds no model weights")
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    return (weights if meta.get("kind") == "state" else tensors), meta

@@ -1,0 +1,441 @@
+"""The birthplace data: reading, validating, the shared vocabulary, and both datasets.
+
+Files are read from the folder named by the environment variable `BIRTHPLACE_DATA`
+(default `data/`). Damaged copies of these files circulate, so loading checks them
+before any training starts: a bad row is an error naming file and line, a checksum
+mismatch is a loud warning that results are not comparable with published figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PAD_CHAR = "\u25a1"  # □, id 0
+MASK_CHAR = "\u2047"  # ⁇, id 1
+PAD_ID, MASK_ID = 0, 1
+
+FILES = {
+    "wiki": "wiki.txt",
+    "train": "birth_places_train.tsv",
+    "dev": "birth_dev.tsv",
+    "test": "birth_test_inputs.tsv",
+}
+# The reference copies (see the data folder's README); other copies may be damaged.
+CHECKSUMS = {
+    "wiki.txt": "823bb536fca77c8b5a15b34b0dead6355d0cf1f806e822464bca28806c2fd055",
+    "birth_places_train.tsv": "02364dfca78e23d2583a19f03a2d8cddd90ee3e1a3795ddec7f0addadea30b0d",
+    "birth_dev.tsv": "101a56073eba0db9aad5e2aaf1aa9bf8bdae966ae3aaed8fc8cda5edfa7856da",
+    "birth_test_inputs.tsv": "5ccd3b2a1682e0daf90d59488aef8805ef21b9d35795cc3bdabdea79d293aa1f",
+}
+QUESTION_RE = re.compile(r"^Where was (?P<name>\S.*\S|\S) born\?$")
+TEXT_MODES = ("unicode", "faithful")
+
+
+class DataError(ValueError):
+    """A data file is missing or malformed; the message names the file and line."""
+
+
+class DataWarning(UserWarning):
+    """A data file differs from the reference copy; results may not be comparable."""
+
+
+def data_dir(path: str | os.PathLike | None = None) -> Path:
+    """The data folder: `path`, else `$BIRTHPLACE_DATA`, else `data/`."""
+    return Path(path if path is not None else os.environ.get("BIRTHPLACE_DATA", "data"))
+
+
+def data_file(kind: str, folder: str | os.PathLike | None = None) -> Path:
+    """Path of one of the four files (`wiki`, `train`, `dev`, `test`); checks it exists."""
+    if kind not in FILES:
+        raise ValueError(f"unknown data file {kind!r}; choose one of {', '.join(FILES)}")
+    root = data_dir(folder)
+    hint = (
+        "Set the environment variable BIRTHPLACE_DATA to the folder holding "
+        f"{', '.join(FILES.values())} (for example "
+        "`export BIRTHPLACE_DATA=../shared/data/birthplaces`), or copy them into data/."
+    )
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist. {hint}")
+    path = root / FILES[kind]
+    if not path.is_file():
+        raise DataError(f"data file {path} is missing. {hint}")
+    return path
+
+
+def sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """The lines of a UTF-8 text file, validated, with trailing empty lines dropped.
+
+    Decisions: a BOM is removed with a warning; CRLF line endings are accepted with a
+    warning (the text is the same, but the file is not the reference copy); invalid
+    UTF-8, an empty file, or an empty line before the last row is an error.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    expected = CHECKSUMS.get(path.name)
+    if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
+        warnings.warn(
+            f"{path}: SHA-256 differs from the reference copy of {path.name}; the file may be "
+            "damaged or edited, and results computed from it are not comparable with the "
+            "book's or published figures.",
+            DataWarning,
+            stacklevel=2,
+        )
+    if raw.startswith(b"\xef\xbb\xbf"):
+        warnings.warn(f"{path}:1: byte-order mark removed", DataWarning, stacklevel=2)
+        raw = raw[3:]
+    byte_lines = raw.split(b"\n")
+    lines = []
+    crlf_line = None
+    for number, chunk in enumerate(byte_lines, start=1):
+        try:
+            line = chunk.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(
+                f"{path}:{number}: not valid UTF-8 (byte {chunk[error.start]:#04x} at "
+                f"column {error.start + 1})"
+            ) from None
+        if line.endswith("\r"):
+            crlf_line = crlf_line or number
+            line = line[:-1]
+        lines.append(line)
+    if crlf_line is not None:
+        warnings.warn(
+            f"{path}:{crlf_line}: CRLF line endings converted to LF", DataWarning, stacklevel=2
+        )
+    while lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise DataError(f"{path}: the file is empty")
+    for number, line in enumerate(lines, start=1):
+        if line == "":
+            raise DataError(f"{path}:{number}: empty line (a row is missing)")
+        if "\r" in line:
+            raise DataError(f"{path}:{number}: stray carriage return inside the line")
+    return lines
+
+
+@dataclass(frozen=True)
+class Question:
+    """One row of a question file; `place` is None for the unlabelled test file."""
+
+    question: str
+    place: str | None
+    name: str
+    line: int
+
+
+def parse_questions(path: str | os.PathLike, labelled: bool = True) -> list[Question]:
+    """Rows `Where was NAME born?<TAB>PLACE` (or the question alone when unlabelled)."""
+    rows = []
+    for number, line in enumerate(read_lines(path), start=1):
+        where = f"{path}:{number}"
+        tabs = line.count("\t")
+        if labelled and tabs != 1:
+            hint = ""
+            if tabs == 0 and re.search(r"\? {2,}", line):
+                hint = " (the tab seems to have been replaced by spaces)"
+            raise DataError(f"{where}: expected exactly one tab, found {tabs}{hint}: {line!r}")
+        if not labelled and tabs:
+            raise DataError(f"{where}: expected a question without a tab: {line!r}")
+        question, place = line.split("\t") if labelled else (line, None)
+        if not question.strip():
+            raise DataError(f"{where}: empty question")
+        if labelled and not place.strip():
+            raise DataError(f"{where}: empty place")
+        match = QUESTION_RE.match(question)
+        if match is None:
+            raise DataError(f"{where}: question is not of the form 'Where was NAME born?': "
+                            f"{question!r}")
+        rows.append(Question(question, place, match.group("name"), number))
+    return rows
+
+
+def read_corpus(path: str | os.PathLike) -> list[str]:
+    """The biographies of `wiki.txt`, one per line; pad or mask characters are an error."""
+    docs = read_lines(path)
+    for number, doc in enumerate(docs, start=1):
+        for special in (PAD_CHAR, MASK_CHAR):
+            if special in doc:
+                raise DataError(
+                    f"{path}:{number}: the corpus contains the reserved character "
+                    f"{special!r} (U+{ord(special):04X}), which the vocabulary uses as "
+                    f"{'pad' if special == PAD_CHAR else 'mask'}"
+                )
+    return docs
+
+
+class Vocabulary:
+    """Id 0 is pad (□), id 1 is mask (⁇), then the sorted distinct characters of the corpus."""
+
+    def __init__(self, corpus: list[str]) -> None:
+        chars = sorted(set("".join(corpus)))
+        for special in (PAD_CHAR, MASK_CHAR):
+            if special in chars:
+                raise DataError(f"the corpus contains the reserved character {special!r}")
+        self.itos = [PAD_CHAR, MASK_CHAR, *chars]
+        self.stoi = {c: i for i, c in enumerate(self.itos)}
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, char: str) -> bool:
+        return char in self.stoi
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self.stoi[c] for c in text]
+        except KeyError as error:
+            raise DataError(f"character {error.args[0]!r} is not in the vocabulary") from None
+
+    def decode(self, ids) -> str:
+        return "".join(self.itos[int(i)] for i in ids)
+
+
+def prepare_text(text: str, vocab: Vocabulary, mode: str, where: str) -> str:
+    """Apply the question-file text behaviour.
+
+    `faithful` drops every non-ASCII character, as the classic exercise code does;
+    `unicode` keeps every character the vocabulary knows. Either way, a character the
+    vocabulary lacks is an error naming it and the line.
+    """
+    if mode not in TEXT_MODES:
+        raise ValueError(f"unknown text mode {mode!r}; choose one of {', '.join(TEXT_MODES)}")
+    if mode == "faithful":
+        text = text.encode("ascii", errors="ignore").decode("ascii")
+    for char in text:
+        if char not in vocab:
+            raise DataError(f"{where}: character {char!r} (U+{ord(char):04X}) is not in the "
+                            "vocabulary of wiki.txt")
+    return text
+
+
+class FinetuneDataset:
+    """s = question + MASK + place + MASK, padded to the block; only the answer is learned.
+
+    input = s[:-1]; target = s[1:] with every position before the answer set to pad, so
+    the loss covers the place and its closing mask and nothing else.
+    """
+
+    def __init__(
+        self,
+        rows: list[Question],
+        vocab: Vocabulary,
+        block_size: int = 128,
+        mode: str = "unicode",
+        source: str = "questions",
+    ) -> None:
+        if any(r.place is None for r in rows):
+            raise DataError(f"{source}: finetuning needs labelled rows")
+        self.block_size = block_size
+        xs, ys = [], []
+        self.questions, self.places = [], []
+        for r in rows:
+            where = f"{source}:{r.line}"
+            question = prepare_text(r.question, vocab, mode, where)
+            place = prepare_text(r.place, vocab, mode, where)
+            s = question + MASK_CHAR + place + MASK_CHAR
+            if len(s) > block_size:
+                raise DataError(f"{where}: question and place need {len(s)} characters, more "
+                                f"than the block size {block_size}")
+            ids = vocab.encode(s) + [PAD_ID] * (block_size - len(s))
+            x, y = ids[:-1], ids[1:]
+            y[: len(question)] = [PAD_ID] * len(question)
+            xs.append(x)
+            ys.append(y)
+            self.questions.append(question)
+            self.places.append(place)
+        self.x = torch.tensor(xs, dtype=torch.long).reshape(-1, block_size - 1)
+        self.y = torch.tensor(ys, dtype=torch.long).reshape(-1, block_size - 1)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+    def epoch(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """All examples as (inputs, targets); finetuning data is the same every epoch."""
+        return self.x, self.y
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """The random choices behind one span-corruption example (for inspection and tests)."""
+
+    length: int  # L, the truncated length
+    start: int  # where the masked span begins
+    masked: int  # its length
+
+
+class SpanCorruptionDataset:
+    """One span-corruption example per document per draw, vectorised over documents.
+
+    Per document: truncate to L (drawn uniformly from 4 .. int(7/8 * block); a shorter
+    document stays whole), mask a span of random length m (mean L/4, from 1 up to about
+    L/2) at a random start, and write s = prefix + MASK + suffix + MASK + masked, padded;
+    input = s[:-1], target = s[1:]. Draws come from a `torch.Generator`, so one seed gives
+    the same examples on every machine.
+    """
+
+    def __init__(self, docs: list[str], vocab: Vocabulary, block_size: int = 128) -> None:
+        if block_size < 8:
+            raise ValueError(f"block_size must be at least 8 for span corruption, got {block_size}")
+        self.block_size = block_size
+        self.max_len = int(block_size * 7 / 8)
+        self.vocab = vocab
+        self.docs = docs
+        longest = min(max(len(d) for d in docs), self.max_len)
+        ids = torch.full((len(docs), longest), PAD_ID, dtype=torch.long)
+        for i, doc in enumerate(docs):
+            enc = vocab.encode(doc[:longest])
+            ids[i, : len(enc)] = torch.tensor(enc, dtype=torch.long)
+        self.ids = ids
+        self.lengths = torch.tensor([len(d) for d in docs], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+    def draw_choices(
+        self, generator: torch.Generator, index: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Random (L, start, masked length) for the documents `index` (default: all)."""
+        n = self.lengths if index is None else self.lengths[index]
+        drawn = torch.randint(4, self.max_len + 1, (len(n),), generator=generator)
+        length = torch.minimum(n, drawn)
+        u = torch.rand(len(n), generator=generator, dtype=torch.float64)
+        # m = 1 + floor(u * (L/2 - 1)): from 1 to about L/2, mean L/4.
+        masked = 1 + torch.floor(u * (length / 2 - 1).clamp(min=0)).long()
+        masked = torch.minimum(masked, (length - 1).clamp(min=1))
+        v = torch.rand(len(n), generator=generator, dtype=torch.float64)
+        start = torch.floor(v * (length - masked + 1)).long()
+        return length, start, masked
+
+    def build(
+        self, index: torch.Tensor, length: torch.Tensor, start: torch.Tensor, masked: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Assemble inputs and targets for the given choices with index arithmetic only."""
+        docs = self.ids[index]
+        t = self.block_size
+        j = torch.arange(t).unsqueeze(0)
+        p, m, ln = start.unsqueeze(1), masked.unsqueeze(1), length.unsqueeze(1)
+        suffix = ln - p - m
+        second_mask = p + suffix + 1
+        src = torch.zeros(len(index), t, dtype=torch.long)
+        src = torch.where(j < p, j, src)
+        in_suffix = (j > p) & (j <= p + suffix)
+        src = torch.where(in_suffix, j - 1 + m, src)
+        in_masked = (j > second_mask) & (j <= second_mask + m)
+        src = torch.where(in_masked, p + j - second_mask - 1, src)
+        src = src.clamp(max=docs.shape[1] - 1)
+        s = torch.gather(docs, 1, src)
+        s = torch.where((j == p) | (j == second_mask), torch.full_like(s, MASK_ID), s)
+        s = torch.where(j > second_mask + m, torch.full_like(s, PAD_ID), s)
+        return s[:, :-1].contiguous(), s[:, 1:].contiguous()
+
+    def epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fresh draw for every document: (inputs, targets) of shape (docs, block - 1)."""
+        index = torch.arange(len(self.docs))
+        return self.build(index, *self.draw_choices(generator, index))
+
+    def example(self, i: int, generator: torch.Generator) -> tuple[str, Corruption]:
+        """One example as text (pad and mask visible), with the choices that made it."""
+        index = torch.tensor([i])
+        length, start, masked = self.draw_choices(generator, index)
+        x, y = self.build(index, length, start, masked)
+        text = self.vocab.decode(torch.cat([x[0, :1], y[0]]).tolist())
+        return text, Corruption(int(length), int(start), int(masked))
+
+
+@dataclass
+class BirthplaceData:
+    """The four files, loaded and validated once, with the shared vocabulary."""
+
+    corpus: list[str]
+    train: list[Question]
+    dev: list[Question]
+    test: list[Question]
+    folder: Path
+
+    @cached_property
+    def vocab(self) -> Vocabulary:
+        return Vocabulary(self.corpus)
+
+    @cached_property
+    def biographies(self) -> dict[str, str]:
+        """Each person's biography, found as the document that begins with `NAME.`."""
+        return biography_index(self.corpus, [q.name for q in self.train + self.dev + self.test])
+
+    def checksums(self) -> dict[str, str]:
+        return {name: sha256(self.folder / name) for name in FILES.values()}
+
+
+def biography_index(corpus: list[str], names: list[str]) -> dict[str, str]:
+    """Map each name to the first document that begins with `NAME.` (names without one are left out)."""
+    by_head: dict[str, str] = {}
+    for doc in corpus:
+        dot = doc.find(".")
+        while dot != -1:
+            by_head.setdefault(doc[:dot], doc)
+            dot = doc.find(".", dot + 1)
+            if dot > 200:
+                break
+    return {name: by_head[name] for name in names if name in by_head}
+
+
+def load(folder: str | os.PathLike | None = None) -> BirthplaceData:
+    """Read and validate all four files from `folder` (default `$BIRTHPLACE_DATA`)."""
+    corpus = read_corpus(data_file("wiki", folder))
+    train = parse_questions(data_file("train", folder))
+    dev = parse_questions(data_file("dev", folder))
+    test = parse_questions(data_file("test", folder), labelled=False)
+    return BirthplaceData(corpus, train, dev, test, data_dir(folder))
+
+
+@dataclass(frozen=True)
+class World:
+    """The people an experiment trains and evaluates on: the whole data or a mini world."""
+
+    corpus: list[str]
+    train: list[Question]
+    dev: list[Question]
+    description: str
+
+
+def mini_world(data: BirthplaceData, n_train: int, n_dev: int, seed: int) -> World:
+    """A fixed, seeded sample of people with biographies: their documents and questions only.
+
+    The vocabulary stays that of the whole corpus, so models and datasets remain compatible.
+    """
+    bios = data.biographies
+    rng = np.random.default_rng(seed)
+    train_pool = [q for q in data.train if q.name in bios]
+    dev_pool = [q for q in data.dev if q.name in bios]
+    if n_train > len(train_pool) or n_dev > len(dev_pool):
+        raise ValueError(f"mini world asks for {n_train} train and {n_dev} dev people; "
+                         f"only {len(train_pool)} and {len(dev_pool)} have biographies")
+    train = [train_pool[i] for i in sorted(rng.choice(len(train_pool), n_train, replace=False))]
+    dev = [dev_pool[i] for i in sorted(rng.choice(len(dev_pool), n_dev, replace=False))]
+    names = list(dict.fromkeys(q.name for q in train + dev))
+    corpus = [bios[n] for n in names]
+    return World(corpus, train, dev,
+                 f"mini world: {len(train)} train and {len(dev)} dev people (seed {seed}), "
+                 f"{len(corpus)} biographies, {sum(map(len, corpus)):,} characters")
+
+
+def full_world(data: BirthplaceData) -> World:
+    return World(data.corpus, data.train, data.dev,
+                 f"whole data: {len(data.train)} train and {len(data.dev)} dev questions, "
+                 f"{len(data.corpus)} biographies")

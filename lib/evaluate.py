@@ -1,0 +1,246 @@
+"""Evaluation: batched greedy decoding with a key/value cache, accuracy, baselines, probes.
+
+Decoding groups prompts of equal length so that no padding is needed (learned position
+embeddings make left-padding change the answer), encodes each group's prefix once, then
+appends one character per step using cached keys and values. `decode_reference` does the
+same by recomputing the whole prefix for one prompt at a time; the tests check both agree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lib.atomic import atomic_write_text
+from lib.data import MASK_CHAR, MASK_ID, Question, Vocabulary, prepare_text
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A greedy continuation: the generated ids (without the stop mask) and their log-probability.
+
+    `logprob` sums the log-probabilities of every chosen id, the closing mask included
+    when it was generated, so it is the model's probability of the whole answer.
+    """
+
+    ids: list[int]
+    logprob: float
+    stopped: bool
+
+
+def _max_new(prompt_len: int, max_new: int, block_size: int) -> int:
+    return max(0, min(max_new, block_size - prompt_len))
+
+
+@torch.no_grad()
+def decode_reference(model, prompt: list[int], max_new: int = 32, stop_id: int = MASK_ID,
+                     device: str | torch.device = "cpu") -> Decoded:
+    """Greedy decoding of one prompt, recomputing the whole prefix at every step (slow, plain)."""
+    model.eval()
+    ids = list(prompt)
+    out, logprob = [], 0.0
+    for _ in range(_max_new(len(prompt), max_new, model.config.block_size)):
+        logits, _ = model(torch.tensor([ids], device=device))
+        logp = torch.log_softmax(logits[0, -1].float(), dim=-1)
+        nxt = int(torch.argmax(logp))
+        logprob += float(logp[nxt])
+        if nxt == stop_id:
+            return Decoded(out, logprob, True)
+        out.append(nxt)
+        ids.append(nxt)
+    return Decoded(out, logprob, False)
+
+
+@torch.no_grad()
+def decode_batched(model, prompts: Sequence[Sequence[int]], max_new: int = 32,
+                   stop_id: int = MASK_ID, device: str | torch.device = "cpu",
+                   batch_size: int = 512, use_cache: bool | None = None) -> list[Decoded]:
+    """Greedy decoding of many prompts, batched by prompt length, with a KV cache if possible."""
+    model.eval()
+    device = torch.device(device)
+    use_cache = model.supports_cache if use_cache is None else use_cache
+    results: list[Decoded | None] = [None] * len(prompts)
+    by_length: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty")
+        by_length.setdefault(len(p), []).append(i)
+    for length, members in sorted(by_length.items()):
+        steps = _max_new(length, max_new, model.config.block_size)
+        for chunk_start in range(0, len(members), batch_size):
+            chunk = members[chunk_start : chunk_start + batch_size]
+            x = torch.tensor([list(prompts[i]) for i in chunk], device=device)
+            generated = torch.zeros(len(chunk), 0, dtype=torch.long, device=device)
+            logprob = torch.zeros(len(chunk), dtype=torch.float64, device=device)
+            done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
+            stop_at = torch.full((len(chunk),), steps, dtype=torch.long, device=device)
+            caches = None
+            for t in range(steps):
+                if use_cache:
+                    logits, caches = model.forward_cached(x if t == 0 else generated[:, -1:],
+                                                          caches)
+                else:
+                    logits, _ = model(torch.cat([x, generated], dim=1))
+                logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
+                nxt = logp.argmax(dim=-1)
+                chosen = logp.gather(1, nxt[:, None])[:, 0].double()
+                logprob += torch.where(done, torch.zeros_like(chosen), chosen)
+                newly = ~done & (nxt == stop_id)
+                stop_at = torch.where(newly, torch.full_like(stop_at, t), stop_at)
+                done |= newly
+                generated = torch.cat([generated, nxt[:, None]], dim=1)
+                if bool(done.all()):
+                    break
+            generated, logprob, stop_at = generated.cpu(), logprob.cpu(), stop_at.cpu()
+            for row, i in enumerate(chunk):
+                end = int(stop_at[row])
+                results[i] = Decoded(generated[row, :end].tolist(), float(logprob[row]),
+                                     end < steps)
+    return results  # type: ignore[return-value]
+
+
+def question_prompts(rows: Sequence[Question], vocab: Vocabulary, mode: str = "unicode",
+                     source: str = "questions") -> list[list[int]]:
+    """Each question followed by the mask that asks for its answer."""
+    return [vocab.encode(prepare_text(r.question, vocab, mode, f"{source}:{r.line}") + MASK_CHAR)
+            for r in rows]
+
+
+@dataclass
+class Predictions:
+    places: list[str]
+    logprobs: list[float]
+
+    @property
+    def confidences(self) -> list[float]:
+        """The model's probability of each whole answer (closing mask included)."""
+        return [float(np.exp(lp)) for lp in self.logprobs]
+
+
+def predict(model, rows: Sequence[Question], vocab: Vocabulary, mode: str = "unicode",
+            device: str | torch.device = "cpu", source: str = "questions") -> Predictions:
+    decoded = decode_batched(model, question_prompts(rows, vocab, mode, source), device=device)
+    return Predictions([vocab.decode(d.ids) for d in decoded], [d.logprob for d in decoded])
+
+
+@dataclass(frozen=True)
+class Score:
+    correct: int
+    total: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else float("nan")
+
+    def to_dict(self) -> dict:
+        return {"correct": self.correct, "total": self.total, "accuracy": self.accuracy}
+
+
+def score(predictions: Sequence[str], rows: Sequence[Question]) -> Score:
+    """Exact-match accuracy of predicted places against the labelled rows."""
+    if len(predictions) != len(rows):
+        raise ValueError(f"{len(predictions)} predictions for {len(rows)} questions")
+    golds = [r.place for r in rows]
+    if any(g is None for g in golds):
+        raise ValueError("these questions have no gold places (unlabelled file)")
+    return Score(sum(p == g for p, g in zip(predictions, golds, strict=True)), len(rows))
+
+
+def write_predictions(path: str | os.PathLike, predictions: Sequence[str]) -> Path:
+    """One prediction per line, in input order, written atomically."""
+    return atomic_write_text(path, "".join(p + "\n" for p in predictions))
+
+
+def read_predictions(path: str | os.PathLike) -> list[str]:
+    return Path(path).read_text(encoding="utf-8").split("\n")[:-1]
+
+
+def london_baseline(rows: Sequence[Question], place: str = "London") -> list[str]:
+    """Always answer the same place (the classic baseline answers London)."""
+    return [place] * len(rows)
+
+
+def most_common_place(rows: Sequence[Question]) -> str:
+    return Counter(r.place for r in rows).most_common(1)[0][0]
+
+
+@dataclass
+class ProbeResult:
+    """Greedy completions of two prompts per person, scored against their own place and a control's."""
+
+    names: list[str]
+    places: list[str]
+    control_places: list[str]
+    name_completions: list[str]
+    bio_completions: list[str | None]  # None where the place is not inside the window
+
+    @staticmethod
+    def _hits(completions, places) -> list[bool | None]:
+        return [None if c is None else c.strip().startswith(p) for c, p in
+                zip(completions, places, strict=True)]
+
+    def summary(self) -> dict:
+        out = {}
+        for probe, completions in (("name", self.name_completions), ("bio", self.bio_completions)):
+            for against, places in (("gold", self.places), ("control", self.control_places)):
+                hits = [h for h in self._hits(completions, places) if h is not None]
+                out[f"{probe}_{against}_correct"] = sum(hits)
+                out[f"{probe}_{against}_total"] = len(hits)
+        return out
+
+    def per_person(self) -> list[dict]:
+        name_gold = self._hits(self.name_completions, self.places)
+        bio_gold = self._hits(self.bio_completions, self.places)
+        return [{"name": n, "place": p, "name_probe": ng, "bio_probe": bg,
+                 "name_completion": nc, "bio_completion": bc}
+                for n, p, ng, bg, nc, bc in zip(self.names, self.places, name_gold, bio_gold,
+                                                self.name_completions, self.bio_completions,
+                                                strict=True)]
+
+
+def knowledge_probe(model, rows: Sequence[Question], biographies: dict[str, str],
+                    vocab: Vocabulary, device: str | torch.device = "cpu",
+                    max_prefix: int | None = None, max_new: int = 24) -> ProbeResult:
+    """What a pretrained model stored, asked without any finetuning.
+
+    Two prompts per person: "NAME. NAME was born in " and the person's biography cut
+    just before the first mention of the place (only where that mention ends inside the
+    first `max_prefix` characters, default 7/8 of the block: the longest prefix that
+    pretraining ever shows). Each completion is scored against the person's own place and,
+    as a control, against the place of the next person in the list with a different place.
+    """
+    block = model.config.block_size
+    max_prefix = int(block * 7 / 8) if max_prefix is None else max_prefix
+    rows = [r for r in rows if r.place is not None]
+    places = [r.place for r in rows]
+    controls = []
+    for i in range(len(rows)):
+        j = (i + 1) % len(rows)
+        while places[j] == places[i] and j != i:
+            j = (j + 1) % len(rows)
+        controls.append(places[j])
+
+    def keep(text: str) -> str:
+        return "".join(c for c in text if c in vocab)
+
+    name_prompts = [vocab.encode(keep(f"{r.name}. {r.name} was born in ")) for r in rows]
+    bio_prompts, bio_index = [], []
+    for i, r in enumerate(rows):
+        bio = biographies.get(r.name)
+        at = -1 if bio is None else bio.find(r.place)
+        if at > 0 and at + len(r.place) <= max_prefix:
+            bio_prompts.append(vocab.encode(bio[:at]))
+            bio_index.append(i)
+    name_out = decode_batched(model, name_prompts, max_new=max_new, device=device)
+    bio_out = decode_batched(model, bio_prompts, max_new=max_new, device=device)
+    bio_completions: list[str | None] = [None] * len(rows)
+    for i, d in zip(bio_index, bio_out, strict=True):
+        bio_completions[i] = vocab.decode(d.ids)
+    return ProbeResult([r.name for r in rows], places, controls,
+                       [vocab.decode(d.ids) for d in name_out], bio_completions)

@@ -1,0 +1,161 @@
+"""A character-level GPT small enough to hold in one's head.
+
+Token and learned position embeddings, pre-LayerNorm blocks with a GELU MLP, dropout,
+and a causal attention module chosen by name (see `lib.attention`). The loss ignores
+pad targets (id 0), which is how both datasets mark positions that teach nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib.attention import AttentionSpec, build_attention
+
+PAD_ID = 0
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Model shape; the defaults are the classic exercise's model."""
+
+    vocab_size: int
+    block_size: int = 128
+    n_layer: int = 4
+    n_head: int = 8
+    n_embd: int = 256
+    dropout: float = 0.1
+    attn_dropout: float = 0.1
+    attention: str = "vanilla"
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("dropout", "attn_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"GPTConfig.{name} must lie in [0, 1), got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MLP(nn.Module):
+    def __init__(self, n_embd: int, dropout: float) -> None:
+        super().__init__()
+        self.fc = nn.Linear(n_embd, 4 * n_embd)
+        self.proj = nn.Linear(4 * n_embd, n_embd)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.n_embd)
+        self.ln2 = nn.LayerNorm(config.n_embd)
+        spec = AttentionSpec(
+            n_embd=config.n_embd,
+            n_head=config.n_head,
+            block_size=config.block_size,
+            attn_dropout=config.attn_dropout,
+            resid_dropout=config.dropout,
+        )
+        self.attn = build_attention(config.attention, spec)
+        self.mlp = MLP(config.n_embd, config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+    def forward_cached(self, x: torch.Tensor, cache: dict | None) -> tuple[torch.Tensor, dict]:
+        a, cache = self.attn.forward_cached(self.ln1(x), cache)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), cache
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd)
+        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        # GPT-2's scaled init of the residual projections keeps the residual stream's
+        # variance from growing with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    @property
+    def supports_cache(self) -> bool:
+        """Whether every block's attention can decode incrementally with a KV cache."""
+        return all(hasattr(b.attn, "forward_cached") for b in self.blocks)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+        t = idx.shape[1]
+        if start + t > self.config.block_size:
+            raise ValueError(
+                f"sequence of length {start + t} exceeds block_size={self.config.block_size}"
+            )
+        return self.drop(self.tok_emb(idx) + self.pos_emb[:, start : start + t])
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, vocab) and, given targets, the mean loss over non-pad targets."""
+        x = self._embed(idx)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.ln_f(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(),
+                targets.reshape(-1),
+                ignore_index=PAD_ID,
+            )
+        return logits, loss
+
+    def forward_cached(
+        self, idx: torch.Tensor, caches: list[dict] | None
+    ) -> tuple[torch.Tensor, list[dict]]:
+        """Logits for the new positions `idx`, given per-block caches of earlier ones."""
+        start = 0 if caches is None else caches[0]["k"].shape[2]
+        x = self._embed(idx, start)
+        new_caches = []
+        for i, block in enumerate(self.blocks):
+            x, cache = block.forward_cached(x, None if caches is None else caches[i])
+            new_caches.append(cache)
+        return self.head(self.ln_f(x)), new_caches

@@ -1,0 +1,311 @@
+"""The runs the book is made of: London baseline, pretraining, finetuning (with or without).
+
+Each run writes, under `results/<profile>/`, a record `<run-id>.json` (written last, so a
+record's presence means the run finished), its dev predictions, per-question details and
+metrics log. Weights go under `checkpoints/<profile>/<run-id>/` (kept out of git). A run
+whose record exists is skipped unless forced; an interrupted run resumes from its last
+training checkpoint. CLI, notebooks and the GPU script all call these functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lib import data as D
+from lib.atomic import atomic_write_json
+from lib.checkpoint import load_weights, save_weights
+from lib.evaluate import (
+    knowledge_probe,
+    london_baseline,
+    predict,
+    score,
+    write_predictions,
+)
+from lib.model import GPT, GPTConfig
+from lib.profiles import Profile, get_profile
+from lib.records import REPO_ROOT, provenance, read_record, record_path, results_root, write_record
+from lib.strangers import invented_names
+from lib.train import train
+
+STRANGERS = 300
+
+KINDS = ("london", "pretrain", "finetune", "pretrain_finetune")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """`auto` picks CUDA when present; an explicit CUDA request without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but no CUDA GPU is available")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {device!r}; use auto, cpu or cuda")
+    return resolved
+
+
+def checkpoints_root() -> Path:
+    return Path(os.environ.get("BOOK_CHECKPOINTS", REPO_ROOT / "checkpoints"))
+
+
+def run_id(kind: str, variant: str = "vanilla", seed: int = 0) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown run kind {kind!r}; choose one of {', '.join(KINDS)}")
+    return "london" if kind == "london" else f"{kind}-{variant}-seed{seed}"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    record: Path
+    predictions: Path
+    details: Path
+    metrics: Path
+    weights: Path
+    state: Path
+    snapshots: Path
+
+    @classmethod
+    def of(cls, profile: str, rid: str) -> RunPaths:
+        results = results_root() / profile
+        ckpt = checkpoints_root() / profile / rid
+        return cls(record_path(profile, rid), results / f"{rid}.predictions.txt",
+                   results / f"{rid}.details.json", results / f"{rid}.metrics.jsonl",
+                   ckpt / "model.safetensors", ckpt / "state.safetensors", ckpt / "snapshots")
+
+
+def world_for(profile: Profile, data: D.BirthplaceData) -> D.World:
+    if profile.mini_world is None:
+        return D.full_world(data)
+    n_train, n_dev, seed = profile.mini_world
+    return D.mini_world(data, n_train, n_dev, seed)
+
+
+def model_config(profile: Profile, vocab_size: int, variant: str) -> GPTConfig:
+    return GPTConfig(vocab_size=vocab_size, block_size=profile.block_size, n_layer=profile.n_layer,
+                     n_head=profile.n_head, n_embd=profile.n_embd, dropout=profile.dropout,
+                     attn_dropout=profile.attn_dropout, attention=variant)
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> GPT:
+    """A model from a weights file; its config travels in the file's header."""
+    weights, meta = load_weights(path)
+    model = GPT(GPTConfig(**meta["config"]))
+    model.load_state_dict(weights)
+    return model.to(device).eval()
+
+
+def _base_record(kind: str, profile: Profile, variant: str, seed: int, world: D.World,
+                 data: D.BirthplaceData, device: torch.device) -> dict:
+    return {
+        "run_id": run_id(kind, variant, seed),
+        "kind": kind,
+        "variant": variant,
+        "profile": profile.name,
+        "seed": seed,
+        "world": world.description,
+        "config": profile.to_dict(),
+        "dataset_checksums": data.checksums(),
+        **provenance(device),
+    }
+
+
+def _existing(paths: RunPaths, force: bool) -> dict | None:
+    if paths.record.exists() and not force:
+        return read_record(paths.record)
+    return None
+
+
+def run_london(profile: str | Profile, data: D.BirthplaceData | None = None,
+               force: bool = False) -> dict:
+    """Always answer London on the profile's dev questions."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    paths = RunPaths.of(profile.name, "london")
+    if (done := _existing(paths, force)) is not None:
+        return done
+    data = data or D.load()
+    world = world_for(profile, data)
+    started = time.time()
+    preds = london_baseline(world.dev)
+    result = score(preds, world.dev)
+    write_predictions(paths.predictions, preds)
+    record = _base_record("london", profile, "none", 0, world, data, torch.device("cpu"))
+    record.update(metrics={"dev": result.to_dict()}, wall_time=time.time() - started,
+                  files={"predictions": paths.predictions.name})
+    write_record(record)
+    return record
+
+
+def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0,
+                 device: str = "auto", force: bool = False, progress: bool = True,
+                 data: D.BirthplaceData | None = None, compile_model: bool = False) -> dict:
+    """Span-corruption pretraining on the profile's corpus, then the knowledge probe."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    rid = run_id("pretrain", variant, seed)
+    paths = RunPaths.of(profile.name, rid)
+    if (done := _existing(paths, force)) is not None and paths.weights.exists():
+        return done
+    dev = resolve_device(device)
+    data = data or D.load()
+    world = world_for(profile, data)
+    started = time.time()
+    dataset = D.SpanCorruptionDataset(world.corpus, data.vocab, profile.block_size)
+    torch.manual_seed(seed)
+    model = GPT(model_config(profile, len(data.vocab), variant))
+    result = train(model, dataset, profile.pretrain, seed=seed, state_path=paths.state,
+                   log_path=paths.metrics, device=dev, progress=progress,
+                   description=f"pretrain {variant} seed {seed}", snapshot_dir=paths.snapshots,
+                   compile_model=compile_model)
+    meta = {"config": model.config.to_dict(), "run_id": rid, "profile": profile.name}
+    save_weights(paths.weights, model, meta)
+    train_time = time.time() - started
+    probe = knowledge_probe(model, world.dev, data.biographies, data.vocab, device=dev)
+    snapshots = []
+    for snap in sorted(paths.snapshots.glob("epoch*.safetensors")):
+        snap_model = load_model(snap, dev)
+        snap_meta = load_weights(snap)[1]
+        snap_probe = knowledge_probe(snap_model, world.dev, data.biographies, data.vocab,
+                                     device=dev)
+        snapshots.append({"epoch": snap_meta["epoch"], "step": snap_meta["step"],
+                          "tokens": snap_meta["tokens"], "probe": snap_probe.summary(),
+                          "file": str(snap.relative_to(checkpoints_root()))})
+    atomic_write_json(paths.details, {"probe": probe.per_person()})
+    record = _base_record("pretrain", profile, variant, seed, world, data, dev)
+    record.update(
+        metrics={"final_loss": result.final_loss, "steps": result.steps, "tokens": result.tokens,
+                 "probe": probe.summary(), "snapshots": snapshots},
+        wall_time=time.time() - started, train_time=train_time,
+        parameters=model.num_parameters(),
+        files={"metrics_log": paths.metrics.name, "details": paths.details.name},
+    )
+    write_record(record)
+    return record
+
+
+def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0,
+                 pretrained: bool = False, device: str = "auto", force: bool = False,
+                 progress: bool = True, data: D.BirthplaceData | None = None,
+                 compile_model: bool = False, with_snapshots: bool = True) -> dict:
+    """Finetune on the profile's questions (from scratch or from the pretrained model), evaluate."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    kind = "pretrain_finetune" if pretrained else "finetune"
+    rid = run_id(kind, variant, seed)
+    paths = RunPaths.of(profile.name, rid)
+    if (done := _existing(paths, force)) is not None:
+        return done
+    dev = resolve_device(device)
+    data = data or D.load()
+    world = world_for(profile, data)
+    started = time.time()
+    torch.manual_seed(seed)
+    model = GPT(model_config(profile, len(data.vocab), variant))
+    pretrain_record = None
+    if pretrained:
+        pre_paths = RunPaths.of(profile.name, run_id("pretrain", variant, seed))
+        if not pre_paths.weights.exists():
+            run_pretrain(profile, variant, seed, device, force=True, progress=progress,
+                         data=data, compile_model=compile_model)
+        pretrain_record = read_record(pre_paths.record)
+        weights, _ = load_weights(pre_paths.weights)
+        model.load_state_dict(weights)
+    cfg = profile.finetune_pretrained if pretrained else profile.finetune_scratch
+    dataset = D.FinetuneDataset(world.train, data.vocab, profile.block_size, profile.text_mode,
+                                source="train questions")
+    result = train(model, dataset, cfg, seed=seed, state_path=paths.state, log_path=paths.metrics,
+                   device=dev, progress=progress, description=f"{kind} {variant} seed {seed}",
+                   compile_model=compile_model)
+    save_weights(paths.weights, model, {"config": model.config.to_dict(), "run_id": rid,
+                                        "profile": profile.name})
+    train_time = time.time() - started
+    preds = predict(model, world.dev, data.vocab, profile.text_mode, device=dev,
+                    source="dev questions")
+    dev_score = score(preds.places, world.dev)
+    train_preds = predict(model, world.train, data.vocab, profile.text_mode, device=dev,
+                          source="train questions")
+    write_predictions(paths.predictions, preds.places)
+    strangers = invented_names(data, n=STRANGERS, seed=0, people=world.train)
+    stranger_rows = [D.Question(s.question, None, s.name, i + 1) for i, s in enumerate(strangers)]
+    stranger_preds = predict(model, stranger_rows, data.vocab, profile.text_mode, device=dev,
+                             source="invented names")
+    atomic_write_json(paths.details, {
+        "dev": [{"name": q.name, "gold": q.place, "prediction": p, "logprob": lp}
+                for q, p, lp in zip(world.dev, preds.places, preds.logprobs, strict=True)],
+        "strangers": [{"name": s.name, "first": s.first, "last": s.last, "prediction": p,
+                       "logprob": lp} for s, p, lp in zip(strangers, stranger_preds.places,
+                                                          stranger_preds.logprobs, strict=True)],
+    })
+    snapshot_scores = []
+    if pretrained and with_snapshots:
+        snapshot_scores = _finetune_snapshots(profile, variant, seed, world, data, dev, cfg)
+    record = _base_record(kind, profile, variant, seed, world, data, dev)
+    record.update(
+        metrics={"dev": dev_score.to_dict(),
+                 "train": score(train_preds.places, world.train).to_dict(),
+                 "final_loss": result.final_loss, "steps": result.steps,
+                 "tokens": result.tokens, "snapshots": snapshot_scores},
+        wall_time=time.time() - started, train_time=train_time,
+        pretrain_run=None if pretrain_record is None else pretrain_record["run_id"],
+        parameters=model.num_parameters(),
+        files={"predictions": paths.predictions.name, "metrics_log": paths.metrics.name,
+               "details": paths.details.name},
+    )
+    write_record(record)
+    return record
+
+
+def _finetune_snapshots(profile: Profile, variant: str, seed: int, world: D.World,
+                        data: D.BirthplaceData, dev: torch.device, cfg) -> list[dict]:
+    """Finetune each pretraining snapshot the same way and score it: accuracy vs pretraining."""
+    pre_paths = RunPaths.of(profile.name, run_id("pretrain", variant, seed))
+    dataset = D.FinetuneDataset(world.train, data.vocab, profile.block_size, profile.text_mode,
+                                source="train questions")
+    scores = []
+    for snap in sorted(pre_paths.snapshots.glob("epoch*.safetensors")):
+        weights, meta = load_weights(snap)
+        model = GPT(GPTConfig(**meta["config"]))
+        model.load_state_dict(weights)
+        state = pre_paths.snapshots / f".finetune-{snap.stem}.state.safetensors"
+        train(model, dataset, cfg, seed=seed, state_path=state, device=dev, progress=False)
+        preds = predict(model, world.dev, data.vocab, profile.text_mode, device=dev)
+        scores.append({"epoch": meta["epoch"], "step": meta["step"], "tokens": meta["tokens"],
+                       "dev": score(preds.places, world.dev).to_dict()})
+    return scores
+
+
+def run(kind: str, profile: str | Profile, variant: str = "vanilla", seed: int = 0,
+        device: str = "auto", force: bool = False, progress: bool = True,
+        compile_model: bool = False) -> dict:
+    """Dispatch one run of the experiment matrix by kind."""
+    if kind == "london":
+        return run_london(profile, force=force)
+    if kind == "pretrain":
+        return run_pretrain(profile, variant, seed, device, force, progress,
+                            compile_model=compile_model)
+    if kind in ("finetune", "pretrain_finetune"):
+        return run_finetune(profile, variant, seed, kind == "pretrain_finetune", device, force,
+                            progress, compile_model=compile_model)
+    raise ValueError(f"unknown run kind {kind!r}; choose one of {', '.join(KINDS)}")
+
+
+def summary_line(record: dict) -> str:
+    m = record["metrics"]
+    if "dev" in m:
+        d = m["dev"]
+        return (f"{record['profile']:>5} {record['run_id']:<40} dev {d['correct']:>4}/{d['total']:<4}"
+                f" = {100 * d['accuracy']:5.1f} %")
+    p = m.get("probe", {})
+    return (f"{record['profile']:>5} {record['run_id']:<40} probe name "
+            f"{p.get('name_gold_correct')}/{p.get('name_gold_total')}, bio "
+            f"{p.get('bio_gold_correct')}/{p.get('bio_gold_total')}")
+
+
+def dumps(record: dict) -> str:
+    return json.dumps(record, indent=2, sort_keys=True)

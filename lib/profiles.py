@@ -1,0 +1,125 @@
+"""Named experiment profiles: one table of data, not copies of code.
+
+- `smoke`: seconds on a CPU; proves the wiring, not accuracy.
+- `cpu`: a seeded *mini world* (a few hundred people's biographies and questions, same
+  vocabulary) and a smaller model, sized so a 2-core CPU stores the facts in about half
+  an hour. Every `cpu` number says it comes from the mini world.
+- `full`: the classic exercise's hyperparameters on the whole data, meant for a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training phase. Token counts drive the learning-rate schedule, as in the classic code."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    warmup_tokens: int = 512 * 20
+    # The cosine ends after final_epochs passes over the data (classic: 200).
+    final_epochs: float = 200.0
+    # The classic schedule keeps following the cosine after its end point (the rate rises
+    # again); clamped schedules stay at the floor instead.
+    clamp_schedule: bool = False
+    lr_floor: float = 0.1
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    # Batches of similar-length examples waste less compute on padding (CPU speed-up).
+    length_grouped: bool = False
+    # Epochs between resumable checkpoints (0: only at the end).
+    checkpoint_every: int = 1
+    # How many weight snapshots to keep along the way (for "how much pretraining?").
+    snapshots: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
+        if self.warmup_tokens < 0 or self.final_epochs <= 0:
+            raise ValueError("warmup_tokens must be >= 0 and final_epochs > 0")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    n_layer: int
+    n_head: int
+    n_embd: int
+    dropout: float
+    attn_dropout: float
+    pretrain: TrainConfig
+    finetune_scratch: TrainConfig
+    finetune_pretrained: TrainConfig
+    block_size: int = 128
+    # None: the whole data; else (train people, dev people, sampling seed).
+    mini_world: tuple[int, int, int] | None = None
+    seeds: tuple[int, ...] = (0, 1, 2)
+    text_mode: str = "unicode"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_changes(self, **changes) -> Profile:
+        return replace(self, **changes)
+
+
+CLASSIC_PRETRAIN = TrainConfig(epochs=650, batch_size=128, learning_rate=6e-3, snapshots=4)
+CLASSIC_FINETUNE_SCRATCH = TrainConfig(epochs=75, batch_size=256, learning_rate=6e-4)
+CLASSIC_FINETUNE_PRETRAINED = TrainConfig(epochs=10, batch_size=256, learning_rate=6e-4)
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="seconds on a CPU: a tiny model in a tiny mini world; wiring, not accuracy",
+        n_layer=2, n_head=2, n_embd=32, dropout=0.0, attn_dropout=0.0,
+        pretrain=TrainConfig(epochs=3, batch_size=16, learning_rate=3e-3, clamp_schedule=True,
+                             final_epochs=3, warmup_tokens=0, length_grouped=True, snapshots=2),
+        finetune_scratch=TrainConfig(epochs=2, batch_size=16, learning_rate=3e-3,
+                                     clamp_schedule=True, final_epochs=2, warmup_tokens=0),
+        finetune_pretrained=TrainConfig(epochs=2, batch_size=16, learning_rate=3e-3,
+                                        clamp_schedule=True, final_epochs=2, warmup_tokens=0),
+        mini_world=(40, 20, 0),
+        seeds=(0,),
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description=("mini world of 400 train and 100 dev people (seed 0) with a 128-dim "
+                     "model, sized for about half an hour on a 2-core CPU"),
+        n_layer=4, n_head=8, n_embd=128, dropout=0.1, attn_dropout=0.0,
+        pretrain=TrainConfig(epochs=600, batch_size=64, learning_rate=6e-3, clamp_schedule=True,
+                             final_epochs=600, warmup_tokens=512 * 20, length_grouped=True,
+                             checkpoint_every=25, snapshots=4),
+        finetune_scratch=TrainConfig(epochs=75, batch_size=64, learning_rate=6e-4,
+                                     clamp_schedule=True, final_epochs=75, length_grouped=True,
+                                     checkpoint_every=25),
+        finetune_pretrained=TrainConfig(epochs=10, batch_size=64, learning_rate=6e-4,
+                                        clamp_schedule=True, final_epochs=10,
+                                        length_grouped=True, checkpoint_every=5),
+        mini_world=(400, 100, 0),
+    ),
+    "full": Profile(
+        name="full",
+        description="the classic exercise: 4 layers, 8 heads, 256 dims, block 128, whole data",
+        n_layer=4, n_head=8, n_embd=256, dropout=0.1, attn_dropout=0.1,
+        pretrain=replace(CLASSIC_PRETRAIN, checkpoint_every=50),
+        finetune_scratch=CLASSIC_FINETUNE_SCRATCH,
+        finetune_pretrained=CLASSIC_FINETUNE_PRETRAINED,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called `name`; unknown names list the valid ones."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]

@@ -1,0 +1,93 @@
+"""Result records: one JSON file per run with everything needed to trust and redo it.
+
+`results/<profile>/<run-id>.json` holds the run id, kind, attention variant, profile, seed,
+the full resolved configuration, metrics, wall time, device, torch version, git commit,
+dataset checksums and creation time. Chapters read records through `load_records`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+from lib.atomic import atomic_write_json
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = 1
+
+
+def results_root() -> Path:
+    """Where records live: `$BOOK_RESULTS` if set (tests use a temporary folder), else results/."""
+    return Path(os.environ.get("BOOK_RESULTS", REPO_ROOT / "results"))
+
+
+def git_commit() -> str:
+    """The commit of the code that produced a result (with `+dirty` for uncommitted changes)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout
+        return commit + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: str | torch.device) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
+           f"{torch.get_num_threads()} threads)"
+
+
+def provenance(device: str | torch.device) -> dict:
+    return {
+        "device": str(torch.device(device)),
+        "device_name": device_name(device),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "git_commit": git_commit(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def record_path(profile: str, run_id: str, root: Path | None = None) -> Path:
+    return (root or results_root()) / profile / f"{run_id}.json"
+
+
+def write_record(record: dict, root: Path | None = None) -> Path:
+    for key in ("run_id", "kind", "profile", "metrics"):
+        if key not in record:
+            raise ValueError(f"a result record needs {key!r}")
+    record = {"schema": SCHEMA, **record}
+    return atomic_write_json(record_path(record["profile"], record["run_id"], root), record)
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def load_records(profile: str, root: Path | None = None, kind: str | None = None) -> list[dict]:
+    """Every record of a profile (optionally of one kind), sorted by run id."""
+    folder = (root or results_root()) / profile
+    if not folder.is_dir():
+        return []
+    records = [read_record(p) for p in sorted(folder.glob("*.json"))]
+    records = [r for r in records if r.get("schema") == SCHEMA and "run_id" in r]
+    return [r for r in records if kind is None or r["kind"] == kind]
+
+
+def best_profile(root: Path | None = None, order: tuple[str, ...] = ("full", "cpu", "smoke"),
+                 kind: str = "pretrain_finetune") -> str | None:
+    """The most complete profile with results of `kind`: `full` once it exists, else `cpu`..."""
+    for profile in order:
+        if load_records(profile, root, kind):
+            return profile
+    return None
