@@ -1,0 +1,455 @@
+"""Build the book once and check the HTML that a reader gets.
+
+The build runs the same command as `make book` (`jupyter-book build . --keep-going -W -n`),
+so any warning or any failing cell (every verification in a chapter is an `assert`) fails
+it. By default it builds into `test-artifacts/book/` from scratch, with an empty execution
+cache, so every chapter is re-executed against the current `lib`; set
+`BOOK_TEST_OUTPUT=.` to build into `_build/` and reuse its cache instead (faster, but a
+change in `lib` alone does not re-execute cached chapters).
+
+Then, on the built HTML:
+  * headless Chromium renders the landing page and every attention chapter: all math is
+    typeset by the bundled MathJax, no raw TeX is left in the visible text, and no
+    script comes from a CDN;
+  * every <img> in every page points to an existing, non-empty image;
+  * no internal link is broken (our own check, then `linkchecker` offline);
+  * screenshots of the landing page and one derivation page go to `test-artifacts/`.
+
+A missing Chromium FAILS the browser checks (CI installs it); it never skips them.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+BUILD_TIMEOUT_S = 1800
+BROWSER_TIMEOUT_S = 120
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--virtual-time-budget=5000",
+]
+# The derivation page whose screenshot is kept beside the landing page's.
+SCREENSHOT_CHAPTER = "book/attention/kqv_self_attention"
+
+
+# --------------------------------------------------------------------------------------
+# Configuration (no build needed)
+# --------------------------------------------------------------------------------------
+def _config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def _toc_files() -> list[str]:
+    """Every `file:` entry of _toc.yml (root included), without suffix."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc.get("parts", []))
+    return files
+
+
+def test_config_executes_and_fails_loudly():
+    cfg = _config()
+    assert cfg["only_build_toc_files"] is True
+    assert cfg["execute"]["execute_notebooks"] == "cache"
+    assert cfg["execute"]["raise_on_error"] is True
+    assert "sphinx-mathjax-offline" in cfg["sphinx"]["extra_extensions"]
+    for pattern in [".venv", "_build", "notebooks", "tests", "README.md"]:
+        assert pattern in cfg["exclude_patterns"], pattern
+
+
+@pytest.mark.parametrize(
+    "notebook", ["book/runs/x.ipynb", "book/runs/smoke/x.ipynb", "book/runs/full/a/x.ipynb"]
+)
+def test_stored_runs_are_never_executed(notebook):
+    # myst-nb matches execution excludes with PurePosixPath(<absolute path>).match(pattern).
+    patterns = _config()["execute"]["exclude_patterns"]
+    path = PurePosixPath((ROOT / notebook).as_posix())
+    assert any(path.match(p) for p in patterns), f"{notebook} would be executed"
+    chapter = PurePosixPath((ROOT / "book/attention/copying.md").as_posix())
+    assert not any(chapter.match(p) for p in patterns)
+
+
+def test_toc_root_and_first_part():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    assert toc["format"] == "jb-book"
+    assert toc["root"] == "book/intro"
+    assert toc["parts"][0]["caption"] == "Attention, derived and checked"
+    for name in _toc_files():
+        assert (ROOT / f"{name}.md").exists() or (ROOT / f"{name}.ipynb").exists(), name
+
+
+# --------------------------------------------------------------------------------------
+# The build
+# --------------------------------------------------------------------------------------
+@dataclass
+class Build:
+    """Outcome of the one book build shared by the tests of this module."""
+
+    returncode: int
+    log: str = field(repr=False)
+    html: Path
+    seconds: float
+
+
+def _jupyter_book() -> list[str]:
+    script = Path(sys.executable).with_name("jupyter-book")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("jupyter-book")
+    if found:
+        return [found]
+    pytest.fail(
+        f"jupyter-book is neither next to {sys.executable} nor on PATH; run `make setup`."
+    )
+
+
+@pytest.fixture(scope="module")
+def build() -> Build:
+    requested = os.environ.get("BOOK_TEST_OUTPUT")
+    if requested:
+        path_output = (ROOT / requested).resolve()
+    else:
+        path_output = ARTIFACTS / "book"
+        shutil.rmtree(path_output, ignore_errors=True)  # fresh cache: execute everything
+    path_output.mkdir(parents=True, exist_ok=True)
+    cmd = [*_jupyter_book(), "build", ".", "--keep-going", "-W", "-n",
+           "--path-output", str(path_output)]
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=BUILD_TIMEOUT_S)
+    seconds = time.monotonic() - start
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "book-build.log").write_text(proc.stdout)
+    return Build(proc.returncode, proc.stdout, path_output / "_build" / "html", seconds)
+
+
+def _html(build: Build) -> Path:
+    if build.returncode != 0:
+        pytest.fail("the book build failed; see test_book_builds or test-artifacts/book-build.log")
+    return build.html
+
+
+def _log_excerpt(log: str, lines: int = 120) -> str:
+    # Keep the lines that explain a failure: warnings, errors and the traceback tail.
+    text = re.sub(r"\x1b\[[0-9;]*m", "", log).splitlines()
+    flagged = [ln for ln in text if re.search(r"WARNING|ERROR|Error|assert", ln)]
+    return "\n".join(flagged[-40:] + ["--- last lines ---"] + text[-lines:])
+
+
+@pytest.mark.book
+def test_book_builds(build: Build):
+    print(f"book build took {build.seconds:.0f} s")
+    if build.returncode != 0:
+        pytest.fail(
+            f"`jupyter-book build . --keep-going -W -n` exited with {build.returncode} "
+            f"(full log: test-artifacts/book-build.log)\n{_log_excerpt(build.log)}"
+        )
+    assert (build.html / "index.html").exists()
+    for name in _toc_files():
+        assert (build.html / f"{name}.html").exists(), f"{name} was not built"
+
+
+# --------------------------------------------------------------------------------------
+# HTML parsing helpers
+# --------------------------------------------------------------------------------------
+class _Refs(HTMLParser):
+    """Collects ids, references (tag, attribute, value) and math elements of a page."""
+
+    REF_ATTRS = {"a": "href", "link": "href", "script": "src", "img": "src", "source": "src",
+                 "iframe": "src"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.ids: set[str] = set()
+        self.refs: list[tuple[str, str]] = []
+        self.images: list[str] = []
+        self.math = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("id", "name"):
+            if a.get(key):
+                self.ids.add(a[key])
+        attr = self.REF_ATTRS.get(tag)
+        if attr and a.get(attr) is not None:
+            self.refs.append((tag, a[attr]))
+        if tag == "img":
+            self.images.append(a.get("src") or "")
+        classes = (a.get("class") or "").split()
+        if "math" in classes and "notranslate" in classes:
+            self.math += 1
+
+
+def _parse(path: Path) -> _Refs:
+    p = _Refs()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+class _VisibleText(HTMLParser):
+    """Text a reader sees, minus code, scripts, styles and MathJax output."""
+
+    SKIP = {"script", "style", "pre", "code", "textarea", "noscript", "svg", "template",
+            "mjx-container", "title", "kbd"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.depth = 0
+        self.parts: list[str] = []
+        self.mathjax = 0
+        self.errors = 0
+        self.scripts: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "mjx-container":
+            self.mathjax += 1
+        if tag == "mjx-merror" or "data-mjx-error" in a:
+            self.errors += 1
+        if tag == "script" and a.get("src"):
+            self.scripts.append(a["src"])
+        if tag in self.SKIP:
+            self.depth += 1
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP and self.depth > 0:
+            self.depth -= 1
+
+    def handle_data(self, data):
+        if self.depth == 0:
+            self.parts.append(data)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.parts)
+
+
+RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\[A-Za-z]{2,}")
+
+
+def _is_remote(url: str) -> bool:
+    return url.startswith("//") or urlsplit(url).scheme in {"http", "https", "ftp"}
+
+
+def _pages(html: Path) -> list[Path]:
+    return sorted(p for p in html.rglob("*.html") if "_static" not in p.relative_to(html).parts)
+
+
+def _browser_pages(html: Path) -> list[Path]:
+    chapters = [f for f in _toc_files() if f.startswith("book/attention/")]
+    assert chapters, "no attention chapters in _toc.yml"
+    return [html / "book" / "intro.html"] + [html / f"{c}.html" for c in chapters]
+
+
+# --------------------------------------------------------------------------------------
+# Browser checks
+# --------------------------------------------------------------------------------------
+def _chromium() -> str:
+    candidates = [os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"]
+    for name in candidates:
+        if name and shutil.which(name):
+            return shutil.which(name)
+    pytest.fail(
+        "headless Chromium is required for the browser checks of the book and was not found "
+        "(tried $CHROMIUM, chromium, chromium-browser, google-chrome). Install it with "
+        "`apt-get install -y chromium` (.ci/run does this) or set CHROMIUM to the binary."
+    )
+
+
+def _run_chromium(binary: str, url: str, extra: list[str]) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        cmd = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S)
+
+
+@pytest.mark.book
+def test_math_renders_in_a_browser(build: Build):
+    html = _html(build)
+    binary = _chromium()
+    pages = _browser_pages(html)
+
+    def dump(page: Path) -> tuple[Path, subprocess.CompletedProcess]:
+        return page, _run_chromium(binary, page.as_uri(), ["--dump-dom"])
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(dump, pages))
+
+    problems = []
+    for page, proc in results:
+        name = page.relative_to(html).as_posix()
+        if proc.returncode != 0 or "<html" not in proc.stdout:
+            problems.append(f"{name}: chromium failed ({proc.returncode}): {proc.stderr[-500:]}")
+            continue
+        static = _parse(page)
+        dom = _VisibleText()
+        dom.feed(proc.stdout)
+        if static.math and dom.mathjax < static.math:
+            problems.append(f"{name}: {static.math} math elements but only {dom.mathjax} "
+                            f"typeset by MathJax")
+        if dom.errors:
+            problems.append(f"{name}: {dom.errors} MathJax error(s) (bad TeX)")
+        for match in RAW_TEX.finditer(dom.text):
+            context = dom.text[max(0, match.start() - 40): match.end() + 40]
+            problems.append(f"{name}: raw TeX in the visible text: ...{context!r}...")
+            break
+        remote = [s for s in dom.scripts if _is_remote(s)]
+        if remote:
+            problems.append(f"{name}: scripts from the network: {remote}")
+        if not any("mathjax" in s for s in dom.scripts):
+            problems.append(f"{name}: no local MathJax script")
+        if name.startswith("book/attention/") and dom.mathjax == 0:
+            problems.append(f"{name}: a derivation page without any math")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.book
+def test_screenshots(build: Build):
+    html = _html(build)
+    binary = _chromium()
+    ARTIFACTS.mkdir(exist_ok=True)
+    shots = {"landing.png": html / "book" / "intro.html",
+             f"{PurePosixPath(SCREENSHOT_CHAPTER).name}.png": html / f"{SCREENSHOT_CHAPTER}.html"}
+    for filename, page in shots.items():
+        target = ARTIFACTS / filename
+        target.unlink(missing_ok=True)
+        proc = _run_chromium(binary, page.as_uri(),
+                             [f"--screenshot={target}", "--window-size=1280,1600"])
+        assert target.exists(), f"no screenshot of {page}: {proc.stderr[-500:]}"
+        width, height = _png_size(target)
+        assert (width, height) == (1280, 1600), (filename, width, height)
+        assert target.stat().st_size > 20_000, f"{filename} looks blank"
+
+
+# --------------------------------------------------------------------------------------
+# Images and links
+# --------------------------------------------------------------------------------------
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def _resolve(page: Path, url: str) -> Path:
+    path = unquote(urlsplit(url).path)
+    target = (page.parent / path).resolve() if path else page
+    if target.is_dir():
+        target = target / "index.html"
+    return target
+
+
+@pytest.mark.book
+def test_every_image_exists_and_is_not_empty(build: Build):
+    html = _html(build)
+    problems = []
+    for page in _pages(html):
+        name = page.relative_to(html).as_posix()
+        for src in _parse(page).images:
+            if src.startswith("data:"):
+                payload = src.split(",", 1)[-1]
+                if not payload or (";base64" in src[:64] and not base64.b64decode(payload)):
+                    problems.append(f"{name}: empty inline image")
+                continue
+            if not src or _is_remote(src):
+                problems.append(f"{name}: image {src!r} is empty or remote")
+                continue
+            target = _resolve(page, src)
+            if not target.is_file() or target.stat().st_size == 0:
+                problems.append(f"{name}: image {src!r} is missing or empty")
+            elif target.suffix == ".png" and min(_png_size(target)) <= 0:
+                problems.append(f"{name}: image {src!r} has zero size")
+    for chapter in [f for f in _toc_files() if f.startswith("book/attention/")]:
+        images = [s for s in _parse(html / f"{chapter}.html").images if "_images/" in s]
+        if not images:
+            problems.append(f"{chapter}: no figure")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.book
+def test_no_broken_internal_links(build: Build):
+    html = _html(build)
+    parsed = {page: _parse(page) for page in _pages(html)}
+    problems = []
+    for page, p in parsed.items():
+        name = page.relative_to(html).as_posix()
+        for tag, url in p.refs:
+            scheme = urlsplit(url).scheme
+            if scheme in {"mailto", "javascript", "data"}:
+                continue
+            if _is_remote(url):
+                if tag != "a":  # scripts, styles, images must be local
+                    problems.append(f"{name}: <{tag}> loads {url} from the network")
+                continue
+            target = _resolve(page, url)
+            if not target.exists():
+                problems.append(f"{name}: <{tag}> {url!r} -> missing {target}")
+                continue
+            fragment = urlsplit(url).fragment
+            if tag == "a" and fragment and target.suffix == ".html":
+                ids = parsed[target].ids if target in parsed else _parse(target).ids
+                if unquote(fragment) not in ids:
+                    problems.append(f"{name}: link {url!r}: no id {fragment!r} in {target.name}")
+    assert not problems, "\n".join(problems[:50])
+
+
+@pytest.mark.book
+def test_linkchecker_offline(build: Build):
+    html = _html(build)
+    linkchecker = Path(sys.executable).with_name("linkchecker")
+    if not linkchecker.exists():
+        pytest.fail(f"linkchecker not found next to {sys.executable}; run `make setup`")
+    with tempfile.TemporaryDirectory(prefix="book-html-") as tmp:
+        root = html
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            # linkchecker drops root privileges to `nobody`, who may not be able to read
+            # the build folder: check a world-readable copy instead.
+            os.chmod(tmp, 0o755)
+            root = Path(tmp) / "html"
+            shutil.copytree(html, root)
+            for dirpath, dirnames, filenames in os.walk(root):
+                for d in dirnames:
+                    os.chmod(Path(dirpath) / d, 0o755)
+                for f in filenames:
+                    os.chmod(Path(dirpath) / f, 0o644)
+        proc = subprocess.run(
+            [str(linkchecker), "--no-warnings", "--no-status", (root / "index.html").as_uri()],
+            capture_output=True, text=True, timeout=600,
+        )
+    assert proc.returncode == 0, f"linkchecker found problems:\n{proc.stdout[-4000:]}"
+    assert "0 errors found" in proc.stdout, proc.stdout[-2000:]
