@@ -140,8 +140,7 @@ def run_london(profile: str | Profile, data: D.BirthplaceData | None = None,
     record = _base_record("london", profile, "none", 0, world, data, torch.device("cpu"))
     record.update(metrics={"dev": result.to_dict()}, wall_time=time.time() - started,
                   files={"predictions": paths.predictions.name})
-    write_record(record)
-    return record
+    return read_record(write_record(record))
 
 
 def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0,
@@ -186,8 +185,7 @@ def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0
         parameters=model.num_parameters(),
         files={"metrics_log": paths.metrics.name, "details": paths.details.name},
     )
-    write_record(record)
-    return record
+    return read_record(write_record(record))
 
 
 def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0,
@@ -257,8 +255,7 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
         files={"predictions": paths.predictions.name, "metrics_log": paths.metrics.name,
                "details": paths.details.name},
     )
-    write_record(record)
-    return record
+    return read_record(write_record(record))
 
 
 def _finetune_snapshots(profile: Profile, variant: str, seed: int, world: D.World,
@@ -282,8 +279,10 @@ def _finetune_snapshots(profile: Profile, variant: str, seed: int, world: D.Worl
 
 def run(kind: str, profile: str | Profile, variant: str = "vanilla", seed: int = 0,
         device: str = "auto", force: bool = False, progress: bool = True,
-        compile_model: bool = False) -> dict:
-    """Dispatch one run of the experiment matrix by kind."""
+        compile_model: bool | None = None) -> dict:
+    """Dispatch one run of the experiment matrix by kind (`BOOK_COMPILE=1` turns on torch.compile)."""
+    if compile_model is None:
+        compile_model = os.environ.get("BOOK_COMPILE") == "1"
     if kind == "london":
         return run_london(profile, force=force)
     if kind == "pretrain":

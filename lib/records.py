@@ -28,7 +28,13 @@ def results_root() -> Path:
 
 
 def git_commit() -> str:
-    """The commit of the code that produced a result (with `+dirty` for uncommitted changes)."""
+    """The commit of the code that produced a result (with `+dirty` for uncommitted changes).
+
+    Where the code travels without its git folder (a rented GPU machine, say), the caller
+    names the commit in `BOOK_GIT_COMMIT`.
+    """
+    if os.environ.get("BOOK_GIT_COMMIT"):
+        return os.environ["BOOK_GIT_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                                 text=True, check=True, timeout=10).stdout.strip()

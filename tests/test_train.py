@@ -1,0 +1,126 @@
+"""lib.train: schedule, optimizer groups, determinism, resume, NaN handling."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lib import data as D
+from lib.checkpoint import CheckpointError, load_tensors
+from lib.model import GPT, GPTConfig
+from lib.profiles import TrainConfig, get_profile
+from lib.train import TrainingDiverged, lr_multiplier, make_optimizer, read_log, train
+
+
+def test_schedule_warmup_cosine_floor():
+    assert lr_multiplier(0, 100, 1100) == 0.0
+    assert lr_multiplier(50, 100, 1100) == 0.5
+    assert lr_multiplier(100, 100, 1100) == 1.0
+    assert lr_multiplier(600, 100, 1100) == pytest.approx(0.5)
+    assert lr_multiplier(1100, 100, 1100) == 0.1  # floor
+    # The classic schedule does not clamp: past its end the cosine climbs again.
+    assert lr_multiplier(2100, 100, 1100) == pytest.approx(1.0)
+    assert lr_multiplier(2100, 100, 1100, clamp=True) == 0.1
+
+
+def test_full_profile_is_classic_and_unclamped():
+    full = get_profile("full")
+    assert (full.n_layer, full.n_head, full.n_embd, full.block_size) == (4, 8, 256, 128)
+    assert (full.pretrain.epochs, full.pretrain.batch_size, full.pretrain.learning_rate) == (650, 128, 6e-3)
+    assert (full.finetune_scratch.epochs, full.finetune_scratch.batch_size) == (75, 256)
+    assert (full.finetune_pretrained.epochs, full.finetune_pretrained.learning_rate) == (10, 6e-4)
+    assert not full.pretrain.clamp_schedule and full.pretrain.final_epochs == 200
+
+
+def test_weight_decay_only_on_matrices():
+    model = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=1, n_head=2, n_embd=8))
+    opt = make_optimizer(model, TrainConfig(epochs=1, batch_size=1, learning_rate=1e-3))
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+@pytest.fixture(scope="module")
+def small_setup(real_data):
+    world = D.mini_world(real_data, 20, 5, seed=0)
+    dataset = D.SpanCorruptionDataset(world.corpus, real_data.vocab, 64)
+    cfg = TrainConfig(epochs=4, batch_size=8, learning_rate=3e-3, warmup_tokens=0, final_epochs=4,
+                      clamp_schedule=True, length_grouped=True, checkpoint_every=1)
+    config = GPTConfig(vocab_size=len(real_data.vocab), block_size=64, n_layer=1, n_head=2, n_embd=16,
+                       dropout=0.1, attn_dropout=0.0)
+    return dataset, cfg, config
+
+
+def fresh(config):
+    torch.manual_seed(0)
+    return GPT(config)
+
+
+def test_two_runs_with_one_seed_are_bit_identical(small_setup, tmp_path):
+    dataset, cfg, config = small_setup
+    a, b = fresh(config), fresh(config)
+    train(a, dataset, cfg, seed=5, state_path=tmp_path / "a.state", log_path=tmp_path / "a.jsonl", progress=False)
+    train(b, dataset, cfg, seed=5, state_path=tmp_path / "b.state", log_path=tmp_path / "b.jsonl", progress=False)
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+    la = [r["loss"] for r in read_log(tmp_path / "a.jsonl")]
+    assert la == [r["loss"] for r in read_log(tmp_path / "b.jsonl")] and len(la) > 0
+
+
+def test_resume_after_interruption_equals_uninterrupted(small_setup, tmp_path):
+    dataset, cfg, config = small_setup
+    whole = fresh(config)
+    train(whole, dataset, cfg, seed=1, state_path=tmp_path / "w.state", log_path=tmp_path / "w.jsonl",
+          progress=False)
+    resumed = fresh(config)
+    state = tmp_path / "r.state"
+    train(resumed, dataset, cfg, seed=1, state_path=state, log_path=tmp_path / "r.jsonl", progress=False,
+          stop_after_epochs=2)
+    assert state.exists()
+    # A new process would build a fresh model; its initial weights must not matter.
+    again = GPT(config)
+    result = train(again, dataset, cfg, seed=1, state_path=state, log_path=tmp_path / "r.jsonl",
+                   progress=False)
+    assert result.resumed_from_epoch == 2 and not state.exists()
+    for (name, p), q in zip(whole.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+    assert read_log(tmp_path / "w.jsonl") == [
+        {**r, "time": w["time"]} for r, w in zip(read_log(tmp_path / "r.jsonl"), read_log(tmp_path / "w.jsonl"), strict=True)
+    ]
+
+
+def test_state_of_another_run_is_refused(small_setup, tmp_path):
+    dataset, cfg, config = small_setup
+    state = tmp_path / "s.state"
+    train(fresh(config), dataset, cfg, seed=1, state_path=state, progress=False, stop_after_epochs=1)
+    with pytest.raises(CheckpointError, match="different run"):
+        train(fresh(config), dataset, cfg, seed=2, state_path=state, progress=False)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(small_setup, tmp_path):
+    dataset, cfg, config = small_setup
+    state = tmp_path / "n.state"
+    steps_per_epoch = -(-len(dataset) // cfg.batch_size)
+    bad_step = steps_per_epoch * 2 + 1
+
+    def inject(step, loss):
+        return loss * float("nan") if step == bad_step else loss
+
+    with pytest.raises(TrainingDiverged, match=f"at step {bad_step} \\(epoch 3\\)"):
+        train(fresh(config), dataset, cfg, seed=1, state_path=state, progress=False, fault=inject)
+    tensors, meta = load_tensors(state)
+    assert meta["epoch"] == 2
+    assert all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith("model."))
+
+
+def test_metrics_log_fields(small_setup, tmp_path):
+    dataset, cfg, config = small_setup
+    train(fresh(config), dataset, cfg, seed=0, state_path=tmp_path / "s", log_path=tmp_path / "m.jsonl",
+          progress=False, log_every=1)
+    rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert set(rows[0]) == {"step", "epoch", "tokens", "loss", "lr", "time"}
+    assert [r["step"] for r in rows] == sorted({r["step"] for r in rows})
+    assert rows[-1]["loss"] < rows[0]["loss"]
