@@ -114,12 +114,18 @@ class CausalSelfAttention(nn.Module):
         return self.resid_drop(self.proj(self.merge_heads(y)))
 
     def forward_cached(
-        self, x: torch.Tensor, cache: dict[str, torch.Tensor] | None
+        self,
+        x: torch.Tensor,
+        cache: dict[str, torch.Tensor] | None,
+        key_valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Attend new positions `x` to themselves and to the cached keys and values.
 
         Used by batched greedy decoding: the prefix is encoded once, then one position
         at a time is appended, each step costing O(T) instead of recomputing O(T^2).
+        `key_valid` (B, T_all) marks real positions when rows are left-padded to a common
+        length: padding is never attended to (a pad query sees only itself, so that its
+        softmax is defined; its output is never used).
         """
         q, k, v = self.qkv(x).split(x.shape[-1], dim=2)
         q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
@@ -129,5 +135,14 @@ class CausalSelfAttention(nn.Module):
         t_new, t_all = q.shape[2], k.shape[2]
         # New query i sits at absolute position t_all - t_new + i and sees keys up to it.
         mask = torch.ones(t_new, t_all, dtype=torch.bool, device=x.device).tril(t_all - t_new)
+        if key_valid is not None:
+            itself = _diagonal(t_new, t_all, x.device)
+            mask = (mask & key_valid[:, None, None, :]) | itself
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(self.merge_heads(y)), {"k": k, "v": v}
+
+
+def _diagonal(t_new: int, t_all: int, device: torch.device) -> torch.Tensor:
+    """(t_new, t_all) mask that is true where a new query meets its own key."""
+    rows = torch.arange(t_new, device=device)[:, None] + (t_all - t_new)
+    return rows == torch.arange(t_all, device=device)[None, :]

@@ -41,7 +41,10 @@ def _max_new(prompt_len: int, max_new: int, block_size: int) -> int:
 @torch.no_grad()
 def decode_reference(model, prompt: list[int], max_new: int = 32, stop_id: int = MASK_ID,
                      device: str | torch.device = "cpu") -> Decoded:
-    """Greedy decoding of one prompt, recomputing the whole prefix at every step (slow, plain)."""
+    """Greedy decoding of one prompt, recomputing the whole prefix at every step (slow, plain).
+
+    It is the specification the batched decoder is tested against.
+    """
     model.eval()
     ids = list(prompt)
     out, logprob = [], 0.0
@@ -61,48 +64,79 @@ def decode_reference(model, prompt: list[int], max_new: int = 32, stop_id: int =
 def decode_batched(model, prompts: Sequence[Sequence[int]], max_new: int = 32,
                    stop_id: int = MASK_ID, device: str | torch.device = "cpu",
                    batch_size: int = 512, use_cache: bool | None = None) -> list[Decoded]:
-    """Greedy decoding of many prompts, batched by prompt length, with a KV cache if possible."""
+    """Greedy decoding of many prompts at once.
+
+    With a KV cache (vanilla attention), prompts of any lengths share one batch: they are
+    left-padded, each row gets its own positions, and padding is masked out of attention.
+    Without one (research variants), prompts are grouped by length and recomputed each step.
+    """
     model.eval()
     device = torch.device(device)
     use_cache = model.supports_cache if use_cache is None else use_cache
-    results: list[Decoded | None] = [None] * len(prompts)
-    by_length: dict[int, list[int]] = {}
     for i, p in enumerate(prompts):
         if len(p) == 0:
             raise ValueError(f"prompt {i} is empty")
-        by_length.setdefault(len(p), []).append(i)
-    for length, members in sorted(by_length.items()):
-        steps = _max_new(length, max_new, model.config.block_size)
-        for chunk_start in range(0, len(members), batch_size):
-            chunk = members[chunk_start : chunk_start + batch_size]
-            x = torch.tensor([list(prompts[i]) for i in chunk], device=device)
-            generated = torch.zeros(len(chunk), 0, dtype=torch.long, device=device)
-            logprob = torch.zeros(len(chunk), dtype=torch.float64, device=device)
-            done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
-            stop_at = torch.full((len(chunk),), steps, dtype=torch.long, device=device)
-            caches = None
-            for t in range(steps):
-                if use_cache:
-                    logits, caches = model.forward_cached(x if t == 0 else generated[:, -1:],
-                                                          caches)
-                else:
-                    logits, _ = model(torch.cat([x, generated], dim=1))
-                logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
-                nxt = logp.argmax(dim=-1)
-                chosen = logp.gather(1, nxt[:, None])[:, 0].double()
-                logprob += torch.where(done, torch.zeros_like(chosen), chosen)
-                newly = ~done & (nxt == stop_id)
-                stop_at = torch.where(newly, torch.full_like(stop_at, t), stop_at)
-                done |= newly
-                generated = torch.cat([generated, nxt[:, None]], dim=1)
-                if bool(done.all()):
-                    break
-            generated, logprob, stop_at = generated.cpu(), logprob.cpu(), stop_at.cpu()
-            for row, i in enumerate(chunk):
-                end = int(stop_at[row])
-                results[i] = Decoded(generated[row, :end].tolist(), float(logprob[row]),
-                                     end < steps)
+    if use_cache:
+        groups = [list(range(s, min(s + batch_size, len(prompts))))
+                  for s in range(0, len(prompts), batch_size)]
+    else:
+        by_length: dict[int, list[int]] = {}
+        for i, p in enumerate(prompts):
+            by_length.setdefault(len(p), []).append(i)
+        groups = [members[s : s + batch_size] for _, members in sorted(by_length.items())
+                  for s in range(0, len(members), batch_size)]
+    results: list[Decoded | None] = [None] * len(prompts)
+    for chunk in groups:
+        rows = [list(prompts[i]) for i in chunk]
+        for i, decoded in zip(chunk, _decode_group(model, rows, max_new, stop_id, device, use_cache),
+                              strict=True):
+            results[i] = decoded
     return results  # type: ignore[return-value]
+
+
+def _decode_group(model, rows: list[list[int]], max_new: int, stop_id: int, device: torch.device,
+                  use_cache: bool) -> list[Decoded]:
+    block = model.config.block_size
+    lengths = torch.tensor([len(r) for r in rows], device=device)
+    width = int(lengths.max())
+    pads = width - lengths
+    limits = torch.tensor([_max_new(len(r), max_new, block) for r in rows], device=device)
+    steps = int(limits.max())
+    x = torch.tensor([[0] * (width - len(r)) + r for r in rows], device=device)
+    n = len(rows)
+    generated = torch.zeros(n, 0, dtype=torch.long, device=device)
+    logprob = torch.zeros(n, dtype=torch.float64, device=device)
+    done = limits == 0
+    stop_at = limits.clone()
+    stopped = torch.zeros(n, dtype=torch.bool, device=device)
+    caches = None
+    columns = torch.arange(width + steps, device=device)
+    key_valid = columns[None, :] >= pads[:, None]
+    for t in range(steps):
+        if use_cache:
+            new = x if t == 0 else generated[:, -1:]
+            first = 0 if t == 0 else width + t - 1
+            # Rows past their own limit keep running until the batch ends; clamp their positions.
+            positions = (columns[first : width + t][None, :] - pads[:, None]).clamp(0, block - 1)
+            logits, caches = model.forward_cached(new, caches, positions,
+                                                  key_valid[:, : width + t])
+        else:
+            logits, _ = model(torch.cat([x, generated], dim=1))
+        logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
+        nxt = logp.argmax(dim=-1)
+        chosen = logp.gather(1, nxt[:, None])[:, 0].double()
+        logprob += torch.where(done, torch.zeros_like(chosen), chosen)
+        newly = ~done & (nxt == stop_id)
+        stop_at = torch.where(newly, torch.full_like(stop_at, t), stop_at)
+        stopped |= newly
+        done |= newly | (t + 1 >= limits)
+        generated = torch.cat([generated, nxt[:, None]], dim=1)
+        if bool(done.all()):
+            break
+    generated, logprob = generated.cpu(), logprob.cpu()
+    stop_at, stopped = stop_at.cpu(), stopped.cpu()
+    return [Decoded(generated[r, : int(stop_at[r])].tolist(), float(logprob[r]), bool(stopped[r]))
+            for r in range(n)]
 
 
 def question_prompts(rows: Sequence[Question], vocab: Vocabulary, mode: str = "unicode",

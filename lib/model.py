@@ -80,8 +80,9 @@ class Block(nn.Module):
         x = x + self.attn(self.ln1(x))
         return x + self.mlp(self.ln2(x))
 
-    def forward_cached(self, x: torch.Tensor, cache: dict | None) -> tuple[torch.Tensor, dict]:
-        a, cache = self.attn.forward_cached(self.ln1(x), cache)
+    def forward_cached(self, x: torch.Tensor, cache: dict | None,
+                       key_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        a, cache = self.attn.forward_cached(self.ln1(x), cache, key_valid)
         x = x + a
         return x + self.mlp(self.ln2(x)), cache
 
@@ -123,8 +124,14 @@ class GPT(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def _embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+    def _embed(self, idx: torch.Tensor, start: int = 0,
+               positions: torch.Tensor | None = None) -> torch.Tensor:
         t = idx.shape[1]
+        if positions is not None:
+            if int(positions.max()) >= self.config.block_size:
+                raise ValueError(f"position {int(positions.max())} exceeds block_size="
+                                 f"{self.config.block_size}")
+            return self.drop(self.tok_emb(idx) + self.pos_emb[0, positions])
         if start + t > self.config.block_size:
             raise ValueError(
                 f"sequence of length {start + t} exceeds block_size={self.config.block_size}"
@@ -149,13 +156,21 @@ class GPT(nn.Module):
         return logits, loss
 
     def forward_cached(
-        self, idx: torch.Tensor, caches: list[dict] | None
+        self,
+        idx: torch.Tensor,
+        caches: list[dict] | None,
+        positions: torch.Tensor | None = None,
+        key_valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[dict]]:
-        """Logits for the new positions `idx`, given per-block caches of earlier ones."""
+        """Logits for the new positions `idx`, given per-block caches of earlier ones.
+
+        For left-padded rows, `positions` (B, T_new) gives each new token's position in its
+        own sequence and `key_valid` (B, T_all) marks the non-pad positions of cache + new.
+        """
         start = 0 if caches is None else caches[0]["k"].shape[2]
-        x = self._embed(idx, start)
+        x = self._embed(idx, start, positions)
         new_caches = []
         for i, block in enumerate(self.blocks):
-            x, cache = block.forward_cached(x, None if caches is None else caches[i])
+            x, cache = block.forward_cached(x, None if caches is None else caches[i], key_valid)
             new_caches.append(cache)
         return self.head(self.ln_f(x)), new_caches

@@ -64,9 +64,11 @@ def test_uncached_batched_decoding_matches(model, real_data):
 
 
 def test_decoding_stops_at_the_block_end(model, real_data):
-    prompt = [5] * 120
-    out = decode_batched(model, [prompt], max_new=32)[0]
-    assert len(out.ids) <= 8
+    long_prompt = [5] * 120
+    short = question_prompts(real_data.dev[:3], real_data.vocab)
+    out = decode_batched(model, [long_prompt, *short], max_new=32)
+    assert len(out[0].ids) <= 8
+    assert [o.ids for o in out] == [decode_reference(model, p).ids for p in [long_prompt, *short]]
 
 
 def test_london_is_five_percent_on_dev(real_data):
