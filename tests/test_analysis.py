@@ -1,0 +1,385 @@
+"""lib.analysis: the counting behind the considerations essays, pinned on small fixtures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lib import analysis as A
+from lib import data as D
+from lib.evaluate import ProbeResult
+from lib.strangers import invented_names
+
+
+# --------------------------------------------------------------------------------------
+# AUROC
+# --------------------------------------------------------------------------------------
+def test_auroc_hand_computed():
+    # Right answers score 0.9 and 0.7; wrong ones 0.8, 0.6, 0.55. Of the 6 (right, wrong)
+    # pairs the right one scores higher in 5 (0.7 < 0.8 is the exception): 5/6.
+    assert A.auroc([0.9, 0.8, 0.7, 0.6, 0.55], [1, 0, 1, 0, 0]) == pytest.approx(5 / 6)
+
+
+def test_auroc_ties_count_half_and_extremes():
+    assert A.auroc([0.5, 0.5], [True, False]) == pytest.approx(0.5)
+    # pairs: (0.7 vs 0.7) tie = 1/2, (0.7 vs 0.1) = 1 -> 1.5 / 2
+    assert A.auroc([0.7, 0.7, 0.1], [True, False, False]) == pytest.approx(0.75)
+    assert A.auroc([0.9, 0.8, 0.1], [True, True, False]) == 1.0
+    assert A.auroc([0.1, 0.8, 0.9], [True, True, False]) == 0.0
+
+
+def test_auroc_undefined_with_one_class():
+    assert math.isnan(A.auroc([0.2, 0.4], [False, False]))
+    assert math.isnan(A.auroc([0.2, 0.4], [True, True]))
+    with pytest.raises(ValueError):
+        A.auroc([0.2, 0.4], [True])
+
+
+def test_auroc_equals_pairwise_count():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        s = rng.integers(0, 6, size=40) / 5  # many ties
+        y = rng.random(40) < 0.3
+        pos, neg = s[y][:, None], s[~y][None, :]
+        brute = ((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size)
+        assert A.auroc(s, y) == pytest.approx(brute)
+
+
+# --------------------------------------------------------------------------------------
+# (a) where the knowledge is
+# --------------------------------------------------------------------------------------
+def test_prefix_window_is_seven_eighths_of_the_block():
+    assert A.prefix_window(128) == 112
+    assert A.prefix_window(64) == 56
+
+
+def test_place_location_uses_where_the_first_mention_ends():
+    bio = "Ann Lee. Born in Oslo, Lee moved to Rome."  # "Oslo" ends at 21, "Rome" at 40
+    within, later, absent = A.LOCATIONS
+    assert A.place_location("Oslo", bio, 21) == within
+    assert A.place_location("Oslo", bio, 20) == later
+    assert A.place_location("Rome", bio, 30) == later
+    assert A.place_location("Paris", bio, 100) == absent
+    assert A.place_location("Paris", None, 100) == absent
+
+
+def test_accuracy_by_group_lists_every_group():
+    within, later, absent = A.LOCATIONS
+    table = A.accuracy_by_group([True, False, True, False], [within, within, within, later])
+    assert table.loc[within, "people"] == 3 and table.loc[within, "correct"] == 2
+    assert table.loc[within, "accuracy"] == pytest.approx(2 / 3)
+    assert table.loc[later, "accuracy"] == 0.0
+    assert table.loc[absent, "people"] == 0 and math.isnan(table.loc[absent, "accuracy"])
+    assert table["share"].sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        A.accuracy_by_group([True], [within, later])
+
+
+def test_locate_on_the_real_data_matches_the_probe_rule(real_data):
+    rows = [{"name": q.name, "gold": q.place} for q in real_data.dev]
+    where = A.locate(rows, real_data.biographies, 112)
+    # Every dev person has a biography; most write the place early.
+    counts = {loc: where.count(loc) for loc in A.LOCATIONS}
+    assert sum(counts.values()) == 500
+    assert counts[A.LOCATIONS[0]] > 400 and counts[A.LOCATIONS[2]] > 0
+
+
+def _probe_fixture() -> ProbeResult:
+    return ProbeResult(
+        names=["A", "B", "C", "D"],
+        places=["Oslo", "Oslo", "Rome", "Lima"],
+        control_places=["Rome", "Rome", "Lima", "Oslo"],
+        name_completions=["Oslo.", "Rome, Italy", "Rome", "x"],
+        bio_completions=[" Oslo", None, "Lima y", "Lim"],
+    )
+
+
+def test_control_places_follow_the_probe_rule():
+    fixture = _probe_fixture()
+    assert A.control_places(fixture.places) == fixture.control_places
+    assert A.control_places(["X", "X"]) == ["X", "X"]  # nobody differs: the person's own
+
+
+def test_probe_table_agrees_with_the_probe_summary():
+    fixture = _probe_fixture()
+    table = A.probe_table(fixture.per_person())
+    summary = fixture.summary()
+    scores = A.probe_scores(table).set_index(["probe", "against"])
+    for probe, label in (("name", "NAME. NAME was born in"), ("bio", "biography prefix")):
+        for against, key in (("own place", "gold"), ("control", "control")):
+            row = scores.loc[(label, against)]
+            assert row.correct == summary[f"{probe}_{key}_correct"]
+            assert row.asked == summary[f"{probe}_{key}_total"]
+    assert table.loc[1, "bio_probe"] is None
+    assert table.loc[2, "bio_control"] is True  # "Lima y" is the control's place
+
+
+def test_stored_vs_extracted_cross_table():
+    probe = _probe_fixture().per_person()
+    dev = [{"name": "A", "gold": "Oslo", "prediction": "Oslo", "logprob": -0.1},
+           {"name": "B", "gold": "Oslo", "prediction": "Rome", "logprob": -0.2},
+           {"name": "C", "gold": "Rome", "prediction": "Paris", "logprob": -0.3},
+           {"name": "D", "gold": "Lima", "prediction": "Paris", "logprob": -0.4}]
+    per_person = A.stored_vs_extracted(probe, dev)
+    assert per_person["stored"].tolist() == [True, False, True, False]
+    assert per_person["answered"].tolist() == [True, False, False, False]
+    table = A.cross_table(per_person)
+    assert table.loc["recovered by the probe", "question answered"] == 1
+    assert table.loc["recovered by the probe", "question missed"] == 1
+    assert table.loc["not recovered", "question missed"] == 2
+    assert table.loc["total", "total"] == 4
+    bio = A.cross_table(per_person, stored="bio_probe")
+    assert bio.loc["not probed", "total"] == 1  # B's place is not in the window
+    with pytest.raises(ValueError):
+        A.stored_vs_extracted(probe[:3], dev)
+
+
+def _summary(name: int, bio: int, total: int = 10) -> dict:
+    return {"name_gold_correct": name, "name_gold_total": total, "name_control_correct": 0,
+            "name_control_total": total, "bio_gold_correct": bio, "bio_gold_total": total,
+            "bio_control_correct": 1, "bio_control_total": total}
+
+
+def test_pretraining_curve_joins_snapshots_and_adds_the_end():
+    pretrain = {"config": {"pretrain": {"epochs": 8}},
+                "metrics": {"steps": 80, "tokens": 8000, "probe": _summary(9, 10),
+                            "snapshots": [{"epoch": 2, "step": 20, "tokens": 2000,
+                                           "probe": _summary(1, 2)},
+                                          {"epoch": 4, "step": 40, "tokens": 4000,
+                                           "probe": _summary(5, 6)}]}}
+    finetuned = {"metrics": {"dev": {"accuracy": 0.3},
+                             "snapshots": [{"epoch": 2, "step": 20, "dev": {"accuracy": 0.1}},
+                                           {"epoch": 4, "step": 40, "dev": {"accuracy": 0.2}}]}}
+    curve = A.pretraining_curve(pretrain, finetuned)
+    assert curve["step"].tolist() == [20, 40, 80]
+    assert curve["name_gold"].tolist() == pytest.approx([0.1, 0.5, 0.9])
+    assert curve["bio_gold"].tolist() == pytest.approx([0.2, 0.6, 1.0])
+    assert curve["dev_accuracy"].tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert "final" not in curve
+    # A snapshot at the end: nothing added; without a finetuned record, accuracy is NaN.
+    pretrain["metrics"]["snapshots"].append({"epoch": 8, "step": 80, "tokens": 8000,
+                                             "probe": _summary(9, 10)})
+    curve = A.pretraining_curve(pretrain)
+    assert len(curve) == 3 and curve["dev_accuracy"].isna().all()
+
+
+def test_answer_frequencies_and_baselines():
+    freq = A.answer_frequencies(["Paris", "London", "Paris", "Rome"], top=2)
+    assert freq["answer"].tolist() == ["Paris", "London"]
+    assert freq["share"].tolist() == [0.5, 0.25]
+    base = A.frequency_baselines(["Rome", "Rome", "London"], ["Rome", "London", "Oslo", "Rome"])
+    assert base.loc["always London", "correct"] == 1
+    assert base.loc["always the commonest training place", "answer"] == "Rome"
+    assert base.loc["always the commonest training place", "accuracy"] == 0.5
+
+
+# --------------------------------------------------------------------------------------
+# (b) confidence
+# --------------------------------------------------------------------------------------
+def test_confidences_are_probabilities_of_the_answer():
+    rows = [{"name": "A", "gold": "Oslo", "prediction": "Oslo", "logprob": math.log(0.25)},
+            {"name": "B", "gold": "Oslo", "prediction": "Rome", "logprob": 0.0}]
+    assert A.confidences(rows).tolist() == pytest.approx([0.25, 1.0])
+    assert A.correctness(rows).tolist() == [True, False]
+
+
+def test_histogram_and_reliability_bins():
+    conf = [0.05, 0.15, 0.95, 1.0, 0.96]
+    right = [False, True, True, False, True]
+    hist = A.histogram(conf, right, bins=10)
+    assert hist["right"].sum() == 3 and hist["wrong"].sum() == 2
+    assert hist["wrong"].iloc[-1] == 1  # confidence 1.0 lands in the last bin
+    rel = A.reliability(conf, right, bins=10)
+    assert rel["answers"].sum() == 5
+    last = rel.iloc[-1]
+    assert last.answers == 3 and last.accuracy == pytest.approx(2 / 3)
+    assert last.confidence == pytest.approx((0.95 + 1.0 + 0.96) / 3)
+    assert math.isnan(rel.iloc[5].accuracy)
+    # ECE: bin 0 |0.05 - 0| * 1, bin 1 |0.15 - 1| * 1, bin 9 |0.97 - 2/3| * 3, over 5 answers
+    expected = (0.05 + 0.85 + 3 * abs(0.97 - 2 / 3)) / 5
+    assert A.expected_calibration_error(rel) == pytest.approx(expected)
+    assert math.isnan(A.expected_calibration_error(A.reliability([], [], bins=4)))
+
+
+def test_wrong_answers_passing_a_cutoff_that_keeps_right_ones():
+    conf = [0.9, 0.5, 0.1, 0.95, 0.4, 0.6]
+    right = [True, True, True, False, False, False]
+    # keeping half the right answers: cut-off at their median 0.5; wrong 0.95, 0.6 pass, 0.4 not
+    assert A.wrong_passing(conf, right, keep=0.5) == pytest.approx(2 / 3)
+    assert A.wrong_passing(conf, right, keep=1.0) == 1.0  # cut-off 0.1: everything passes
+    assert A.wrong_passing(conf, right, keep=0.0) == pytest.approx(1 / 3)  # only 0.95 >= 0.9
+    assert math.isnan(A.wrong_passing(conf, [False] * 6))
+
+
+def test_percent_says_undefined_for_nan():
+    assert A.percent(0.1234) == "12.3 %" and A.percent(float("nan")) == "undefined"
+
+
+def test_lookalike_pairs_put_the_closest_right_answer_beside_each_wrong_one():
+    rows = [{"name": n, "gold": g, "prediction": p, "logprob": math.log(c)} for n, g, p, c in [
+        ("A", "Oslo", "Oslo", 0.9), ("B", "Rome", "Rome", 0.3),
+        ("C", "Lima", "Oslo", 0.85), ("D", "Kyiv", "Paris", 0.35), ("E", "Bonn", "Paris", 0.01)]]
+    pairs = A.lookalike_pairs(rows, k=2)
+    assert pairs["wrong person"].tolist() == ["C", "D"]
+    assert pairs["right person"].tolist() == ["A", "B"]
+    assert pairs["wrong confidence"].tolist() == pytest.approx([0.85, 0.35])
+    assert pairs["right confidence"].tolist() == pytest.approx([0.9, 0.3])
+    alone = A.lookalike_pairs([r for r in rows if r["prediction"] != r["gold"]], k=5)
+    assert len(alone) == 3 and alone["right person"].isna().all()
+
+
+# --------------------------------------------------------------------------------------
+# (c) strangers
+# --------------------------------------------------------------------------------------
+def test_entropy_and_concentration():
+    assert A.entropy_bits(["a", "b", "c", "d"]) == pytest.approx(2.0)
+    assert A.entropy_bits(["a"] * 5) == 0.0
+    c = A.concentration(["Paris"] * 6 + ["Rome"] * 3 + ["Oslo"], top=2)
+    assert c["distinct"] == 3 and c["top_answer"] == "Paris"
+    assert c["top1_share"] == 0.6 and c["top2_share"] == 0.9
+    assert c["entropy_bits"] == pytest.approx(-(0.6 * math.log2(0.6) + 0.3 * math.log2(0.3)
+                                                + 0.1 * math.log2(0.1)))
+
+
+def test_frequent_place_share():
+    train = ["London"] * 3 + ["Paris"] * 2 + ["Oslo", "Rome"]
+    out = A.frequent_place_share(["London", "Lima", "Paris", "London"], train, k=2)
+    assert out["places"] == ["London", "Paris"]
+    assert out["share"] == 0.75 and out["train_share"] == pytest.approx(5 / 7)
+
+
+def _strangers(predict) -> tuple[list[dict], list[tuple[str, str]]]:
+    train = [(f"F{i} L{i}", f"P{i}") for i in range(20)]
+    strangers = []
+    for i in range(20):
+        first, last = f"F{i}", f"L{(i + 7) % 20}"
+        strangers.append({"name": f"{first} {last}", "first": first, "last": last,
+                          "prediction": predict(i)})
+    return strangers, train
+
+
+def test_name_part_steering_finds_a_surname_that_decides_the_answer():
+    # Each invented name gets the birthplace of the training person with its last name.
+    strangers, train = _strangers(lambda i: f"P{(i + 7) % 20}")
+    table = A.name_part_steering(strangers, train, shuffles=500)
+    assert table.loc["last name", "strangers"] == 20
+    assert table.loc["last name", "rate"] == 1.0
+    assert table.loc["last name", "shuffled rate"] == pytest.approx(1 / 20, abs=0.03)
+    assert table.loc["last name", "p"] < 0.01
+    assert table.loc["first name", "rate"] == 0.0 and table.loc["first name", "p"] == 1.0
+
+
+def test_name_part_steering_without_steering():
+    strangers, train = _strangers(lambda i: "London")
+    table = A.name_part_steering(strangers, train, shuffles=100)
+    assert (table["rate"] == 0).all() and (table["shuffled rate"] == 0).all()
+    strangers[0]["first"] = "Nobody"
+    assert A.name_part_steering(strangers, train, shuffles=0).loc["first name", "strangers"] == 19
+
+
+def test_invented_names_occur_in_no_data_file(real_data, data_folder):
+    full = invented_names(real_data, n=300, seed=0)
+    mini = D.mini_world(real_data, 400, 100, 0)
+    small = invented_names(real_data, n=300, seed=0, people=mini.train)
+    assert A.names_in_files([s.name for s in full + small], data_folder) == []
+    # The check itself finds names that are there: a train person, a biography-only phrase.
+    known = [real_data.train[0].name, real_data.dev[-1].name, "John Stephen"]
+    assert A.names_in_files(known + [full[0].name], data_folder) == known
+
+
+def test_names_in_files_reads_every_file(tmp_path, data_folder):
+    for name in D.FILES.values():
+        (tmp_path / name).write_bytes((data_folder / name).read_bytes())
+    invented = "Zyxw Qwertyuiop"
+    assert A.names_in_files([invented], tmp_path) == []
+    with open(tmp_path / "birth_test_inputs.tsv", "a", encoding="utf-8") as f:
+        f.write(f"Where was {invented} born?\n")
+    assert A.names_in_files([invented], tmp_path) == [invented]
+
+
+# --------------------------------------------------------------------------------------
+# Loading the evidence of a profile
+# --------------------------------------------------------------------------------------
+def _write_run(root, profile, kind, config, details=None):
+    folder = root / profile
+    folder.mkdir(parents=True, exist_ok=True)
+    rid = f"{kind}-vanilla-seed0"
+    record = {"schema": 1, "run_id": rid, "kind": kind, "variant": "vanilla", "seed": 0,
+              "profile": profile, "config": config, "metrics": {}, "files": {}}
+    if details is not None:
+        record["files"]["details"] = f"{rid}.details.json"
+        (folder / f"{rid}.details.json").write_text(json.dumps(details))
+    (folder / f"{rid}.json").write_text(json.dumps(record))
+
+
+def test_gather_prefers_the_largest_complete_profile(tmp_path, real_data):
+    config = {"mini_world": [40, 20, 0], "block_size": 128}
+    world = D.mini_world(real_data, 40, 20, 0)
+    dev = [{"name": q.name, "gold": q.place, "prediction": "London", "logprob": -1.0}
+           for q in world.dev]
+    for kind in A.NEEDED_KINDS:
+        _write_run(tmp_path, "smoke", kind, config, {"dev": dev, "strangers": []})
+    _write_run(tmp_path, "cpu", "pretrain", config)  # cpu still running: not complete
+    assert A.choose_profile(tmp_path) == "smoke"
+    evidence = A.gather(real_data, root=tmp_path)
+    assert evidence.profile == "smoke" and evidence.seed == 0 and evidence.window == 112
+    assert [q.name for q in evidence.world.dev] == [r["name"] for r in dev]
+    assert "smoke" in evidence.label and "40 train" in evidence.label
+    # Details that do not match the world rebuilt from the config are refused.
+    _write_run(tmp_path, "smoke", "pretrain_finetune", config, {"dev": dev[::-1]})
+    with pytest.raises(ValueError, match="differ"):
+        A.gather(real_data, root=tmp_path)
+    with pytest.raises(LookupError):
+        A.gather(real_data, root=tmp_path / "empty")
+
+
+def test_auroc_interval_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    y = rng.random(200) < 0.2
+    s = rng.random(200) + 0.5 * y
+    low, high = A.auroc_interval(s, y, resamples=300)
+    assert low < A.auroc(s, y) < high and 0.5 < low and high < 1
+    few_low, few_high = A.auroc_interval(s[:20], y[:20], resamples=300)
+    assert few_high - few_low > high - low  # fewer answers, a wider interval
+    assert all(math.isnan(v) for v in A.auroc_interval([0.1, 0.2], [False, False]))
+
+
+def test_known_place_share():
+    assert A.known_place_share(["Oslo", "Osl", "Rome", "Lima"], ["Oslo", "Rome"]) == 0.5
+
+
+def test_data_folder_resolves_relative_paths_from_the_repository(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BIRTHPLACE_DATA", "../shared/data/birthplaces")
+    assert A.data_folder() == A.REPO_ROOT / "../shared/data/birthplaces"
+    monkeypatch.setenv("BIRTHPLACE_DATA", str(tmp_path))
+    assert A.data_folder() == tmp_path
+
+
+def test_gather_for_book_makes_smoke_runs_only_when_none_are_stored(tmp_path, real_data, monkeypatch):
+    config = {"mini_world": [40, 20, 0], "block_size": 128}
+    world = D.mini_world(real_data, 40, 20, 0)
+    dev = [{"name": q.name, "gold": q.place, "prediction": "Rome", "logprob": -2.0}
+           for q in world.dev]
+    made = []
+
+    def fake_runs(data):
+        # The runs go where BOOK_RESULTS points while they are made.
+        made.append(A.results_root())
+        for kind in A.NEEDED_KINDS:
+            _write_run(A.results_root(), "smoke", kind, config, {"dev": dev, "strangers": []})
+
+    monkeypatch.setenv("BOOK_RESULTS", "/nonexistent-before")
+    stored = tmp_path / "stored"
+    evidence = A.gather_for_book(real_data, root=stored, make_runs=fake_runs,
+                                 scratch=tmp_path / "scratch")
+    assert made == [tmp_path / "scratch" / "results"]
+    assert evidence.profile == "smoke" and "made while building" in evidence.label
+    assert A.results_root() == A.Path("/nonexistent-before")  # environment restored
+    for kind in A.NEEDED_KINDS:
+        _write_run(stored, "cpu", kind, config, {"dev": dev, "strangers": []})
+    evidence = A.gather_for_book(real_data, root=stored, make_runs=fake_runs)
+    assert evidence.profile == "cpu" and evidence.source == "stored runs" and len(made) == 1
