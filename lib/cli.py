@@ -8,6 +8,7 @@
         --eval-corpus-path birth_dev.tsv --outputs-path vanilla.pretrain.dev.predictions
     python -m lib run pretrain_finetune --profile cpu --seed 0
     python -m lib experiments --profile smoke
+    torchrun --nproc_per_node 2 -m lib pretrain --profile smoke --writing-params-path p.params
 
 Arguments are checked before any work starts; errors are one clear line, exit status 2.
 """
@@ -15,6 +16,7 @@ Arguments are checked before any work starts; errors are one clear line, exit st
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -106,6 +108,8 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--variants", type=_variant, nargs="+", default=["vanilla"])
     exp.add_argument("--device", type=_device, default="auto")
     exp.add_argument("--force", action="store_true")
+    exp.add_argument("--render-only", action="store_true",
+                     help="never train: render stored notebooks for runs whose records exist")
     return top
 
 
@@ -126,13 +130,30 @@ def _check_variant(params: Path, variant: str) -> None:
         raise ValueError(f"{params} holds a {stored!r} model, not {variant!r}; pass --variant {stored}")
 
 
+def _init_distributed(device) -> tuple[int, int]:
+    """Join the process group when launched by torchrun (NCCL on GPUs, gloo on CPUs)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 1, 0
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_world_size(), dist.get_rank()
+
+
 def main(argv: list[str] | None = None) -> int:
+    from lib.train import TrainingDiverged
+
     args = parser().parse_args(argv)
     try:
         return _dispatch(args)
     except (ValueError, D.DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TrainingDiverged as error:
+        # Not a usage error: the message names the step and the checkpoint a rerun resumes from.
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -154,7 +175,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from lib.experiments import run_matrix
 
         run_matrix(args.profile, seeds=args.seeds, variants=args.variants, device=args.device,
-                   force=args.force)
+                   force=args.force, render_only=args.render_only)
         return 0
     if args.command == "run":
         record = P.run(args.kind, args.profile, args.variant, args.seed, args.device, args.force,
@@ -195,18 +216,24 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     import torch
 
+    world, rank = _init_distributed(device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     torch.manual_seed(args.seed)
     model = GPT(P.model_config(profile, len(data.vocab), args.variant))
     if start is not None:
         model.load_state_dict(load_weights(start)[0])
     out = args.writing_params_path
     started = time.time()
-    result = train(model, dataset, cfg, seed=args.seed, device=device, progress=progress,
+    result = train(model, dataset, cfg, seed=args.seed, device=device, progress=progress and rank == 0,
                    state_path=out.with_name(out.name + ".state"),
                    log_path=out.with_name(out.name + ".metrics.jsonl"),
                    description=f"{args.command} {args.variant}")
+    if rank != 0:
+        return 0
     save_weights(out, model, {"config": model.config.to_dict(), "profile": profile.name,
-                              "seed": args.seed, "command": args.command})
+                              "seed": args.seed, "command": args.command, "world_size": world})
     print(f"{args.command}: {result.steps} steps, final loss {result.final_loss:.4f}, "
           f"{time.time() - started:.0f} s; weights in {out}")
     return 0

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lib.atomic import atomic_write_text
@@ -120,11 +122,21 @@ def _load_state(path: Path, model, optimizer, generator) -> dict:
 
 
 def _truncate_log(log_path: Path, last_step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from."""
+    """Drop log lines written after the checkpoint we resume from.
+
+    The log is appended to, so a process killed mid-append leaves a torn last line; it
+    was written after the checkpoint, so it goes too.
+    """
     if not log_path.exists():
         return
-    kept = [line for line in log_path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= last_step]
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            row = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            break
+        if row is not None and row["step"] <= last_step:
+            kept.append(line)
     atomic_write_text(log_path, "".join(line + "\n" for line in kept))
 
 
@@ -187,14 +199,24 @@ def train(
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
 
+    # Under torchrun, every rank draws the same epoch, takes its slice of each global batch,
+    # and normalises its summed loss by the global count of target tokens, so the averaged
+    # gradient equals the single-process gradient of the same global batch.
+    world, rank = distributed_world()
+    is_main = rank == 0
+    if not is_main:
+        log_path, snapshot_dir = None, None
     trained = torch.compile(model) if compile_model else model
+    if world > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(
+            trained, device_ids=[device.index] if on_gpu else None)
     autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp and on_gpu
                 else nullcontext())
     snapshot_epochs = set()
     if snapshot_dir is not None and cfg.snapshots:
         snapshot_epochs = {round(k * cfg.epochs / cfg.snapshots) for k in range(1, cfg.snapshots + 1)}
 
-    bar = tqdm(total=total_steps, initial=step, desc=description, disable=not progress,
+    bar = tqdm(total=total_steps, initial=step, desc=description, disable=not (progress and is_main),
                unit="step", dynamic_ncols=True)
     started = time.time()
     loss_sum = torch.zeros((), device=device)
@@ -206,7 +228,13 @@ def train(
 
     def flush(epoch: int) -> None:
         nonlocal loss_sum, loss_count, last_loss
-        bad = int(first_bad)
+        if world > 1:
+            both = torch.stack([first_bad.float(), loss_sum.float()])
+            dist.all_reduce(both[:1], op=dist.ReduceOp.MAX)
+            dist.all_reduce(both[1:], op=dist.ReduceOp.SUM)
+            bad, loss_total = int(both[0]), float(both[1]) / world
+        else:
+            bad, loss_total = int(first_bad), float(loss_sum)
         if bad >= 0:
             bar.close()
             raise TrainingDiverged(
@@ -215,7 +243,7 @@ def train(
                 + ("" if state_path.exists() else " (none was written yet)")
             )
         if loss_count:
-            last_loss = float(loss_sum) / loss_count
+            last_loss = loss_total / loss_count
             lr = optimizer.param_groups[0]["lr"]
             log_lines.append(json.dumps({"step": step, "epoch": epoch + 1, "tokens": tokens,
                                          "loss": round(last_loss, 6), "lr": lr,
@@ -236,15 +264,22 @@ def train(
         lengths = (x_all != PAD_ID).sum(1)
         for batch in _batches(x_all, cfg, generator):
             width = x_all.shape[1] if compile_model else max(1, int(lengths[batch].max()))
+            y_global = y_all[batch, :width]
+            target_tokens = int((y_global != PAD_ID).sum())
+            tokens += len(batch) * (block - 1)
+            if world > 1:
+                batch = batch.tensor_split(world)[rank]
             x = x_all[batch, :width].to(device, non_blocking=True)
             y = y_all[batch, :width].to(device, non_blocking=True)
-            tokens += len(batch) * (block - 1)
             mult = lr_multiplier(tokens, cfg.warmup_tokens, final_tokens, cfg.lr_floor,
                                  cfg.clamp_schedule)
             for group in optimizer.param_groups:
                 group["lr"] = cfg.learning_rate * mult
             with autocast:
-                _, loss = trained(x, y)
+                logits, _ = trained(x)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1),
+                                       ignore_index=PAD_ID, reduction="sum")
+                loss = loss * (world / max(1, target_tokens))
             if fault is not None:
                 loss = fault(step, loss)
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()),
@@ -266,7 +301,7 @@ def train(
             save_weights(Path(snapshot_dir) / f"epoch{done:04d}.safetensors", model,
                          {"epoch": done, "step": step, "tokens": tokens,
                           "config": model.config.to_dict()})
-        if done < cfg.epochs and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
+        if is_main and done < cfg.epochs and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
             _save_state(state_path, model, optimizer, generator,
                         {"step": step, "tokens": tokens, "epoch": done,
                          "fingerprint": fingerprint})
@@ -275,10 +310,20 @@ def train(
             return TrainResult(step, tokens, done, last_loss, time.time() - started,
                                start_epoch, str(log_path) if log_path else None)
     bar.close()
-    state_path.unlink(missing_ok=True)
+    if world > 1:
+        dist.barrier()
+    if is_main:
+        state_path.unlink(missing_ok=True)
     model.eval()
     return TrainResult(step, tokens, cfg.epochs, last_loss, time.time() - started, start_epoch,
                        str(log_path) if log_path else None)
+
+
+def distributed_world() -> tuple[int, int]:
+    """(world size, rank): (1, 0) unless running inside an initialised process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
 
 
 def read_log(log_path: str | Path) -> list[dict]:
