@@ -81,10 +81,13 @@ def test_accuracy_by_group_lists_every_group():
 def test_locate_on_the_real_data_matches_the_probe_rule(real_data):
     rows = [{"name": q.name, "gold": q.place} for q in real_data.dev]
     where = A.locate(rows, real_data.biographies, 112)
-    # Every dev person has a biography; most write the place early.
-    counts = {loc: where.count(loc) for loc in A.LOCATIONS}
-    assert sum(counts.values()) == 500
-    assert counts[A.LOCATIONS[0]] > 400 and counts[A.LOCATIONS[2]] > 0
+    # The biography probe asks exactly the people whose place ends inside the window.
+    for q, loc in zip(real_data.dev, where, strict=True):
+        at = real_data.biographies[q.name].find(q.place)
+        assert (loc == A.LOCATIONS[0]) == (at > 0 and at + len(q.place) <= 112), q.name
+    # On the reference copy of the dev file: 462 within the window, 17 later, 21 absent.
+    counts = [where.count(loc) for loc in A.LOCATIONS]
+    assert counts == [462, 17, 21]
 
 
 def _probe_fixture() -> ProbeResult:
