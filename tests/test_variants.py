@@ -1,0 +1,190 @@
+"""Shapes, reference equivalences, determinism and a training smoke test for every variant."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lib.attention import AttentionSpec, CausalSelfAttention, available_variants, build_attention
+from lib.model import GPT, GPTConfig
+from lib.variants import (
+    BigBirdAttention,
+    BlockLinformerAttention,
+    DenseSynthesizerAttention,
+    bigbird_key_blocks,
+)
+
+SPEC = AttentionSpec(n_embd=32, n_head=4, block_size=128)
+VARIANTS = available_variants()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is faster and does not fight other processes for cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_shapes_for_every_length_up_to_block_size(name):
+    torch.manual_seed(0)
+    module = build_attention(name, SPEC)
+    for length in (1, 2, 15, 16, 17, 33, 100, 127, 128):
+        for mode in (module.train, module.eval):
+            mode()
+            y = module(torch.randn(3, length, SPEC.n_embd))
+            assert y.shape == (3, length, SPEC.n_embd)
+            assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_short_sequence_equals_prefix_of_long_one(name):
+    """T < block_size is not a different model: it is the prefix of the full-length output."""
+    torch.manual_seed(0)
+    module = build_attention(name, SPEC).eval()
+    x = torch.randn(2, 128, SPEC.n_embd)
+    with torch.no_grad():
+        full = module(x)
+        for length in (1, 16, 50, 127):
+            torch.testing.assert_close(module(x[:, :length]), full[:, :length])
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_deterministic_given_seed_in_training_mode(name):
+    spec = AttentionSpec(n_embd=32, n_head=4, block_size=128, attn_dropout=0.3, resid_dropout=0.3)
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        module = build_attention(name, spec).train()
+        x = torch.randn(2, 100, 32)
+        y = module(x)
+        y.square().sum().backward()
+        outputs.append((y.detach(), [p.grad.clone() for p in module.parameters()]))
+    assert torch.equal(outputs[0][0], outputs[1][0])
+    for g0, g1 in zip(outputs[0][1], outputs[1][1], strict=True):
+        assert torch.equal(g0, g1)
+
+
+@pytest.mark.parametrize("name", ["synthesizer", "linformer", "bigbird"])
+def test_longer_than_block_size_is_refused(name):
+    module = build_attention(name, AttentionSpec(n_embd=32, n_head=4, block_size=64))
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        module(torch.randn(1, 65, 32))
+
+
+def _copy_qkv_proj(src: torch.nn.Module, dst: torch.nn.Module) -> None:
+    dst.qkv.load_state_dict(src.qkv.state_dict())
+    dst.proj.load_state_dict(src.proj.state_dict())
+
+
+def test_linformer_with_identity_compression_is_exact_attention():
+    """rows = block_len and identity compression: summaries are the keys, so it is vanilla."""
+    torch.manual_seed(0)
+    vanilla = CausalSelfAttention(SPEC).eval()
+    lin = BlockLinformerAttention(SPEC, block_len=16, rows=16).eval()
+    _copy_qkv_proj(vanilla, lin)
+    with torch.no_grad():
+        eye = torch.eye(16).expand(SPEC.n_head, 16, 16)
+        lin.compress_k.copy_(eye)
+        lin.compress_v.copy_(eye)
+        for length in (128, 70):
+            x = torch.randn(2, length, 32)
+            torch.testing.assert_close(lin(x), vanilla(x), rtol=1e-5, atol=1e-6)
+
+
+def test_linformer_block_sees_only_completed_blocks():
+    """Perturbing block 1 changes block 1 and later outputs, never block 0."""
+    torch.manual_seed(0)
+    lin = BlockLinformerAttention(SPEC, block_len=16, rows=2).eval()
+    x = torch.randn(1, 64, 32)
+    changed = x.clone()
+    changed[:, 20] += 1.0
+    with torch.no_grad():
+        diff = (lin(x) - lin(changed)).abs().amax(dim=(0, 2))
+    assert (diff[:20] == 0).all() and (diff[20:] > 0).all()
+
+
+def test_bigbird_with_full_window_is_exact_attention():
+    torch.manual_seed(0)
+    vanilla = CausalSelfAttention(SPEC).eval()
+    bird = BigBirdAttention(SPEC, block_len=16, window=8).eval()
+    _copy_qkv_proj(vanilla, bird)
+    with torch.no_grad():
+        for length in (128, 70):
+            x = torch.randn(2, length, 32)
+            torch.testing.assert_close(bird(x), vanilla(x), rtol=1e-5, atol=1e-6)
+
+
+def test_bigbird_equals_dense_attention_under_its_mask():
+    """The block gather computes exactly dense attention restricted to the BigBird mask."""
+    torch.manual_seed(0)
+    bird = BigBirdAttention(SPEC, block_len=16, window=1, n_global=1, n_random=1).eval()
+    index, valid = bigbird_key_blocks(8, 1, 1, bird.random_blocks)
+    block_mask = torch.zeros(8, 8, dtype=torch.bool)
+    for j in range(8):
+        block_mask[j, index[j][valid[j]]] = True
+    # Each block attends to at most 3 blocks: global, one random, previous, itself (<= 4).
+    assert (block_mask.sum(1) <= 4).all() and not block_mask.all()
+    mask = block_mask.repeat_interleave(16, 0).repeat_interleave(16, 1)
+    mask &= torch.ones(128, 128, dtype=torch.bool).tril()
+    x = torch.randn(2, 128, 32)
+    with torch.no_grad():
+        q, k, v = bird.heads_qkv(x)
+        ref = bird.output(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+        torch.testing.assert_close(bird(x), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_bigbird_random_blocks_are_seeded_earlier_blocks_and_differ_between_layers():
+    spec = AttentionSpec(n_embd=32, n_head=4, block_size=1024)
+    torch.manual_seed(5)
+    a, b = BigBirdAttention(spec), BigBirdAttention(spec)
+    torch.manual_seed(5)
+    a_again = BigBirdAttention(spec)
+    assert torch.equal(a.random_blocks, a_again.random_blocks)
+    assert not torch.equal(a.random_blocks, b.random_blocks)
+    rows = torch.arange(len(a.random_blocks))[:, None]
+    chosen = a.random_blocks >= 0
+    # Random blocks lie strictly before the window and after the global block.
+    assert ((a.random_blocks >= a.n_global) | ~chosen).all()
+    assert ((a.random_blocks < rows - a.window) | ~chosen).all()
+    assert "random_blocks" in a.state_dict()  # checkpoints keep the layout
+
+
+def test_synthesizer_weights_ignore_other_positions_content():
+    """Row t of the synthesizer's attention is a function of x_t alone (plus the mask)."""
+    torch.manual_seed(0)
+    synth = DenseSynthesizerAttention(SPEC).eval()
+    captured = []
+    handle = synth.attn_drop.register_forward_hook(lambda m, i, o: captured.append(o))
+    x = torch.randn(1, 40, 32)
+    changed = x.clone()
+    changed[:, :39] = torch.randn(1, 39, 32)  # everything but the last position
+    with torch.no_grad():
+        synth(x)
+        synth(changed)
+    handle.remove()
+    assert torch.equal(captured[0][:, :, 39], captured[1][:, :, 39])
+    assert not torch.equal(captured[0][:, :, 38], captured[1][:, :, 38])
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_tiny_gpt_learns_a_fixed_batch(name):
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=17, block_size=64, n_layer=2, n_head=4, n_embd=32,
+                       dropout=0.1, attn_dropout=0.1, attention=name)
+    model = GPT(config)
+    idx = torch.randint(1, 17, (4, 64))
+    targets = torch.roll(idx, shifts=-1, dims=1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        _, loss = model(idx, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < 0.9 * losses[0], losses
