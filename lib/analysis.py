@@ -83,14 +83,15 @@ def data_folder() -> Path:
 
 
 def choose_profile(root: Path | None = None, kinds: Sequence[str] = NEEDED_KINDS,
-                   order: Sequence[str] = PROFILE_ORDER) -> str | None:
+                   order: Sequence[str] = PROFILE_ORDER, variant: str = "vanilla") -> str | None:
     """The first profile (full, then cpu, then smoke) holding finished runs of every kind.
 
     A profile whose matrix is still running (say pretraining done, finetuning not yet) is
     passed over, so that all the chapters read one consistent set of runs.
     """
     for profile in order:
-        if all(load_records(profile, root, kind) for kind in kinds):
+        if all(any(r.get("variant") == variant for r in load_records(profile, root, kind))
+               for kind in kinds):
             return profile
     return None
 
@@ -112,7 +113,7 @@ def world_of(record: dict, data: D.BirthplaceData) -> D.World:
 def gather(data: D.BirthplaceData, profile: str | None = None, root: Path | None = None,
            variant: str = "vanilla", seed: int | None = None) -> Evidence:
     """Records and details of the best available profile (or `profile`), checked for consistency."""
-    profile = profile or choose_profile(root)
+    profile = profile or choose_profile(root, variant=variant)
     if profile is None:
         raise LookupError(
             f"no profile under {root or results_root()} has finished runs of every kind "

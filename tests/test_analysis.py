@@ -327,6 +327,7 @@ def test_gather_prefers_the_largest_complete_profile(tmp_path, real_data):
         _write_run(tmp_path, "smoke", kind, config, {"dev": dev, "strangers": []})
     _write_run(tmp_path, "cpu", "pretrain", config)  # cpu still running: not complete
     assert A.choose_profile(tmp_path) == "smoke"
+    assert A.choose_profile(tmp_path, variant="linformer") is None
     evidence = A.gather(real_data, root=tmp_path)
     assert evidence.profile == "smoke" and evidence.seed == 0 and evidence.window == 112
     assert [q.name for q in evidence.world.dev] == [r["name"] for r in dev]
