@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -34,6 +35,23 @@ def scratch(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("BOOK_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("BOOK_CHECKPOINTS", str(tmp_path / "checkpoints"))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def smoke_matrix(tmp_path_factory) -> Path:
+    """The smoke experiment matrix run once through papermill into a scratch folder (its
+    results/, checkpoints/ and runs/); shared by the notebook and gpu-run checks. Tests
+    that change files copy it first."""
+    from lib.experiments import run_matrix
+
+    root = tmp_path_factory.mktemp("smoke-matrix")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, sub in (("BOOK_RESULTS", "results"), ("BOOK_CHECKPOINTS", "checkpoints"),
+                         ("BOOK_RUNS", "runs")):
+            mp.setenv(key, str(root / sub))
+        statuses = run_matrix("smoke", log=lambda line: None)
+    (root / "statuses.json").write_text(json.dumps(statuses))
+    return root
 
 
 def write_files(folder: Path, **texts: str | bytes) -> Path:

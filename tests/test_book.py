@@ -453,3 +453,23 @@ def test_linkchecker_offline(build: Build):
         )
     assert proc.returncode == 0, f"linkchecker found problems:\n{proc.stdout[-4000:]}"
     assert "0 errors found" in proc.stdout, proc.stdout[-2000:]
+
+
+@pytest.mark.book
+def test_stored_runs_are_rendered_not_executed(build: Build):
+    """Every stored papermill notebook is a page of the book, shown with its outputs and
+    never executed by the build (the build log names every notebook it executes)."""
+    html = _html(build)
+    stored = sorted((ROOT / "book" / "runs").glob("*/*.ipynb"))
+    assert stored, "no stored run notebooks under book/runs/"
+    problems = []
+    for nb in stored:
+        rel = nb.relative_to(ROOT).with_suffix("").as_posix()
+        if f"{nb}: Executing" in build.log:
+            problems.append(f"{rel}: executed by the build")
+        page = html / f"{rel}.html"
+        if not page.exists():
+            problems.append(f"{rel}: no page (is it in _toc.yml?)")
+        elif nb.stem != "london" and not any("_images/" in s for s in _parse(page).images):
+            problems.append(f"{rel}: its stored plots are missing from the page")
+    assert not problems, "\n".join(problems)

@@ -1,0 +1,325 @@
+"""The experiment matrix, run through papermill: one stored notebook and one record per run.
+
+Each run of a profile's matrix (London baseline; per seed and variant: pretraining with
+its knowledge probe, pretrain then finetune, finetune without pretraining) executes a
+parameterised template from `notebooks/` into `book/runs/<profile>/<run-id>.ipynb`. The
+notebook calls `lib.pipeline`, which writes the result record under `results/<profile>/`.
+A run whose record and stored notebook both exist is skipped unless forced, so an
+interrupted matrix resumes where it stopped (and the pipeline resumes an interrupted
+training from its last checkpoint). Records written by `make gpu-run` (no Jupyter there)
+are rendered into stored notebooks later with `render_only`, which never trains.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lib.profiles import PROFILES, get_profile
+from lib.records import REPO_ROOT, read_record, record_path
+
+# Stored notebooks show tqdm's text bar (a widget bar would not survive storage), so the
+# hint that ipywidgets is missing is noise here.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+TEMPLATES_DIR = REPO_ROOT / "notebooks"
+# Which template runs which kind of run.
+TEMPLATES = {"london": "evaluate", "pretrain": "pretrain", "finetune": "finetune",
+             "pretrain_finetune": "finetune"}
+TITLES = {"london": "London baseline", "pretrain": "Pretraining",
+          "finetune": "Finetuning without pretraining", "pretrain_finetune": "Pretrain, then finetune"}
+
+
+class ParameterError(ValueError):
+    """A notebook or matrix parameter is invalid; the message names it and the valid choices."""
+
+
+class MatrixError(RuntimeError):
+    """A notebook of the matrix failed; the message says which and where its output went."""
+
+
+def runs_root() -> Path:
+    """Where stored notebooks go: `$BOOK_RUNS` if set (tests), else book/runs/."""
+    return Path(os.environ.get("BOOK_RUNS", REPO_ROOT / "book" / "runs"))
+
+
+def stored_notebook(profile: str, rid: str) -> Path:
+    return runs_root() / profile / f"{rid}.ipynb"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One validated run: what a notebook's first cell establishes before any work starts."""
+
+    kind: str
+    profile: str
+    variant: str
+    seed: int
+    device: str
+    force: bool = False
+    render_only: bool = False
+
+    @property
+    def run_id(self) -> str:
+        from lib.pipeline import run_id
+
+        return run_id(self.kind, self.variant, self.seed)
+
+    @property
+    def record_path(self) -> Path:
+        return record_path(self.profile, self.run_id)
+
+    def describe(self) -> str:
+        """One line for the notebook: which run, where its record goes, on which device."""
+        from lib.pipeline import resolve_device
+
+        what = "render the existing record" if self.render_only else (
+            "retrain" if self.force else "train unless the record exists")
+        return (f"run {self.run_id} (kind {self.kind}, profile {self.profile}, variant "
+                f"{self.variant}, seed {self.seed}) on {resolve_device(self.device)}: {what}; "
+                f"record {_shown(self.record_path)}")
+
+
+def _shown(path: Path) -> str:
+    """A path as the book may print it: relative to the repository when inside it."""
+    try:
+        return path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _check(condition: bool, name: str, value, why: str) -> None:
+    if not condition:
+        raise ParameterError(f"invalid parameter {name}={value!r}: {why}")
+
+
+def validate_parameters(template: str, *, profile: str, variant: str = "vanilla", seed: int = 0,
+                        device: str = "auto", pretrained: bool = False, kind: str = "london",
+                        force: bool = False, render_only: bool = False, results_dir: str = "",
+                        checkpoints_dir: str = "") -> RunSpec:
+    """Check a template's parameters and say clearly what is wrong; return the run they describe.
+
+    `pretrained` only matters for the finetune template, `kind` only for the evaluate one
+    (the London baseline, or an existing finetuned run to evaluate).
+    """
+    from lib.attention import available_variants
+    from lib.pipeline import resolve_device
+
+    _check(template in set(TEMPLATES.values()), "template", template,
+           f"choose one of {', '.join(sorted(set(TEMPLATES.values())))}")
+    _check(isinstance(profile, str) and profile in PROFILES, "profile", profile,
+           f"choose one of {', '.join(PROFILES)}")
+    _check(isinstance(variant, str) and variant in available_variants(), "variant", variant,
+           f"choose one of {', '.join(available_variants())}")
+    _check(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed", seed,
+           "a seed is a non-negative integer")
+    for name, value in (("pretrained", pretrained), ("force", force), ("render_only", render_only)):
+        _check(isinstance(value, bool), name, value, "use True or False")
+    _check(not (force and render_only), "render_only", render_only,
+           "render_only never trains, so it cannot be combined with force=True")
+    for name, value in (("results_dir", results_dir), ("checkpoints_dir", checkpoints_dir)):
+        _check(isinstance(value, str | os.PathLike), name, value,
+               "a folder path, or an empty string for the default")
+    _check(isinstance(device, str), "device", device, "use auto, cpu or cuda")
+    try:
+        resolve_device(device)
+    except ValueError as error:
+        raise ParameterError(f"invalid parameter device={device!r}: {error}") from None
+    if template == "pretrain":
+        kind = "pretrain"
+    elif template == "finetune":
+        kind = "pretrain_finetune" if pretrained else "finetune"
+    else:
+        _check(kind in ("london", "finetune", "pretrain_finetune"), "kind", kind,
+               "the evaluate notebook takes london, finetune or pretrain_finetune")
+        if kind == "london":
+            variant, seed = "vanilla", 0
+        else:
+            # The evaluate notebook reads a finetuned run; training one is the finetune notebook's job.
+            _check(not force, "force", force, "the evaluate notebook only reads finetuned runs; "
+                   "retrain them with the finetune notebook")
+            render_only = True
+    return RunSpec(kind, profile, variant, seed, device, force, render_only)
+
+
+def use_output_dirs(results_dir: str = "", checkpoints_dir: str = "") -> None:
+    """Point `lib` at other output folders for this process (empty: keep the defaults)."""
+    if results_dir:
+        os.environ["BOOK_RESULTS"] = str(results_dir)
+    if checkpoints_dir:
+        os.environ["BOOK_CHECKPOINTS"] = str(checkpoints_dir)
+
+
+def prepare_run(template: str, **parameters) -> RunSpec:
+    """A notebook's first cell: validate every parameter, then apply the output folders."""
+    spec = validate_parameters(template, **parameters)
+    use_output_dirs(parameters.get("results_dir", ""), parameters.get("checkpoints_dir", ""))
+    return spec
+
+
+def run_or_load(spec: RunSpec, progress: bool = True) -> dict:
+    """The run's record: read when it exists (unless forced), else produced by `lib.pipeline`.
+
+    Reading it first means a record from another machine (a GPU run) is rendered as it is,
+    even where its weights did not travel. With `render_only` a missing record is an error.
+    """
+    if spec.record_path.exists() and not spec.force:
+        return read_record(spec.record_path)
+    if spec.render_only:
+        raise FileNotFoundError(
+            f"no record {_shown(spec.record_path)} to render; produce it first with "
+            f"`make experiments PROFILE={spec.profile}` or `make gpu-run`")
+    from lib.pipeline import run
+
+    return run(spec.kind, spec.profile, spec.variant, spec.seed, spec.device, spec.force, progress)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One notebook of the matrix."""
+
+    kind: str
+    variant: str = "vanilla"
+    seed: int = 0
+
+    @property
+    def run_id(self) -> str:
+        from lib.pipeline import run_id
+
+        return run_id(self.kind, self.variant, self.seed)
+
+    @property
+    def template(self) -> str:
+        return TEMPLATES[self.kind]
+
+    def parameters(self, profile: str, device: str = "auto", force: bool = False,
+                   render_only: bool = False) -> dict:
+        """The papermill parameters of this job (output folders only when not the defaults)."""
+        params: dict = {"profile": profile, "device": device, "force": force,
+                        "render_only": render_only}
+        if self.template == "evaluate":
+            params["kind"] = self.kind
+        else:
+            params.update(variant=self.variant, seed=self.seed)
+        if self.template == "finetune":
+            params["pretrained"] = self.kind == "pretrain_finetune"
+        for name, env in (("results_dir", "BOOK_RESULTS"), ("checkpoints_dir", "BOOK_CHECKPOINTS")):
+            if os.environ.get(env):
+                params[name] = os.environ[env]
+        return params
+
+
+def jobs(profile: str, seeds: Sequence[int] | None = None,
+         variants: Sequence[str] = ("vanilla",)) -> list[Job]:
+    """The matrix in running order: London, then per variant and seed pretrain, pretrain +
+    finetune (which needs the pretrained weights) and finetune without pretraining."""
+    seeds = list(get_profile(profile).seeds if seeds is None else seeds)
+    out = [Job("london")]
+    for variant in variants:
+        for seed in seeds:
+            out += [Job("pretrain", variant, seed), Job("pretrain_finetune", variant, seed),
+                    Job("finetune", variant, seed)]
+    return out
+
+
+def _merge_streams(outputs: list) -> list:
+    """Join consecutive stream outputs and keep what a terminal would show after each `\\r`."""
+    merged: list = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged
+                and merged[-1].get("output_type") == "stream" and merged[-1]["name"] == out["name"]):
+            merged[-1]["text"] += out["text"]
+        else:
+            merged.append(out)
+    for out in merged:
+        if out.get("output_type") == "stream" and "\r" in out["text"]:
+            out["text"] = "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1]
+                                    for line in out["text"].split("\n"))
+    return merged
+
+
+def finish_notebook(nb, job: Job, profile: str, target: Path):
+    """Make an executed notebook a stored run: titled by its run, rendered (never executed)
+    by the book, no machine-specific paths, and a progress bar kept as its final state."""
+    nb.metadata["mystnb"] = {"execution_mode": "off"}
+    papermill_meta = nb.metadata.get("papermill", {})
+    papermill_meta["input_path"] = f"notebooks/{job.template}.ipynb"
+    papermill_meta["output_path"] = _shown(target)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = _merge_streams(cell.outputs)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
+            first, _, rest = cell.source.lstrip().partition("\n")
+            cell.source = f"# {TITLES[job.kind]}: `{job.run_id}` ({profile} profile)\n{rest}"
+            break
+    return nb
+
+
+def execute(job: Job, profile: str, device: str = "auto", force: bool = False,
+            render_only: bool = False) -> Path:
+    """Run one job's template with papermill and store it atomically in book/runs/."""
+    import nbformat
+    import papermill
+
+    from lib.atomic import atomic_write_text
+
+    target = stored_notebook(profile, job.run_id)
+    template = TEMPLATES_DIR / f"{job.template}.ipynb"
+    with tempfile.TemporaryDirectory(prefix="book-run-") as tmp:
+        out = Path(tmp) / target.name
+        try:
+            papermill.execute_notebook(str(template), str(out),
+                                       parameters=job.parameters(profile, device, force, render_only),
+                                       kernel_name="python3", cwd=str(REPO_ROOT), progress_bar=False)
+        except Exception as error:
+            kept = Path(tempfile.gettempdir()) / "book-failed-runs" / profile / target.name
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            if out.exists():
+                kept.write_bytes(out.read_bytes())
+            raise MatrixError(f"{job.run_id} ({profile}) failed in notebooks/{job.template}.ipynb; "
+                              f"the executed notebook is in {kept}:\n{error}") from error
+        nb = finish_notebook(nbformat.read(out, as_version=4), job, profile, target)
+    return atomic_write_text(target, nbformat.writes(nb) + "\n")
+
+
+def run_matrix(profile: str, seeds: Sequence[int] | None = None,
+               variants: Sequence[str] = ("vanilla",), device: str = "auto", force: bool = False,
+               render_only: bool = False, log: Callable[[str], None] = print) -> list[dict]:
+    """Run (or, with `render_only`, only render) a profile's matrix; return one status per job.
+
+    Every job's parameters are checked before the first notebook starts. A job whose record
+    and stored notebook exist is skipped unless `force`; with `render_only`, a job without
+    a record is reported as missing and nothing is trained.
+    """
+    todo = jobs(profile, seeds, variants)
+    for job in todo:
+        params = job.parameters(profile, device, force, render_only)
+        params.pop("results_dir", None)
+        params.pop("checkpoints_dir", None)
+        validate_parameters(job.template, **params)
+    statuses = []
+    log(f"experiments: profile {profile}, {len(todo)} runs, notebooks in {_shown(runs_root() / profile)}")
+    for job in todo:
+        rid = job.run_id
+        have_record = record_path(profile, rid).exists()
+        if not force and have_record and stored_notebook(profile, rid).exists():
+            statuses.append({"run_id": rid, "status": "skipped"})
+            log(f"  skipped: {rid} (record and stored notebook exist)")
+            continue
+        if render_only and not have_record:
+            statuses.append({"run_id": rid, "status": "missing"})
+            log(f"  missing: {rid} (no record to render)")
+            continue
+        started = time.time()
+        path = execute(job, profile, device, force, render_only)
+        seconds = round(time.time() - started, 1)
+        statuses.append({"run_id": rid, "status": "rendered" if have_record and not force else "ran",
+                         "seconds": seconds, "notebook": _shown(path)})
+        log(f"  {statuses[-1]['status']}: {rid} in {seconds} s -> {_shown(path)}")
+    return statuses

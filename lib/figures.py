@@ -1,0 +1,91 @@
+"""The book's plots of training runs, drawn from metrics logs and records (never from typed numbers).
+
+Each function returns a matplotlib Figure; the caller shows it (a notebook cell displays
+it) or saves it. Titles carry the profile, because every plot must say where its
+numbers come from.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from lib.report import snapshot_table
+
+
+def training(log: list[dict], title: str) -> Figure:
+    """Loss and learning rate of one run against the optimisation step."""
+    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+    steps = [row["step"] for row in log]
+    ax_loss.plot(steps, [row["loss"] for row in log], lw=1.2)
+    ax_loss.set(xlabel="step", ylabel="training loss (mean since last point)", title="loss")
+    ax_lr.plot(steps, [row["lr"] for row in log], lw=1.2, color="tab:orange")
+    ax_lr.set(xlabel="step", ylabel="learning rate", title="learning-rate schedule")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def overlay(logs: dict[str, list[dict]], title: str, key: str = "loss",
+            x: str = "tokens") -> Figure:
+    """One curve per run (seeds of one configuration, or several configurations)."""
+    fig, ax = plt.subplots(figsize=(7, 3.4), constrained_layout=True)
+    for label, log in logs.items():
+        ax.plot([row[x] / 1e6 if x == "tokens" else row[x] for row in log],
+                [row[key] for row in log], lw=1.1, label=label)
+    ax.set(xlabel="tokens seen (millions)" if x == "tokens" else x,
+           ylabel="training loss" if key == "loss" else "learning rate", title=title)
+    if key == "lr":
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    if logs:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def probe_snapshots(records: dict[str, dict], title: str) -> Figure:
+    """Knowledge-probe hit rate (own place and control) along pretraining, per run."""
+    fig, ax = plt.subplots(figsize=(7, 3.4), constrained_layout=True)
+    for label, record in records.items():
+        table = snapshot_table(record)
+        if table.empty:
+            continue
+        line = ax.plot(table["pretraining epoch"], 100 * table["name probe, own"], marker="o",
+                       label=f"{label}: name probe, own place")[0]
+        ax.plot(table["pretraining epoch"], 100 * table["name probe, control"], marker="x",
+                ls="--", color=line.get_color(), label=f"{label}: control")
+    ax.set(xlabel="pretraining epoch", ylabel="people (%)", title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def accuracy_snapshots(records: dict[str, dict], title: str) -> Figure:
+    """Dev accuracy after finetuning each pretraining snapshot, per run."""
+    fig, ax = plt.subplots(figsize=(7, 3.4), constrained_layout=True)
+    for label, record in records.items():
+        table = snapshot_table(record)
+        if table.empty:
+            continue
+        ax.plot(table["pretraining epoch"], 100 * table["dev accuracy after finetuning"],
+                marker="o", label=label)
+    ax.set(xlabel="pretraining epoch of the snapshot that was finetuned",
+           ylabel="dev accuracy (%)", title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def panels(logs: dict[str, dict[str, list[dict]]], title: str, key: str = "loss") -> Figure:
+    """One panel per configuration, one curve per run, against tokens seen."""
+    fig, axes = plt.subplots(1, max(1, len(logs)), figsize=(4 * max(1, len(logs)), 3.2),
+                             constrained_layout=True, squeeze=False)
+    for ax, (name, runs) in zip(axes[0], logs.items(), strict=False):
+        for label, log in runs.items():
+            ax.plot([row["tokens"] / 1e6 for row in log], [row[key] for row in log], lw=1.1,
+                    label=label)
+        ax.set(title=name, xlabel="tokens seen (millions)",
+               ylabel="training loss" if key == "loss" else "learning rate")
+        if key == "lr":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+        if runs:
+            ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig

@@ -1,0 +1,524 @@
+"""Tables the book shows, built from result records: the one place that turns records into rows.
+
+Chapters and stored notebooks call these functions instead of opening result files
+themselves, so every number on a page comes from a record under `results/<profile>/`
+(or the predictions, details and metrics log it names). The chapters present the best
+profile that has results: `full` once it exists, else `cpu`, else `smoke`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lib.records import load_records, results_root
+
+# lib.train imports tqdm.auto, which warns inside Jupyter without ipywidgets; the text bar
+# it falls back to is what chapters and stored notebooks want.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+PROFILE_ORDER = ("full", "cpu", "smoke")
+MATRIX_KINDS = ("london", "pretrain", "pretrain_finetune", "finetune")
+
+# The configurations of the matrix, in the order the book discusses them.
+CONFIGURATIONS = {
+    "london": "London baseline (always answer London)",
+    "finetune": "finetune only (no pretraining)",
+    "pretrain_finetune": "pretrain, then finetune",
+}
+PROBES = {
+    "name": "knowledge probe: NAME. NAME was born in …",
+    "bio": "knowledge probe: biography up to the place",
+}
+
+# Figures published for this exercise (vanilla attention, the whole data, 500 dev questions).
+# They are quoted, not measured here; each column names its source.
+PUBLISHED_SOURCES = {
+    "handout": "the exercise's handout (Stanford CS224N 2021, assignment 5)",
+    "report": "the original report this book answers (April 2023)",
+    "write-up": "another public write-up (pretraining took 42 minutes on a T4)",
+}
+PUBLISHED = {
+    "london": {"report": "5.0 %"},
+    "finetune": {"handout": "far below 10 %", "report": "0.6 %", "write-up": "2.19 %"},
+    "pretrain_finetune": {"handout": "at least 10 %", "report": "21.6 %", "write-up": "24 %"},
+}
+
+
+def chapter_profile(root: Path | None = None) -> str | None:
+    """The profile the chapters show: the first of full, cpu, smoke whose matrix has finished
+    runs of every kind (a profile still running is passed over, so pages agree)."""
+    for profile in PROFILE_ORDER:
+        if set(MATRIX_KINDS) <= {r["kind"] for r in load_records(profile, root)}:
+            return profile
+    return None
+
+
+def load_data():
+    """The data, from the folder the Makefile chooses, wherever the caller runs (chapters
+    execute inside book/, where a relative `BIRTHPLACE_DATA` would point elsewhere)."""
+    from lib import data as D
+    from lib.analysis import data_folder
+
+    return D.load(data_folder())
+
+
+def world_of(profile: str, root: Path | None = None) -> str:
+    """The world a profile's runs trained and evaluated on, as their records say."""
+    worlds = sorted({r["world"] for r in load_records(profile, root) if "world" in r})
+    return "; ".join(worlds) if worlds else "no records yet"
+
+
+def caption(profile: str, root: Path | None = None) -> str:
+    """What every table and plot says about its numbers: the profile and the world."""
+    text = f"profile {profile}, {world_of(profile, root)}"
+    if profile == "smoke":
+        text += " (a wiring check: its numbers say nothing about accuracy)"
+    elif profile != "full":
+        text += " (a mini world, not the classic setting)"
+    return text
+
+
+def short_caption(profile: str, root: Path | None = None) -> str:
+    """The caption for a plot title: profile and world in a few words."""
+    return f"{profile} profile, {world_of(profile, root).split(', ')[0]}"
+
+
+def result_file(record: dict, key: str, root: Path | None = None) -> Path | None:
+    """A file a record names (`predictions`, `details`, `metrics_log`), beside the record."""
+    name = record.get("files", {}).get(key)
+    return None if name is None else (root or results_root()) / record["profile"] / name
+
+
+def metrics_log(record: dict, root: Path | None = None) -> list[dict]:
+    """The run's training log (step, epoch, tokens, loss, lr, time); empty for London."""
+    from lib.train import read_log
+
+    path = result_file(record, "metrics_log", root)
+    return read_log(path) if path is not None and path.exists() else []
+
+
+def details(record: dict, root: Path | None = None) -> dict:
+    """The run's per-question details (finetune kinds) or per-person probe (pretrain)."""
+    path = result_file(record, "details", root)
+    if path is None or not path.exists():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def percent(x: float, digits: int = 1) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{100 * x:.{digits}f} %"
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single seed: no spread to report)."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return float("nan"), None
+    return float(arr.mean()), (float(arr.std(ddof=1)) if arr.size > 1 else None)
+
+
+def format_mean_std(values: list[float]) -> str:
+    mean, std = mean_std(values)
+    if std is None:
+        return percent(mean) + (" (1 seed)" if values else "")
+    return f"{100 * mean:.1f} ± {100 * std:.1f} % ({len(values)} seeds)"
+
+
+def dev_accuracies(records: list[dict]) -> list[float]:
+    return [r["metrics"]["dev"]["accuracy"] for r in records]
+
+
+def probe_rates(records: list[dict], probe: str, against: str = "gold") -> list[float]:
+    """Per-seed share of people whose probe completion starts with the place (own or control's)."""
+    rates = []
+    for r in records:
+        p = r["metrics"]["probe"]
+        total = p[f"{probe}_{against}_total"]
+        rates.append(p[f"{probe}_{against}_correct"] / total if total else float("nan"))
+    return rates
+
+
+def accuracy_stats(profile: str, root: Path | None = None) -> dict[tuple[str, str], dict]:
+    """{(kind, variant): {mean, std, n, seeds, values}} for dev accuracy and probe rates.
+
+    Probe entries use kinds `probe-name`, `probe-bio` (own place) and `control-name`,
+    `control-bio` (another person's place, the chance level of a probe).
+    """
+    stats: dict[tuple[str, str], dict] = {}
+    records = load_records(profile, root)
+
+    def add(key: tuple[str, str], rs: list[dict], values: list[float]) -> None:
+        mean, std = mean_std(values)
+        stats[key] = {"mean": mean, "std": std, "n": len(values), "values": values,
+                      "seeds": [r["seed"] for r in rs], "run_ids": [r["run_id"] for r in rs]}
+
+    for kind in CONFIGURATIONS:
+        by_variant: dict[str, list[dict]] = {}
+        for r in records:
+            if r["kind"] == kind:
+                by_variant.setdefault(r["variant"], []).append(r)
+        for variant, rs in by_variant.items():
+            add((kind, variant), rs, dev_accuracies(rs))
+    pretrain: dict[str, list[dict]] = {}
+    for r in records:
+        if r["kind"] == "pretrain":
+            pretrain.setdefault(r["variant"], []).append(r)
+    for variant, rs in pretrain.items():
+        for probe in PROBES:
+            add((f"probe-{probe}", variant), rs, probe_rates(rs, probe, "gold"))
+            add((f"control-{probe}", variant), rs, probe_rates(rs, probe, "control"))
+    return stats
+
+
+def format_stat(values: list[float]) -> str:
+    """Mean ± sample std in percent; the mean alone for a single seed."""
+    mean, std = mean_std(values)
+    return percent(mean) if std is None else f"{100 * mean:.1f} ± {100 * std:.1f} %"
+
+
+PUBLISHED_COLUMNS = {"handout": "handout", "report": "original report (April 2023)",
+                     "write-up": "another public write-up"}
+
+
+def results_table(profile: str, root: Path | None = None) -> pd.DataFrame:
+    """Every configuration of a profile with mean ± std over seeds, beside published figures."""
+    stats = accuracy_stats(profile, root)
+    rows = []
+    for (kind, variant), s in stats.items():
+        if kind in CONFIGURATIONS:
+            label = f"{CONFIGURATIONS[kind]}: dev accuracy"
+            value = format_stat(s["values"])
+        elif kind.startswith("probe-"):
+            probe = kind.split("-", 1)[1]
+            label = f"{PROBES[probe]}: own birthplace found"
+            control = stats[(f"control-{probe}", variant)]
+            value = f"{format_stat(s['values'])} (control {format_stat(control['values'])})"
+        else:
+            continue
+        if variant not in ("vanilla", "none"):
+            label += f" [{variant} attention]"
+        quoted = PUBLISHED.get(kind, {}) if variant in ("vanilla", "none") else {}
+        rows.append({"configuration": label, "profile": profile,
+                     "seeds": ", ".join(map(str, s["seeds"])),
+                     "this book (mean ± std over seeds)": value,
+                     **{f"published: {PUBLISHED_COLUMNS[src]}": quoted.get(src, "")
+                        for src in PUBLISHED_SOURCES}})
+    return pd.DataFrame(rows)
+
+
+def prediction_rows(record: dict, root: Path | None = None) -> pd.DataFrame:
+    """One row per dev question of a run: name, gold place, prediction, right or wrong.
+
+    Finetuned runs keep these in their details file; the London baseline's gold places
+    come from the world its record names (rebuilt from the data with the same profile).
+    """
+    rows = details(record, root).get("dev")
+    if rows is None:
+        from lib.evaluate import read_predictions
+        from lib.pipeline import world_for
+        from lib.profiles import get_profile
+
+        world = world_for(get_profile(record["profile"]), load_data())
+        if world.description != record["world"]:
+            raise ValueError(f"{record['run_id']}: its world ({record['world']}) is not the one "
+                             f"the profile builds now ({world.description})")
+        preds = read_predictions(result_file(record, "predictions", root))
+        rows = [{"name": q.name, "gold": q.place, "prediction": p}
+                for q, p in zip(world.dev, preds, strict=True)]
+    table = pd.DataFrame(rows)
+    table["correct"] = table["prediction"] == table["gold"]
+    return table
+
+
+def sample_predictions(table: pd.DataFrame, n_right: int = 5, n_wrong: int = 5,
+                       seed: int = 0) -> pd.DataFrame:
+    """A seeded sample of right and of wrong answers (as many as exist, up to n each)."""
+    right = table[table["correct"]]
+    wrong = table[~table["correct"]]
+    parts = [right.sample(min(n_right, len(right)), random_state=seed),
+             wrong.sample(min(n_wrong, len(wrong)), random_state=seed)]
+    columns = [c for c in ("name", "gold", "prediction", "correct") if c in table]
+    return pd.concat(parts)[columns].reset_index(drop=True)
+
+
+def provenance_line(record: dict) -> str:
+    """Where and with what a run was made, from its record."""
+    seconds = record.get("train_time", record.get("wall_time", 0.0))
+    return (f"{record['run_id']} ({record['profile']} profile): {record['device_name']}, torch "
+            f"{record['torch_version']}, commit {record['git_commit']}, {seconds:.0f} s, "
+            f"created {record['created']}")
+
+
+def accuracy_line(record: dict) -> str:
+    d = record["metrics"]["dev"]
+    return (f"{record['run_id']}: {d['correct']} of {d['total']} dev questions right = "
+            f"{percent(d['accuracy'])} ({caption(record['profile'])})")
+
+
+def probe_table(record: dict) -> pd.DataFrame:
+    """The pretraining probe of one run: own birthplace found vs a control's."""
+    p = record["metrics"]["probe"]
+    rows = []
+    for probe, label in PROBES.items():
+        row = {"probe": label}
+        for against, column in (("gold", "own birthplace"), ("control", "control: another person's")):
+            c, t = p[f"{probe}_{against}_correct"], p[f"{probe}_{against}_total"]
+            row[column] = f"{c}/{t} = {percent(c / t if t else float('nan'))}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def probe_examples(record: dict, n: int = 8, seed: int = 0, root: Path | None = None) -> pd.DataFrame:
+    """Completions of both probes for a seeded sample of people (hits first)."""
+    rows = details(record, root).get("probe", [])
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table = table.sample(min(n, len(table)), random_state=seed)
+    order = table["name_probe"].astype(int) + table["bio_probe"].fillna(False).astype(int)
+    table = table.assign(_hits=order).sort_values("_hits", ascending=False, kind="stable")
+    return table[["name", "place", "name_completion", "name_probe", "bio_completion",
+                  "bio_probe"]].reset_index(drop=True)
+
+
+def snapshot_table(record: dict) -> pd.DataFrame:
+    """How the measure grew with pretraining: probe rates (pretrain) or dev accuracy after
+    finetuning each pretraining snapshot (pretrain_finetune)."""
+    rows = []
+    for s in record["metrics"].get("snapshots", []):
+        row = {"pretraining epoch": s["epoch"], "step": s["step"], "tokens": s["tokens"]}
+        if "probe" in s:
+            for probe in PROBES:
+                for against in ("gold", "control"):
+                    c = s["probe"][f"{probe}_{against}_correct"]
+                    t = s["probe"][f"{probe}_{against}_total"]
+                    label = "own" if against == "gold" else "control"
+                    row[f"{probe} probe, {label}"] = c / t if t else np.nan
+        if "dev" in s:
+            row["dev accuracy after finetuning"] = s["dev"]["accuracy"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def predicted_places(record: dict, root: Path | None = None, top: int = 10) -> pd.DataFrame:
+    """The most frequent answers of a finetuned run, on dev questions and on invented names."""
+    d = details(record, root)
+    out = []
+    for split in ("dev", "strangers"):
+        counts = pd.Series([row["prediction"] for row in d.get(split, [])]).value_counts()
+        total = int(counts.sum())
+        for place, count in counts.head(top).items():
+            out.append({"questions": split, "answer": place, "count": int(count),
+                        "share": count / total})
+    return pd.DataFrame(out)
+
+
+def headline(record: dict) -> str:
+    """A run's main number in a few words."""
+    m = record["metrics"]
+    if "dev" in m:
+        return f"dev {m['dev']['correct']}/{m['dev']['total']} = {percent(m['dev']['accuracy'])}"
+    p = m.get("probe", {})
+    return (f"name probe {p.get('name_gold_correct')}/{p.get('name_gold_total')} "
+            f"(control {p.get('name_control_correct')})")
+
+
+def stored_runs(runs_dir: Path, root: Path | None = None) -> pd.DataFrame:
+    """Every run with a record or a stored notebook (`runs_dir/<profile>/<run-id>.ipynb`)."""
+    root = root or results_root()
+    keys = {(nb.parent.name, nb.stem) for nb in runs_dir.glob("*/*.ipynb")}
+    keys |= {(r["profile"], r["run_id"]) for profile in PROFILE_ORDER
+             for r in load_records(profile, root)}
+    rows = []
+    for profile, rid in sorted(keys, key=lambda k: (PROFILE_ORDER.index(k[0])
+                                                    if k[0] in PROFILE_ORDER else 99, k[1])):
+        nb = runs_dir / profile / f"{rid}.ipynb"
+        record_file = root / profile / f"{rid}.json"
+        record = json.loads(record_file.read_text()) if record_file.exists() else None
+        rows.append({"profile": profile, "run": rid, "notebook": nb if nb.exists() else None,
+                     "result": headline(record) if record else "no record",
+                     "device": record.get("device_name", "") if record else "",
+                     "created": record.get("created", "") if record else ""})
+    return pd.DataFrame(rows)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A pipe table (MyST renders it; cells may hold links)."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    head = "| " + " | ".join(map(cell, table.columns)) + " |"
+    rule = "| " + " | ".join("---" for _ in table.columns) + " |"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def run_links(runs_dir: Path, page_dir: Path, root: Path | None = None,
+              profile: str | None = None) -> str:
+    """The runs as a Markdown table whose run ids link to their stored notebooks."""
+    table = stored_runs(runs_dir, root)
+    if profile is not None and not table.empty:
+        table = table[table["profile"] == profile]
+    if table.empty:
+        return "No runs yet."
+    links = [f"[{row.run}]({Path(os.path.relpath(row.notebook, page_dir)).as_posix()})"
+             if row.notebook is not None else f"{row.run} (notebook not rendered yet)"
+             for row in table.itertuples()]
+    table = table.assign(run=links).drop(columns=["notebook"])
+    return markdown_table(table)
+
+
+def pooled(records: list[dict], hit: str, total: str) -> tuple[int, int]:
+    """Hits and trials summed over seeds (each seed asks the same people)."""
+    return (sum(int(_dig(r["metrics"], hit)) for r in records),
+            sum(int(_dig(r["metrics"], total)) for r in records))
+
+
+def _dig(d: dict, dotted: str):
+    for part in dotted.split("."):
+        d = d[part]
+    return d
+
+
+def clearly_above(a: tuple[int, int], b: tuple[int, int], z: float = 3.0) -> bool:
+    """Whether rate a exceeds rate b by more than `z` standard errors of the difference."""
+    (ha, na), (hb, nb) = a, b
+    if not na or not nb:
+        return False
+    pa, pb = ha / na, hb / nb
+    se = math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb)
+    return pa - pb > z * max(se, 1e-12)
+
+
+def _rate(pair: tuple[int, int]) -> str:
+    hits, n = pair
+    return f"{hits}/{n} = {percent(hits / n if n else float('nan'))}"
+
+
+def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -> dict[str, str]:
+    """What a profile's records support, as sentences whose every number comes from them.
+
+    Keys (present when their runs exist): probe, london, finetune, pretrain_finetune,
+    summary, pending. A rate counts as above another only when the gap exceeds three
+    standard errors (hits pooled over seeds); otherwise the text says the numbers do not
+    separate them.
+    """
+    records = load_records(profile, root)
+
+    def of(kind: str) -> list[dict]:
+        return [r for r in records if r["kind"] == kind and r["variant"] in (variant, "none")]
+
+    pre, pf, ft, london = of("pretrain"), of("pretrain_finetune"), of("finetune"), of("london")
+    out: dict[str, str] = {}
+    stored = None
+    if pre:
+        own = pooled(pre, "probe.name_gold_correct", "probe.name_gold_total")
+        ctrl = pooled(pre, "probe.name_control_correct", "probe.name_control_total")
+        bio = pooled(pre, "probe.bio_gold_correct", "probe.bio_gold_total")
+        bio_ctrl = pooled(pre, "probe.bio_control_correct", "probe.bio_control_total")
+        stored = clearly_above(own, ctrl) or clearly_above(bio, bio_ctrl)
+        verdict = ("the pretrained model has stored birthplaces: the probes find far more "
+                   "people's own place than the control's" if stored else
+                   "the probes do not separate the own place from the control, so these "
+                   "numbers do not show stored facts")
+        out["probe"] = (f"Knowledge probes after pretraining ({len(pre)} seed(s), counts pooled "
+                        f"over seeds): the name probe completes {_rate(own)} people with their "
+                        f"own birthplace (control {_rate(ctrl)}), the biography probe "
+                        f"{_rate(bio)} (control {_rate(bio_ctrl)}); {verdict}.")
+    base = pooled(london, "dev.correct", "dev.total") if london else None
+    scratch = pooled(ft, "dev.correct", "dev.total") if ft else None
+    if base is not None:
+        out["london"] = f"The London baseline answers {_rate(base)} dev questions."
+    if scratch is not None:
+        relation = "above" if base is not None and clearly_above(scratch, base) else "not above"
+        out["finetune"] = (f"Finetuning without pretraining answers {_rate(scratch)} (pooled over "
+                           f"{len(ft)} seed(s)), {relation} the London baseline.")
+    extracted = None
+    if pf:
+        after = pooled(pf, "dev.correct", "dev.total")
+        extracted = all(other is not None and clearly_above(after, other)
+                        for other in (base, scratch))
+        out["pretrain_finetune"] = (
+            f"Pretraining, then finetuning answers {_rate(after)} (pooled over {len(pf)} "
+            "seed(s)); " + ("that is clearly above both the London baseline and finetuning "
+                            "alone." if extracted else "the numbers do not put it clearly above "
+                            "both the London baseline and finetuning alone."))
+    if stored and extracted is False:
+        out["summary"] = ("So, measured so far under this profile: pretraining stores facts "
+                          "(the probes find them) but question finetuning does not extract them.")
+    elif stored and extracted:
+        out["summary"] = ("So under this profile pretraining stores facts and question "
+                          "finetuning extracts them: the model answers questions about people "
+                          "it was never asked about during finetuning.")
+    if profile != "full":
+        out["pending"] = ("The claim about answering questions rests on the `full` profile (the "
+                          "classic setting on the whole data); its runs are pending, and these "
+                          "pages will show them once their records exist.")
+    return out
+
+
+def runs_table(records: list[dict]) -> pd.DataFrame:
+    """One row per run (seed): its headline numbers, for the per-configuration chapters."""
+    rows = []
+    for r in sorted(records, key=lambda r: (r["variant"], r["seed"])):
+        m = r["metrics"]
+        row = {"run": r["run_id"], "seed": r["seed"], "profile": r["profile"]}
+        if "dev" in m:
+            row["dev right"] = f"{m['dev']['correct']}/{m['dev']['total']}"
+            row["dev accuracy"] = percent(m["dev"]["accuracy"])
+        if "train" in m:
+            row["train accuracy"] = percent(m["train"]["accuracy"])
+        if "probe" in m:
+            p = m["probe"]
+            row["name probe (own / control)"] = (f"{p['name_gold_correct']} / {p['name_control_correct']}"
+                                                 f" of {p['name_gold_total']}")
+            row["biography probe (own / control)"] = (f"{p['bio_gold_correct']} / "
+                                                      f"{p['bio_control_correct']} of {p['bio_gold_total']}")
+        if "final_loss" in m:
+            row["final loss"] = round(m["final_loss"], 4)
+            row["steps"] = m["steps"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def stored_vs_answered(pretrain: dict, finetuned: dict, root: Path | None = None) -> pd.DataFrame:
+    """Per dev person: did the name probe of the pretrained model find the place, and did the
+    model finetuned from it answer the question right? Counts of the four combinations."""
+    probe = {row["name"]: bool(row["name_probe"]) for row in details(pretrain, root).get("probe", [])}
+    answered = {row["name"]: row["prediction"] == row["gold"]
+                for row in details(finetuned, root).get("dev", [])}
+    people = [n for n in answered if n in probe]
+    table = pd.crosstab(pd.Series([probe[n] for n in people], name="name probe finds the place"),
+                        pd.Series([answered[n] for n in people], name="finetuned model answers right"))
+    for flag in (False, True):
+        for axis in (0, 1):
+            if flag not in table.axes[axis]:
+                table = table.reindex(sorted(set(table.axes[axis]) | {flag}), axis=axis, fill_value=0)
+    return table
+
+
+def answers_from_train(record: dict, root: Path | None = None) -> pd.DataFrame:
+    """For dev questions and invented people: the share of answers that are one of the train
+    questions' places (answers learned as a list, whoever is asked about)."""
+    from lib.pipeline import world_for
+    from lib.profiles import get_profile
+
+    world = world_for(get_profile(record["profile"]), load_data())
+    places = {q.place for q in world.train}
+    d = details(record, root)
+    rows = []
+    for split, label in (("dev", "dev questions"), ("strangers", "invented people")):
+        answers = [row["prediction"] for row in d.get(split, [])]
+        hits = sum(a in places for a in answers)
+        share = hits / len(answers) if answers else float("nan")
+        rows.append({"questions": label, "answers": len(answers),
+                     "answer is a train place": f"{hits} = {percent(share)}",
+                     "distinct answers": len(set(answers))})
+    return pd.DataFrame(rows)

@@ -1,0 +1,133 @@
+"""The experiment matrix without a kernel: parameter checks, job order, stored-notebook finishing."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from lib import experiments as E
+from lib.records import write_record
+
+
+@pytest.mark.parametrize(
+    ("template", "parameters", "message"),
+    [
+        ("pretrain", {"profile": "tiny"}, "profile='tiny': choose one of smoke, cpu, full"),
+        ("pretrain", {"profile": "smoke", "variant": "performer"}, "variant='performer'"),
+        ("pretrain", {"profile": "smoke", "seed": -1}, "seed=-1: a seed is a non-negative integer"),
+        ("pretrain", {"profile": "smoke", "seed": 1.5}, "seed=1.5"),
+        ("pretrain", {"profile": "smoke", "seed": True}, "seed=True"),
+        ("finetune", {"profile": "smoke", "pretrained": "yes"}, "pretrained='yes': use True or False"),
+        ("pretrain", {"profile": "smoke", "device": "tpu"}, "device='tpu'"),
+        ("pretrain", {"profile": "smoke", "force": True, "render_only": True}, "cannot be combined"),
+        ("evaluate", {"profile": "smoke", "kind": "pretrain"}, "kind='pretrain'"),
+        ("evaluate", {"profile": "smoke", "kind": "finetune", "force": True}, "force=True"),
+        ("report", {"profile": "smoke"}, "template='report'"),
+    ],
+)
+def test_invalid_parameters_name_the_problem(template, parameters, message):
+    with pytest.raises(E.ParameterError, match="invalid parameter") as error:
+        E.validate_parameters(template, **parameters)
+    assert message in str(error.value)
+
+
+def test_cuda_without_a_gpu_is_refused(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(E.ParameterError, match="no CUDA GPU"):
+        E.validate_parameters("pretrain", profile="smoke", device="cuda")
+
+
+def test_valid_parameters_describe_the_run():
+    spec = E.validate_parameters("finetune", profile="cpu", seed=2, pretrained=True)
+    assert (spec.kind, spec.run_id) == ("pretrain_finetune", "pretrain_finetune-vanilla-seed2")
+    assert E.validate_parameters("finetune", profile="cpu").run_id == "finetune-vanilla-seed0"
+    assert E.validate_parameters("evaluate", profile="cpu").run_id == "london"
+    # The evaluate notebook only reads finetuned runs.
+    assert E.validate_parameters("evaluate", profile="cpu", kind="finetune").render_only
+
+
+def test_prepare_run_points_lib_at_the_output_folders(tmp_path, monkeypatch):
+    monkeypatch.delenv("BOOK_RESULTS", raising=False)
+    monkeypatch.delenv("BOOK_CHECKPOINTS", raising=False)
+    spec = E.prepare_run("pretrain", profile="smoke", results_dir=str(tmp_path / "r"),
+                         checkpoints_dir=str(tmp_path / "c"))
+    assert spec.record_path == tmp_path / "r" / "smoke" / "pretrain-vanilla-seed0.json"
+    import os
+
+    assert os.environ["BOOK_CHECKPOINTS"] == str(tmp_path / "c")
+
+
+def test_run_or_load_reads_an_existing_record_without_weights(scratch):
+    # A record from another machine (its weights did not travel) is shown as it is.
+    write_record({"run_id": "pretrain-vanilla-seed0", "kind": "pretrain", "profile": "smoke",
+                  "metrics": {"marker": 1}})
+    spec = E.validate_parameters("pretrain", profile="smoke")
+    assert E.run_or_load(spec)["metrics"] == {"marker": 1}
+    assert not (scratch / "checkpoints").exists()
+
+
+def test_jobs_run_pretraining_before_the_runs_that_need_it():
+    names = [j.run_id for j in E.jobs("cpu")]
+    assert names[0] == "london" and len(names) == 1 + 3 * 3
+    for seed in (0, 1, 2):
+        assert names.index(f"pretrain-vanilla-seed{seed}") < names.index(f"pretrain_finetune-vanilla-seed{seed}")
+        assert f"finetune-vanilla-seed{seed}" in names
+    assert [j.run_id for j in E.jobs("smoke")] == ["london", "pretrain-vanilla-seed0",
+                                                    "pretrain_finetune-vanilla-seed0", "finetune-vanilla-seed0"]
+    assert len(E.jobs("full", seeds=[4], variants=["vanilla", "synthesizer"])) == 1 + 2 * 3
+
+
+def test_job_parameters_match_their_template(monkeypatch):
+    monkeypatch.delenv("BOOK_RESULTS", raising=False)
+    monkeypatch.delenv("BOOK_CHECKPOINTS", raising=False)
+    london, pf = E.Job("london"), E.Job("pretrain_finetune", "vanilla", 1)
+    assert london.template == "evaluate" and london.parameters("cpu")["kind"] == "london"
+    params = pf.parameters("cpu", device="cuda")
+    assert pf.template == "finetune" and params["pretrained"] is True and params["seed"] == 1
+    assert "results_dir" not in params  # the defaults never put machine paths into stored notebooks
+    for job in (london, pf, E.Job("pretrain"), E.Job("finetune")):
+        nb = nbformat.read(E.TEMPLATES_DIR / f"{job.template}.ipynb", as_version=4)
+        source = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        for name in job.parameters("cpu"):
+            assert f"\n{name} = " in "\n" + source, (job.template, name)
+
+
+def test_every_template_validates_in_its_first_cell_after_the_parameters():
+    for template in set(E.TEMPLATES.values()):
+        nb = nbformat.read(E.TEMPLATES_DIR / f"{template}.ipynb", as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code[0].metadata.get("tags") == ["parameters"]
+        assert f'E.prepare_run("{template}"' in code[1].source
+        assert not any("train(" in c.source and "lib.train" in c.source for c in code), "no training loops"
+
+
+def test_finish_notebook_titles_the_run_and_collapses_progress_bars(tmp_path):
+    nb = new_notebook(cells=[new_markdown_cell("# Pretraining\n\nText."), new_code_cell("x")])
+    nb.cells[1].outputs = [new_output("stream", name="stderr", text="\r 10%|#   |\r 50%|##  |"),
+                           new_output("stream", name="stderr", text="\r100%|####|\n"),
+                           new_output("stream", name="stdout", text="done\n")]
+    nb.metadata["papermill"] = {"input_path": "/abs/notebooks/pretrain.ipynb"}
+    job = E.Job("pretrain", "vanilla", 0)
+    out = E.finish_notebook(nb, job, "cpu", E.REPO_ROOT / "book/runs/cpu/pretrain-vanilla-seed0.ipynb")
+    assert out.cells[0].source.startswith("# Pretraining: `pretrain-vanilla-seed0` (cpu profile)\n")
+    assert [o["text"] for o in out.cells[1].outputs] == ["100%|####|\n", "done\n"]
+    assert out.metadata["mystnb"] == {"execution_mode": "off"}
+    assert out.metadata["papermill"]["input_path"] == "notebooks/pretrain.ipynb"
+    assert out.metadata["papermill"]["output_path"] == "book/runs/cpu/pretrain-vanilla-seed0.ipynb"
+
+
+def test_render_only_reports_runs_without_records_and_trains_nothing(scratch, monkeypatch):
+    monkeypatch.setenv("BOOK_RUNS", str(scratch / "runs"))
+    statuses = E.run_matrix("smoke", render_only=True, log=lambda line: None)
+    assert {s["status"] for s in statuses} == {"missing"}
+    assert not (scratch / "runs").exists() and not (scratch / "checkpoints").exists()
+
+
+def test_bad_matrix_arguments_fail_before_any_notebook(scratch, monkeypatch):
+    monkeypatch.setenv("BOOK_RUNS", str(scratch / "runs"))
+    with pytest.raises(E.ParameterError, match="variant='nope'"):
+        E.run_matrix("smoke", variants=["nope"], log=lambda line: None)
+    with pytest.raises(E.ParameterError, match="seed=-2"):
+        E.run_matrix("smoke", seeds=[-2], log=lambda line: None)
+    assert not (scratch / "runs").exists()

@@ -1,0 +1,201 @@
+"""Tables, findings and figures built from records (synthetic records in a scratch folder,
+plus the committed smoke records)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib
+import pytest
+
+from lib import figures, report
+from lib.atomic import atomic_write_json, atomic_write_text
+from lib.records import results_root, write_record
+from tests.conftest import REPO
+
+matplotlib.use("Agg")
+
+WORLD = "mini world: 10 train and 10 dev people (seed 0), 20 biographies, 2,000 characters"
+
+
+def probe(name_gold: int, name_ctrl: int, bio_gold: int = 0, bio_ctrl: int = 0, n: int = 100) -> dict:
+    return {"name_gold_correct": name_gold, "name_gold_total": n, "name_control_correct": name_ctrl,
+            "name_control_total": n, "bio_gold_correct": bio_gold, "bio_gold_total": n,
+            "bio_control_correct": bio_ctrl, "bio_control_total": n}
+
+
+def dev(correct: int, total: int = 100) -> dict:
+    return {"correct": correct, "total": total, "accuracy": correct / total}
+
+
+def add(profile: str, kind: str, seed: int, metrics: dict, variant: str = "vanilla") -> dict:
+    rid = "london" if kind == "london" else f"{kind}-{variant}-seed{seed}"
+    log = [{"step": s, "epoch": 1, "tokens": 1000 * s, "loss": 3.0 / s, "lr": 1e-3, "time": s}
+           for s in range(1, 4)]
+    atomic_write_text(results_root() / profile / f"{rid}.metrics.jsonl",
+                      "".join(json.dumps(row) + "\n" for row in log))
+    record = {"run_id": rid, "kind": kind, "profile": profile, "seed": seed, "world": WORLD,
+              "variant": "none" if kind == "london" else variant, "metrics": metrics,
+              "device_name": "cpu", "created": "2025-01-01T00:00:00+00:00",
+              "files": {"metrics_log": f"{rid}.metrics.jsonl", "details": f"{rid}.details.json"}}
+    write_record(record)
+    return record
+
+
+def stored_but_not_extracted(profile: str = "cpu") -> None:
+    add(profile, "london", 0, {"dev": dev(5)})
+    for seed, (hits, pf, ft) in enumerate([(60, 4, 2), (64, 6, 1), (62, 5, 3)]):
+        add(profile, "pretrain", seed, {"probe": probe(hits, 3, hits // 2, 2)})
+        add(profile, "pretrain_finetune", seed, {"dev": dev(pf)})
+        add(profile, "finetune", seed, {"dev": dev(ft)})
+
+
+def test_mean_and_sample_standard_deviation():
+    mean, std = report.mean_std([0.1, 0.2, 0.3])
+    assert math.isclose(mean, 0.2) and math.isclose(std, 0.1)
+    assert report.mean_std([0.25]) == (0.25, None)
+    assert report.format_stat([0.1, 0.2, 0.3]) == "20.0 ± 10.0 %"
+    assert report.format_stat([0.05]) == "5.0 %"
+
+
+def test_results_table_has_every_configuration_with_profile_and_published_figures(scratch):
+    stored_but_not_extracted()
+    table = report.results_table("cpu")
+    rows = {r["configuration"]: r for r in table.to_dict("records")}
+    pf = rows["pretrain, then finetune: dev accuracy"]
+    assert pf["profile"] == "cpu" and pf["seeds"] == "0, 1, 2"
+    assert pf["this book (mean ± std over seeds)"] == "5.0 ± 1.0 %"
+    assert pf["published: original report (April 2023)"] == "21.6 %"
+    assert pf["published: another public write-up"] == "24 %"
+    assert pf["published: handout"] == "at least 10 %"
+    scratch_row = rows["finetune only (no pretraining): dev accuracy"]
+    assert scratch_row["this book (mean ± std over seeds)"] == "2.0 ± 1.0 %"
+    assert scratch_row["published: original report (April 2023)"] == "0.6 %"
+    assert rows["London baseline (always answer London): dev accuracy"]["this book (mean ± std over seeds)"] == "5.0 %"
+    name_probe = [r for c, r in rows.items() if c.startswith("knowledge probe: NAME")][0]
+    assert name_probe["this book (mean ± std over seeds)"] == "62.0 ± 2.0 % (control 3.0 ± 0.0 %)"
+
+
+def test_research_variants_get_their_own_rows_without_published_figures(scratch):
+    stored_but_not_extracted()
+    add("cpu", "pretrain_finetune", 0, {"dev": dev(7)}, variant="synthesizer")
+    rows = report.results_table("cpu").to_dict("records")
+    synth = [r for r in rows if "[synthesizer attention]" in r["configuration"]]
+    assert len(synth) == 1 and synth[0]["published: original report (April 2023)"] == ""
+
+
+def test_findings_say_stored_but_not_extracted_and_full_pending(scratch):
+    stored_but_not_extracted()
+    found = report.findings("cpu")
+    assert "has stored birthplaces" in found["probe"] and "186/300" in found["probe"]
+    assert "does not extract them" in found["summary"]
+    assert "not above the London baseline" in found["finetune"]
+    assert "pending" in found["pending"]
+
+
+def test_findings_for_a_full_run_that_extracts(scratch):
+    add("full", "london", 0, {"dev": dev(25, 500)})
+    for seed in range(3):
+        add("full", "pretrain", seed, {"probe": probe(200, 20, n=500)})
+        add("full", "pretrain_finetune", seed, {"dev": dev(110, 500)})
+        add("full", "finetune", seed, {"dev": dev(8, 500)})
+    found = report.findings("full")
+    assert "clearly above both" in found["pretrain_finetune"]
+    assert "extracts them" in found["summary"] and "pending" not in found
+
+
+def test_findings_do_not_claim_what_the_numbers_cannot_separate(scratch):
+    add("smoke", "london", 0, {"dev": dev(0, 20)})
+    add("smoke", "pretrain", 0, {"probe": probe(1, 1, n=20)})
+    add("smoke", "pretrain_finetune", 0, {"dev": dev(1, 20)})
+    add("smoke", "finetune", 0, {"dev": dev(0, 20)})
+    found = report.findings("smoke")
+    assert "do not show stored facts" in found["probe"]
+    assert "do not put it clearly above" in found["pretrain_finetune"]
+    assert "summary" not in found
+
+
+def test_clearly_above_needs_three_standard_errors():
+    assert report.clearly_above((60, 100), (5, 100))
+    assert not report.clearly_above((6, 100), (5, 100))
+    assert not report.clearly_above((1, 0), (0, 0))
+
+
+def test_chapter_profile_prefers_full_then_cpu_then_smoke(scratch):
+    assert report.chapter_profile() is None
+    stored_but_not_extracted("smoke")
+    assert report.chapter_profile() == "smoke"
+    for kind in ("london", "pretrain", "pretrain_finetune"):
+        add("cpu", kind, 0, {"dev": dev(5)} if kind != "pretrain" else {"probe": probe(1, 0)})
+    assert report.chapter_profile() == "smoke"  # cpu's matrix is still running: no finetune yet
+    add("cpu", "finetune", 0, {"dev": dev(2)})
+    assert report.chapter_profile() == "cpu"
+    stored_but_not_extracted("full")
+    assert report.chapter_profile() == "full"
+
+
+def test_captions_name_profile_and_world(scratch):
+    add("cpu", "london", 0, {"dev": dev(5)})
+    assert report.caption("cpu").startswith(f"profile cpu, {WORLD}")
+    assert "mini world, not the classic setting" in report.caption("cpu")
+    assert report.short_caption("cpu") == "cpu profile, mini world: 10 train and 10 dev people (seed 0)"
+
+
+def test_run_links_link_stored_notebooks_and_flag_missing_ones(scratch):
+    add("cpu", "london", 0, {"dev": dev(5)})
+    add("cpu", "finetune", 0, {"dev": dev(2)})
+    runs = scratch / "book" / "runs"
+    (runs / "cpu").mkdir(parents=True)
+    (runs / "cpu" / "london.ipynb").write_text("{}")
+    text = report.run_links(runs, scratch / "book" / "knowledge")
+    assert "[london](../runs/cpu/london.ipynb)" in text
+    assert "finetune-vanilla-seed0 (notebook not rendered yet)" in text
+    assert "dev 5/100 = 5.0 %" in text
+
+
+def test_stored_vs_answered_counts_people(scratch):
+    pre = add("cpu", "pretrain", 0, {"probe": probe(1, 0, n=3)})
+    pf = add("cpu", "pretrain_finetune", 0, {"dev": dev(1, 3)})
+    atomic_write_json(results_root() / "cpu" / pre["files"]["details"], {"probe": [
+        {"name": "A", "name_probe": True}, {"name": "B", "name_probe": False},
+        {"name": "C", "name_probe": False}]})
+    atomic_write_json(results_root() / "cpu" / pf["files"]["details"], {"dev": [
+        {"name": "A", "gold": "X", "prediction": "Y"}, {"name": "B", "gold": "X", "prediction": "X"},
+        {"name": "C", "gold": "X", "prediction": "Z"}]})
+    table = report.stored_vs_answered(pre, pf)
+    assert table.loc[True, False] == 1 and table.loc[False, True] == 1 and table.loc[False, False] == 1
+    assert table.loc[True, True] == 0
+
+
+def test_figures_draw_what_the_logs_hold(scratch):
+    stored_but_not_extracted()
+    record = json.loads((results_root() / "cpu" / "finetune-vanilla-seed0.json").read_text())
+    log = report.metrics_log(record)
+    fig = figures.training(log, "t")
+    loss_line = fig.axes[0].lines[0]
+    assert list(loss_line.get_ydata()) == [row["loss"] for row in log]
+    fig = figures.panels({"a": {"seed 0": log}, "b": {}}, "t", key="lr")
+    assert len(fig.axes) == 2 and list(fig.axes[0].lines[0].get_ydata()) == [1e-3] * 3
+
+
+@pytest.fixture
+def committed(monkeypatch):
+    monkeypatch.setenv("BOOK_RESULTS", str(REPO / "results"))
+
+
+def test_tables_from_the_committed_smoke_records(committed):
+    from lib.records import load_records
+
+    runs = {r["run_id"]: r for r in load_records("smoke")}
+    london = report.prediction_rows(runs["london"])
+    assert len(london) == 20 and set(london["prediction"]) == {"London"}
+    sample = report.sample_predictions(report.prediction_rows(runs["finetune-vanilla-seed0"]), 2, 3)
+    assert list(sample.columns) == ["name", "gold", "prediction", "correct"] and len(sample) == 3
+    assert list(report.probe_table(runs["pretrain-vanilla-seed0"])["own birthplace"]) == ["0/20 = 0.0 %"] * 2
+    snaps = report.snapshot_table(runs["pretrain_finetune-vanilla-seed0"])
+    assert list(snaps["pretraining epoch"]) == [2, 3]
+    places = report.predicted_places(runs["finetune-vanilla-seed0"])
+    assert set(places["questions"]) == {"dev", "strangers"}
+    sources = report.answers_from_train(runs["finetune-vanilla-seed0"])
+    assert list(sources["answers"]) == [20, 300]
