@@ -207,7 +207,7 @@ def results_table(profile: str, root: Path | None = None) -> pd.DataFrame:
         quoted = PUBLISHED.get(kind, {}) if variant in ("vanilla", "none") else {}
         rows.append({"configuration": label, "profile": profile,
                      "seeds": ", ".join(map(str, s["seeds"])),
-                     "this book (mean ± std over seeds)": value,
+                     "measured here (mean ± std)": value,
                      **{f"published: {PUBLISHED_COLUMNS[src]}": quoted.get(src, "")
                         for src in PUBLISHED_SOURCES}})
     return pd.DataFrame(rows)

@@ -65,16 +65,16 @@ def test_results_table_has_every_configuration_with_profile_and_published_figure
     rows = {r["configuration"]: r for r in table.to_dict("records")}
     pf = rows["pretrain, then finetune: dev accuracy"]
     assert pf["profile"] == "cpu" and pf["seeds"] == "0, 1, 2"
-    assert pf["this book (mean ± std over seeds)"] == "5.0 ± 1.0 %"
+    assert pf["measured here (mean ± std)"] == "5.0 ± 1.0 %"
     assert pf["published: original report (April 2023)"] == "21.6 %"
     assert pf["published: another public write-up"] == "24 %"
     assert pf["published: handout"] == "at least 10 %"
     scratch_row = rows["finetune only (no pretraining): dev accuracy"]
-    assert scratch_row["this book (mean ± std over seeds)"] == "2.0 ± 1.0 %"
+    assert scratch_row["measured here (mean ± std)"] == "2.0 ± 1.0 %"
     assert scratch_row["published: original report (April 2023)"] == "0.6 %"
-    assert rows["London baseline (always answer London): dev accuracy"]["this book (mean ± std over seeds)"] == "5.0 %"
+    assert rows["London baseline (always answer London): dev accuracy"]["measured here (mean ± std)"] == "5.0 %"
     name_probe = [r for c, r in rows.items() if c.startswith("knowledge probe: NAME")][0]
-    assert name_probe["this book (mean ± std over seeds)"] == "62.0 ± 2.0 % (control 3.0 ± 0.0 %)"
+    assert name_probe["measured here (mean ± std)"] == "62.0 ± 2.0 % (control 3.0 ± 0.0 %)"
 
 
 def test_research_variants_get_their_own_rows_without_published_figures(scratch):
