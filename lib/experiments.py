@@ -79,7 +79,7 @@ class RunSpec:
         from lib.pipeline import resolve_device
 
         what = "render the existing record" if self.render_only else (
-            "retrain" if self.force else "train unless the record exists")
+            "run again" if self.force else "run unless its record exists")
         return (f"run {self.run_id} (kind {self.kind}, profile {self.profile}, variant "
                 f"{self.variant}, seed {self.seed}) on {resolve_device(self.device)}: {what}; "
                 f"record {_shown(self.record_path)}")
