@@ -45,6 +45,11 @@ def git_commit() -> str:
         return "unknown"
 
 
+# The code that runs is the code that was imported: take the commit now, not when a record
+# is written (a long run would otherwise name whatever was checked out at its end).
+_COMMIT_AT_IMPORT = git_commit()
+
+
 def device_name(device: str | torch.device) -> str:
     device = torch.device(device)
     if device.type == "cuda":
@@ -59,7 +64,7 @@ def provenance(device: str | torch.device) -> dict:
         "device_name": device_name(device),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "git_commit": git_commit(),
+        "git_commit": _COMMIT_AT_IMPORT,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
