@@ -470,21 +470,26 @@ def wrong_passing(conf: Sequence[float], correct: Sequence[bool], keep: float = 
 
 
 def lookalike_pairs(rows: Sequence[dict], k: int = 6) -> pd.DataFrame:
-    """The `k` most confident wrong answers, each beside the right answer closest in confidence.
+    """The `k` most confident wrong answers, each beside a right answer close in confidence.
 
-    Without any right answer the right-hand columns stay empty.
+    Each wrong answer takes the closest right answer not yet shown, so that the table
+    shows as many different right answers as there are; only when every right answer has
+    been used do they repeat. Without any right answer the right-hand columns stay empty.
     """
     conf, y = confidences(rows), correctness(rows)
     right = np.flatnonzero(y)
     wrong = np.flatnonzero(~y)
     wrong = wrong[np.argsort(-conf[wrong], kind="mergesort")][:k]
-    out = []
+    out, unused = [], set(right.tolist())
     for w in wrong:
         pair = {"wrong person": rows[w]["name"], "wrong answer": rows[w]["prediction"],
                 "true place": rows[w]["gold"], "wrong confidence": conf[w],
                 "right person": None, "right answer": None, "right confidence": float("nan")}
         if len(right):
-            r = right[np.argmin(np.abs(conf[right] - conf[w]))]
+            unused = unused or set(right.tolist())
+            pool = np.array(sorted(unused))
+            r = int(pool[np.argmin(np.abs(conf[pool] - conf[w]))])
+            unused.discard(r)
             pair.update({"right person": rows[r]["name"], "right answer": rows[r]["prediction"],
                          "right confidence": conf[r]})
         out.append(pair)
@@ -546,7 +551,8 @@ def name_part_steering(strangers: Sequence[dict], train_rows: Sequence[tuple[str
     For each invented name and each part (first, last), the training people sharing that
     part give a set of birthplaces; a hit is a prediction inside that set. The baseline
     deals the same predictions to the invented names in a random order (`shuffles` times):
-    what the hit rate would be if the name played no part. `p` is the share of shuffles
+    what the hit rate would be if the name played no part. `places per part` is the mean
+    number of distinct birthplaces behind a shared part. `p` is the share of shuffles
     with at least as many hits (one-sided, with the observed count included).
     """
     by_first: dict[str, set[str]] = {}
@@ -567,7 +573,7 @@ def name_part_steering(strangers: Sequence[dict], train_rows: Sequence[tuple[str
                              for perm in perms]) if shuffles else np.array([])
         observed = int(hits[usable].sum())
         rows.append({"part": part, "strangers": int(usable.sum()),
-                     "people per part": (np.mean([len(x) for x in sets if x]) if usable.any()
+                     "places per part": (np.mean([len(x) for x in sets if x]) if usable.any()
                                          else float("nan")),
                      "hits": observed,
                      "rate": observed / usable.sum() if usable.any() else float("nan"),

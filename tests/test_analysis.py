@@ -230,6 +230,11 @@ def test_lookalike_pairs_put_the_closest_right_answer_beside_each_wrong_one():
     assert pairs["right person"].tolist() == ["A", "B"]
     assert pairs["wrong confidence"].tolist() == pytest.approx([0.85, 0.35])
     assert pairs["right confidence"].tolist() == pytest.approx([0.9, 0.3])
+    # Right partners are used once before any repeats: C and D both sit nearest A (0.9).
+    close = [{"name": n, "gold": g, "prediction": p, "logprob": math.log(c)} for n, g, p, c in [
+        ("A", "Oslo", "Oslo", 0.9), ("B", "Rome", "Rome", 0.3),
+        ("C", "Lima", "Oslo", 0.88), ("D", "Kyiv", "Paris", 0.86), ("E", "Bonn", "Paris", 0.85)]]
+    assert A.lookalike_pairs(close, k=3)["right person"].tolist() == ["A", "B", "A"]
     alone = A.lookalike_pairs([r for r in rows if r["prediction"] != r["gold"]], k=5)
     assert len(alone) == 3 and alone["right person"].isna().all()
 
