@@ -392,3 +392,24 @@ def test_gather_for_book_makes_smoke_runs_only_when_none_are_stored(tmp_path, re
         _write_run(stored, "cpu", kind, config, {"dev": dev, "strangers": []})
     evidence = A.gather_for_book(real_data, root=stored, make_runs=fake_runs)
     assert evidence.profile == "cpu" and evidence.source == "stored runs" and len(made) == 1
+
+
+def test_control_places_match_the_knowledge_probe(real_data):
+    # The stored per-person rows carry no control: the analysis re-derives it, so it must
+    # follow the probe's own rule (checked here on a tiny untrained model).
+    import torch
+
+    from lib.evaluate import knowledge_probe
+    from lib.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=len(real_data.vocab), n_layer=1, n_head=1, n_embd=8,
+                          dropout=0.0, attn_dropout=0.0)).eval()
+    # Consecutive people born in the same place make the rule skip ahead.
+    london = [q for q in real_data.dev if q.place == "London"][:3]
+    rows = london + [q for q in real_data.dev[:12] if q.place != "London"] + london[:1]
+    result = knowledge_probe(model, rows, real_data.biographies, real_data.vocab, max_new=2)
+    assert A.control_places(result.places) == result.control_places
+    assert result.control_places[0] != "London"
+    table = A.probe_table(result.per_person())
+    assert table["control"].tolist() == result.control_places
