@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load, save_file
 
 from lib.atomic import atomic_write
 
@@ -37,9 +37,15 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-        tensors = load_file(str(path))
+        # Read the bytes once: safetensors' file loaders open the file by name for the header
+        # and again for the tensors, so a checkpoint replaced in between (a run writing its
+        # next one) could pair one version's header with the other's tensors.
+        # Copies, so that the tensors own their memory: those `load` returns are views of the
+        # immutable bytes objects it builds, and a resumed optimizer updates its state in place.
+        raw = path.read_bytes()
+        tensors = {key: value.clone() for key, value in load(raw).items()}
+        header_size = int.from_bytes(raw[:8], "little")
+        header = json.loads(raw[8 : 8 + header_size]).get("__metadata__") or {}
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(
             f"{path} is not a safetensors checkpoint ({error}); refusing to load it "

@@ -76,14 +76,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     args = ap.parse_args(argv)
 
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        ap.error(str(error))
     profile = get_profile(args.profile)
     variants = args.variants or available_variants()
     unknown = set(variants) - set(available_variants())
     if unknown:
         ap.error(f"unknown variants {sorted(unknown)}; choose from {available_variants()}")
     seeds = args.seeds if args.seeds is not None else list(profile.seeds)
-    n_jobs = args.jobs or (6 if device.type == "cuda" else 1)
+    if any(seed < 0 for seed in seeds + args.variant_seeds):
+        ap.error("seeds must be non-negative integers")
+    n_jobs = args.jobs if args.jobs is not None else (6 if device.type == "cuda" else 1)
     if n_jobs <= 0:
         ap.error("--jobs must be positive")
     if device.type == "cuda":

@@ -24,6 +24,7 @@ from lib.evaluate import (
     knowledge_probe,
     london_baseline,
     predict,
+    question_prompts,
     score,
     write_predictions,
 )
@@ -103,6 +104,15 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> G
     return model.to(device).eval()
 
 
+def check_questions(profile: Profile, world: D.World, data: D.BirthplaceData) -> None:
+    """Encode the world's questions before any training: a character the vocabulary lacks
+    (a mis-encoded copy, say) stops the run at once, naming file and line, not after it."""
+    D.FinetuneDataset(world.train, data.vocab, profile.block_size, profile.text_mode,
+                      source=str(D.data_file("train", data.folder)))
+    question_prompts(world.dev, data.vocab, profile.text_mode,
+                     source=str(D.data_file("dev", data.folder)))
+
+
 def _base_record(kind: str, profile: Profile, variant: str, seed: int, world: D.World,
                  data: D.BirthplaceData, device: torch.device) -> dict:
     return {
@@ -155,6 +165,7 @@ def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0
     dev = resolve_device(device)
     data = data or D.load()
     world = world_for(profile, data)
+    check_questions(profile, world, data)
     started = time.time()
     dataset = D.SpanCorruptionDataset(world.corpus, data.vocab, profile.block_size)
     torch.manual_seed(seed)
@@ -202,13 +213,15 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
     dev = resolve_device(device)
     data = data or D.load()
     world = world_for(profile, data)
+    check_questions(profile, world, data)
     started = time.time()
     torch.manual_seed(seed)
     model = GPT(model_config(profile, len(data.vocab), variant))
     pretrain_record = None
     if pretrained:
         pre_paths = RunPaths.of(profile.name, run_id("pretrain", variant, seed))
-        if not pre_paths.weights.exists():
+        # Weights without a record are a pretraining killed before it finished: redo it.
+        if not (pre_paths.weights.exists() and pre_paths.record.exists()):
             run_pretrain(profile, variant, seed, device, force=True, progress=progress,
                          data=data, compile_model=compile_model)
         pretrain_record = read_record(pre_paths.record)

@@ -5,11 +5,17 @@
   vocabulary) and a smaller model, sized so a 2-core CPU stores the facts in about half
   an hour. Every `cpu` number says it comes from the mini world.
 - `full`: the classic exercise's hyperparameters on the whole data, meant for a GPU.
+
+Other profiles can be added by name (`register_profile`, or a JSON list of profiles in
+`$BOOK_EXTRA_PROFILES`); the reliability tests do so. The built-in three cannot be replaced.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,22 @@ class Profile:
     text_mode: str = "unicode"
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "n_head", "n_embd", "block_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"profile {self.name!r}: {name} must be a positive integer, "
+                                 f"got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"profile {self.name!r}: n_embd={self.n_embd} is not divisible by "
+                             f"n_head={self.n_head}")
+        if self.mini_world is not None:
+            n_train, n_dev, seed = self.mini_world
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in self.mini_world) \
+                    or n_train <= 0 or n_dev <= 0 or seed < 0:
+                raise ValueError(f"profile {self.name!r}: mini_world must be (train people > 0, "
+                                 f"dev people > 0, seed >= 0), got {self.mini_world!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -118,8 +140,52 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+BUILTIN = ("smoke", "cpu", "full")
+
+
+def profile_from_dict(values: dict) -> Profile:
+    """The inverse of `Profile.to_dict` (JSON turns tuples into lists; this turns them back)."""
+    values = dict(values)
+    for phase in ("pretrain", "finetune_scratch", "finetune_pretrained"):
+        cfg = dict(values[phase])
+        if "betas" in cfg:
+            cfg["betas"] = tuple(cfg["betas"])
+        values[phase] = TrainConfig(**cfg)
+    for key in ("mini_world", "seeds"):
+        if values.get(key) is not None:
+            values[key] = tuple(values[key])
+    return Profile(**values)
+
+
+def register_profile(profile: Profile) -> Profile:
+    """Make `profile` known by name in this process; the built-in profiles cannot be replaced.
+
+    Short-lived profiles (the reliability tests use one with more checkpoints than `smoke`)
+    then run through the same CLI and pipeline as the built-in ones.
+    """
+    if profile.name in BUILTIN:
+        raise ValueError(f"profile {profile.name!r} is built in and cannot be replaced")
+    PROFILES[profile.name] = profile
+    return profile
+
+
+def register_from_environment() -> None:
+    """Register the profiles listed in the JSON file `$BOOK_EXTRA_PROFILES`, if set.
+
+    Child processes (the CLI started by `make gpu-run`, say) inherit the variable, so a
+    profile registered this way is known to every process of a run.
+    """
+    path = os.environ.get("BOOK_EXTRA_PROFILES")
+    if path:
+        for values in json.loads(Path(path).read_text(encoding="utf-8")):
+            register_profile(profile_from_dict(values))
+
+
 def get_profile(name: str) -> Profile:
     """The profile called `name`; unknown names list the valid ones."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     return PROFILES[name]
+
+
+register_from_environment()
