@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?= smoke
 # The data folder: data/ when it holds the files, else the shared copy beside the clone.
-BIRTHPLACE_DATA ?= $(if $(wildcard data/wiki.txt),data,../shared/data/birthplaces)
+BIRTHPLACE_DATA ?= $(abspath $(if $(wildcard data/wiki.txt),data,../shared/data/birthplaces))
 export BIRTHPLACE_DATA
 # The GPU machine has no virtual environment: fall back to the system Python there.
 GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)

@@ -39,6 +39,7 @@ CHECKSUMS = {
 # Lines of the reference copies: a damaged copy that lost rows says how many in its warning.
 REFERENCE_LINES = {"wiki.txt": 2937, "birth_places_train.tsv": 2000, "birth_dev.tsv": 500,
                    "birth_test_inputs.tsv": 437}
+REPO_ROOT = Path(__file__).resolve().parent.parent
 QUESTION_RE = re.compile(r"^Where was (?P<name>\S.*\S|\S) born\?$")
 TEXT_MODES = ("unicode", "faithful")
 
@@ -52,8 +53,15 @@ class DataWarning(UserWarning):
 
 
 def data_dir(path: str | os.PathLike | None = None) -> Path:
-    """The data folder: `path`, else `$BIRTHPLACE_DATA`, else `data/`."""
-    return Path(path if path is not None else os.environ.get("BIRTHPLACE_DATA", "data"))
+    """The data folder: `path`, else `$BIRTHPLACE_DATA`, else `data/`.
+
+    A relative path that does not exist from the working directory is taken relative to
+    the repository root, so chapters (which execute inside `book/...`) find the same files.
+    """
+    root = Path(path if path is not None else os.environ.get("BIRTHPLACE_DATA", "data"))
+    if not root.is_absolute() and not root.exists() and (REPO_ROOT / root).exists():
+        return REPO_ROOT / root
+    return root
 
 
 def data_file(kind: str, folder: str | os.PathLike | None = None) -> Path:
