@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from lib import data as D
+from lib.evaluate import control_places as evaluate_control_places
 from lib.records import REPO_ROOT, load_records, results_root
 
 PROFILE_ORDER = ("full", "cpu", "smoke")
@@ -229,18 +230,9 @@ def accuracy_by_group(correct: Sequence[bool], groups: Sequence[str],
 
 
 def control_places(places: Sequence[str]) -> list[str]:
-    """Each person's control place: the next person's (cyclically) that differs from their own.
-
-    The same rule as `lib.evaluate.knowledge_probe`, so stored completions can be scored
-    against the controls without the model.
-    """
-    out = []
-    for i in range(len(places)):
-        j = (i + 1) % len(places)
-        while places[j] == places[i] and j != i:
-            j = (j + 1) % len(places)
-        out.append(places[j])
-    return out
+    """Each person's control place, by `lib.evaluate.knowledge_probe`'s own rule, so stored
+    completions can be scored against the controls without the model."""
+    return evaluate_control_places(places)
 
 
 def _hit(completion: str | None, place: str) -> bool | None:

@@ -238,6 +238,17 @@ class ProbeResult:
                                                 strict=True)]
 
 
+def control_places(places: Sequence[str]) -> list[str]:
+    """Each person's control place: the next person's (cyclically) that differs from their own."""
+    out = []
+    for i in range(len(places)):
+        j = (i + 1) % len(places)
+        while places[j] == places[i] and j != i:
+            j = (j + 1) % len(places)
+        out.append(places[j])
+    return out
+
+
 def knowledge_probe(model, rows: Sequence[Question], biographies: dict[str, str],
                     vocab: Vocabulary, device: str | torch.device = "cpu",
                     max_prefix: int | None = None, max_new: int = 24) -> ProbeResult:
@@ -253,12 +264,7 @@ def knowledge_probe(model, rows: Sequence[Question], biographies: dict[str, str]
     max_prefix = int(block * 7 / 8) if max_prefix is None else max_prefix
     rows = [r for r in rows if r.place is not None]
     places = [r.place for r in rows]
-    controls = []
-    for i in range(len(rows)):
-        j = (i + 1) % len(rows)
-        while places[j] == places[i] and j != i:
-            j = (j + 1) % len(rows)
-        controls.append(places[j])
+    controls = control_places(places)
 
     def keep(text: str) -> str:
         return "".join(c for c in text if c in vocab)

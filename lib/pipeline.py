@@ -113,6 +113,16 @@ def check_questions(profile: Profile, world: D.World, data: D.BirthplaceData) ->
                      source=str(D.data_file("dev", data.folder)))
 
 
+def _prepare(profile: Profile, device: str, data: D.BirthplaceData | None
+             ) -> tuple[torch.device, D.BirthplaceData, D.World]:
+    """Device, data and world of a training run, with every question checked before any work."""
+    dev = resolve_device(device)
+    data = data or D.load()
+    world = world_for(profile, data)
+    check_questions(profile, world, data)
+    return dev, data, world
+
+
 def _base_record(kind: str, profile: Profile, variant: str, seed: int, world: D.World,
                  data: D.BirthplaceData, device: torch.device) -> dict:
     return {
@@ -162,10 +172,7 @@ def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0
     paths = RunPaths.of(profile.name, rid)
     if (done := _existing(paths, force)) is not None and paths.weights.exists():
         return done
-    dev = resolve_device(device)
-    data = data or D.load()
-    world = world_for(profile, data)
-    check_questions(profile, world, data)
+    dev, data, world = _prepare(profile, device, data)
     started = time.time()
     dataset = D.SpanCorruptionDataset(world.corpus, data.vocab, profile.block_size)
     torch.manual_seed(seed)
@@ -210,10 +217,7 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
     paths = RunPaths.of(profile.name, rid)
     if (done := _existing(paths, force)) is not None:
         return done
-    dev = resolve_device(device)
-    data = data or D.load()
-    world = world_for(profile, data)
-    check_questions(profile, world, data)
+    dev, data, world = _prepare(profile, device, data)
     started = time.time()
     torch.manual_seed(seed)
     model = GPT(model_config(profile, len(data.vocab), variant))

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from lib import data as D
 
@@ -27,6 +28,15 @@ def data_folder() -> Path:
 @pytest.fixture(scope="session")
 def real_data(data_folder) -> D.BirthplaceData:
     return D.load(data_folder)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is faster and does not fight other processes for cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

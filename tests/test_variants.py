@@ -19,13 +19,7 @@ SPEC = AttentionSpec(n_embd=32, n_head=4, block_size=128)
 VARIANTS = available_variants()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster and does not fight other processes for cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name", VARIANTS)
