@@ -52,13 +52,30 @@ class DataWarning(UserWarning):
     """A data file differs from the reference copy; results may not be comparable."""
 
 
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "birthplaces"
+
+
+def default_data_dir() -> Path:
+    """`data/` when it holds the files, else the shared copy beside the clone (as the Makefile).
+
+    So `jupyter-book build .` or a notebook started by hand finds the data without
+    `$BIRTHPLACE_DATA`, exactly where `make` would look.
+    """
+    local = REPO_ROOT / "data"
+    if not (local / FILES["wiki"]).is_file() and (SHARED_DATA / FILES["wiki"]).is_file():
+        return SHARED_DATA
+    return Path("data")
+
+
 def data_dir(path: str | os.PathLike | None = None) -> Path:
-    """The data folder: `path`, else `$BIRTHPLACE_DATA`, else `data/`.
+    """The data folder: `path`, else `$BIRTHPLACE_DATA`, else `default_data_dir()`.
 
     A relative path that does not exist from the working directory is taken relative to
     the repository root, so chapters (which execute inside `book/...`) find the same files.
     """
-    root = Path(path if path is not None else os.environ.get("BIRTHPLACE_DATA", "data"))
+    if path is None and "BIRTHPLACE_DATA" not in os.environ:
+        path = default_data_dir()
+    root = Path(path if path is not None else os.environ["BIRTHPLACE_DATA"])
     if not root.is_absolute() and not root.exists() and (REPO_ROOT / root).exists():
         return REPO_ROOT / root
     return root

@@ -10,7 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from lib.report import snapshot_table
+from lib.report import snapshot_table, variant_rates
 
 
 def training(log: list[dict], title: str) -> Figure:
@@ -88,4 +88,31 @@ def panels(logs: dict[str, dict[str, list[dict]]], title: str, key: str = "loss"
         if runs:
             ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def variant_bars(profile: str, title: str) -> Figure:
+    """Probe hit rates and dev accuracy per attention variant (counts pooled over seeds).
+
+    Grey ticks mark each probe's control (another person's place); the dashed line is the
+    London baseline, the floor that dev accuracy has to clear.
+    """
+    rates = variant_rates(profile)
+    measures = [("bio", "biography probe"), ("name", "name probe"), ("dev", "dev accuracy")]
+    fig, ax = plt.subplots(figsize=(8, 3.6), constrained_layout=True)
+    width = 0.8 / len(measures)
+    for i, (key, label) in enumerate(measures):
+        xs = [v + (i - 1) * width for v in range(len(rates))]
+        ax.bar(xs, [100 * r[key] for r in rates.values()], width, label=label)
+        if key != "dev":
+            ax.scatter(xs, [100 * r[f"{key}_control"] for r in rates.values()], marker="_",
+                       s=300, color="0.3", zorder=3,
+                       label="control (another person's place)" if i == 0 else None)
+    london = next(iter(rates.values()))["london"] if rates else None
+    if london is not None:
+        ax.axhline(100 * london, color="0.4", ls="--", lw=1, label="London baseline (dev)")
+    ax.set_xticks(range(len(rates)), [f"{v}\n({r['seeds']} seed{'s' if r['seeds'] > 1 else ''})"
+                                      for v, r in rates.items()])
+    ax.set(ylabel="people (%)", title=title)
+    ax.legend(fontsize=8, loc="upper right")
     return fig

@@ -522,3 +522,121 @@ def answers_from_train(record: dict, root: Path | None = None) -> pd.DataFrame:
                      "answer is a train place": f"{hits} = {percent(share)}",
                      "distinct answers": len(set(answers))})
     return pd.DataFrame(rows)
+
+
+def _variants() -> list[str]:
+    """Registered attention variants, vanilla (the reference) first."""
+    from lib.attention import available_variants  # the registry imports torch; only here
+
+    return sorted(available_variants(), key=lambda v: (v != "vanilla", v))
+
+
+def _pooled_probe(records: list[dict], probe: str, against: str) -> tuple[int, int]:
+    return pooled(records, f"probe.{probe}_{against}_correct", f"probe.{probe}_{against}_total")
+
+
+def variant_table(profile: str, root: Path | None = None) -> pd.DataFrame:
+    """One row per registered attention variant: what its pretrain + finetune runs measured.
+
+    Dev accuracy is mean ± std over seeds; probe counts are pooled over the seeds (each seed
+    asks the same people), with the control place beside them. A variant with no record is
+    listed as pending, not left out.
+    """
+    records = load_records(profile, root)
+    rows = []
+    for variant in _variants():
+        fine = sorted((r for r in records if r["kind"] == "pretrain_finetune"
+                       and r["variant"] == variant), key=lambda r: r["seed"])
+        pre = sorted((r for r in records if r["kind"] == "pretrain" and r["variant"] == variant),
+                     key=lambda r: r["seed"])
+        row: dict[str, str] = {"variant": variant,
+                               "seeds": ", ".join(str(r["seed"]) for r in fine) or "pending"}
+        row["dev accuracy"] = format_stat(dev_accuracies(fine)) if fine else "pending"
+        for probe, label in (("bio", "biography probe"), ("name", "name probe")):
+            row[label] = (f"{_rate(_pooled_probe(pre, probe, 'gold'))} (control "
+                          f"{_rate(_pooled_probe(pre, probe, 'control'))})" if pre else "pending")
+        losses = [r["metrics"]["final_loss"] for r in pre if "final_loss" in r["metrics"]]
+        row["final pretraining loss"] = (", ".join(f"{x:.3f}" for x in losses) if losses
+                                         else "pending")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("variant")
+
+
+def variant_profile(root: Path | None = None) -> str | None:
+    """The most complete profile with a research-variant record (full, then cpu, then smoke)."""
+    for profile in PROFILE_ORDER:
+        if any(r["variant"] not in ("vanilla", "none")
+               for r in load_records(profile, root, kind="pretrain_finetune")):
+            return profile
+    return None
+
+
+def variant_findings(profile: str, root: Path | None = None) -> dict[str, str]:
+    """Each research variant against vanilla attention on the seeds both ran, as sentences.
+
+    A difference is named only when it exceeds three standard errors (counts pooled over the
+    shared seeds); otherwise the sentence says the numbers do not separate the two.
+    """
+    records = load_records(profile, root)
+
+    def runs(kind: str, variant: str) -> dict[int, dict]:
+        return {r["seed"]: r for r in records if r["kind"] == kind and r["variant"] == variant}
+
+    london = [r for r in records if r["kind"] == "london"]
+    base = pooled(london, "dev.correct", "dev.total") if london else None
+    out: dict[str, str] = {}
+    for variant in _variants():
+        if variant == "vanilla":
+            continue
+        pre, ref_pre = runs("pretrain", variant), runs("pretrain", "vanilla")
+        pf, ref_pf = runs("pretrain_finetune", variant), runs("pretrain_finetune", "vanilla")
+        seeds = sorted(set(pre) & set(ref_pre) & set(pf) & set(ref_pf))
+        if not seeds:
+            continue
+        parts = []
+        for probe, label in (("bio", "biography probe"), ("name", "name probe")):
+            own = _pooled_probe([pre[s] for s in seeds], probe, "gold")
+            ref = _pooled_probe([ref_pre[s] for s in seeds], probe, "gold")
+            relation = ("above" if clearly_above(own, ref) else "below" if clearly_above(ref, own)
+                        else "not separable from")
+            parts.append(f"{label} {_rate(own)}, {relation} vanilla's {_rate(ref)}")
+        dev_own = pooled([pf[s] for s in seeds], "dev.correct", "dev.total")
+        dev_ref = pooled([ref_pf[s] for s in seeds], "dev.correct", "dev.total")
+        if base is not None and not clearly_above(dev_own, base) and not clearly_above(dev_ref, base):
+            dev_text = (f"dev accuracy {_rate(dev_own)} against vanilla's {_rate(dev_ref)}; neither "
+                        f"is clearly above the London baseline ({_rate(base)}), so dev accuracy "
+                        "cannot rank the two here")
+        else:
+            relation = ("above" if clearly_above(dev_own, dev_ref) else "below"
+                        if clearly_above(dev_ref, dev_own) else "not separable from")
+            dev_text = f"dev accuracy {_rate(dev_own)}, {relation} vanilla's {_rate(dev_ref)}"
+        seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+        out[variant] = (f"**{variant}** ({seed_text}, same data and recipe): "
+                        + "; ".join(parts) + f"; {dev_text}.")
+    return out
+
+
+def variant_rates(profile: str, root: Path | None = None) -> dict[str, dict]:
+    """Pooled rates per variant that has pretrain and pretrain + finetune records (for plots).
+
+    {variant: {seeds, bio, bio_control, name, name_control, dev, london}}; `london` is None
+    when the profile has no London record.
+    """
+    records = load_records(profile, root)
+    london = [r for r in records if r["kind"] == "london"]
+    base = pooled(london, "dev.correct", "dev.total") if london else None
+    out: dict[str, dict] = {}
+    for variant in _variants():
+        pre = [r for r in records if r["kind"] == "pretrain" and r["variant"] == variant]
+        pf = [r for r in records if r["kind"] == "pretrain_finetune" and r["variant"] == variant]
+        if not pre or not pf:
+            continue
+        row: dict = {"seeds": len(pf), "london": base[0] / base[1] if base and base[1] else None}
+        for probe in ("bio", "name"):
+            for against, key in (("gold", probe), ("control", f"{probe}_control")):
+                hits, n = _pooled_probe(pre, probe, against)
+                row[key] = hits / n if n else float("nan")
+        hits, n = pooled(pf, "dev.correct", "dev.total")
+        row["dev"] = hits / n if n else float("nan")
+        out[variant] = row
+    return out

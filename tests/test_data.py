@@ -24,6 +24,18 @@ def test_missing_folder_says_how_to_set_the_variable(tmp_path, monkeypatch):
         D.load()
 
 
+def test_without_the_variable_the_shared_copy_beside_the_clone_is_found(tmp_path, monkeypatch):
+    shared, local = tmp_path / "shared", tmp_path / "repo" / "data"
+    monkeypatch.delenv("BIRTHPLACE_DATA", raising=False)
+    monkeypatch.setattr(D, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setattr(D, "SHARED_DATA", shared)
+    assert D.default_data_dir() == D.Path("data")  # neither copy exists: the documented default
+    write_files(shared, wiki="x", train="x", dev="x", test="x")
+    assert D.data_dir() == shared
+    write_files(local, wiki="x", train="x", dev="x", test="x")
+    assert D.data_dir() == local  # a local copy wins, as in the Makefile
+
+
 def test_missing_file_is_named(tmp_path):
     folder = write_files(tmp_path / "d")
     (folder / "birth_dev.tsv").unlink()

@@ -85,6 +85,61 @@ def test_research_variants_get_their_own_rows_without_published_figures(scratch)
     assert len(synth) == 1 and synth[0]["published: original report (April 2023)"] == ""
 
 
+def test_variant_table_lists_every_variant_and_marks_missing_ones_pending(scratch):
+    stored_but_not_extracted()
+    add("cpu", "pretrain", 0, {"probe": probe(30, 2, 40, 1), "final_loss": 0.9}, variant="bigbird")
+    add("cpu", "pretrain_finetune", 0, {"dev": dev(4)}, variant="bigbird")
+    table = report.variant_table("cpu")
+    assert list(table.index) == ["vanilla", "bigbird", "linformer", "synthesizer"]
+    assert table.loc["vanilla", "seeds"] == "0, 1, 2"
+    assert table.loc["vanilla", "dev accuracy"] == "5.0 ± 1.0 %"
+    assert table.loc["vanilla", "name probe"] == "186/300 = 62.0 % (control 9/300 = 3.0 %)"
+    assert table.loc["bigbird", "biography probe"] == "40/100 = 40.0 % (control 1/100 = 1.0 %)"
+    assert table.loc["bigbird", "final pretraining loss"] == "0.900"
+    assert (table.loc["synthesizer"] == "pending").all()
+    assert report.variant_profile() == "cpu"
+
+
+def test_variant_findings_compare_on_shared_seeds_and_only_claim_clear_gaps(scratch):
+    stored_but_not_extracted()  # vanilla seeds 0-2: name probe 60, 64, 62 of 100
+    add("cpu", "pretrain", 0, {"probe": probe(20, 2, 31, 1)}, variant="synthesizer")
+    add("cpu", "pretrain_finetune", 0, {"dev": dev(3)}, variant="synthesizer")
+    add("cpu", "pretrain", 0, {"probe": probe(58, 2, 30, 1)}, variant="linformer")
+    add("cpu", "pretrain_finetune", 0, {"dev": dev(5)}, variant="linformer")
+    found = report.variant_findings("cpu")
+    assert set(found) == {"synthesizer", "linformer"}  # bigbird has no record: no sentence
+    assert "seed 0," in found["synthesizer"]  # compared with vanilla's seed 0 only
+    assert "name probe 20/100 = 20.0 %, below vanilla's 60/100 = 60.0 %" in found["synthesizer"]
+    assert "biography probe 31/100 = 31.0 %, not separable from vanilla's 30/100" in found["synthesizer"]
+    assert "name probe 58/100 = 58.0 %, not separable from" in found["linformer"]
+    assert "cannot rank the two" in found["linformer"]
+
+
+def test_variant_rates_pool_seeds_and_the_plot_draws_them(scratch):
+    stored_but_not_extracted()
+    add("cpu", "pretrain", 0, {"probe": probe(20, 2, 31, 1)}, variant="synthesizer")
+    add("cpu", "pretrain_finetune", 0, {"dev": dev(3)}, variant="synthesizer")
+    rates = report.variant_rates("cpu")
+    assert list(rates) == ["vanilla", "synthesizer"]  # linformer and bigbird: no records
+    assert rates["vanilla"]["seeds"] == 3 and math.isclose(rates["vanilla"]["name"], 186 / 300)
+    assert math.isclose(rates["vanilla"]["dev"], 15 / 300)
+    assert math.isclose(rates["synthesizer"]["bio_control"], 0.01)
+    assert rates["synthesizer"]["london"] == 0.05
+    fig = figures.variant_bars("cpu", "cpu")
+    heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
+    assert heights == sorted(round(100 * x, 6) for x in (93 / 300, 0.31, 186 / 300, 0.2, 15 / 300, 0.03))
+
+
+def test_variant_findings_rank_dev_accuracy_once_it_beats_london(scratch):
+    add("full", "london", 0, {"dev": dev(25, 500)})
+    add("full", "pretrain", 0, {"probe": probe(200, 20, n=500)})
+    add("full", "pretrain_finetune", 0, {"dev": dev(110, 500)})
+    add("full", "pretrain", 0, {"probe": probe(150, 20, n=500)}, variant="synthesizer")
+    add("full", "pretrain_finetune", 0, {"dev": dev(40, 500)}, variant="synthesizer")
+    found = report.variant_findings("full")
+    assert "dev accuracy 40/500 = 8.0 %, below vanilla's 110/500 = 22.0 %" in found["synthesizer"]
+
+
 def test_findings_say_stored_but_not_extracted_and_full_pending(scratch):
     stored_but_not_extracted()
     found = report.findings("cpu")
