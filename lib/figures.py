@@ -42,35 +42,39 @@ def overlay(logs: dict[str, list[dict]], title: str, key: str = "loss",
     return fig
 
 
-def probe_snapshots(records: dict[str, dict], title: str) -> Figure:
-    """Knowledge-probe hit rate (own place and control) along pretraining, per run."""
+def _per_snapshot(records: dict[str, dict], title: str, xlabel: str, ylabel: str,
+                  draw) -> Figure:
+    """One axis; `draw(ax, label, table)` plots a run's snapshot table (runs without one skipped)."""
     fig, ax = plt.subplots(figsize=(7, 3.4), constrained_layout=True)
     for label, record in records.items():
         table = snapshot_table(record)
-        if table.empty:
-            continue
-        line = ax.plot(table["pretraining epoch"], 100 * table["name probe, own"], marker="o",
-                       label=f"{label}: name probe, own place")[0]
-        ax.plot(table["pretraining epoch"], 100 * table["name probe, control"], marker="x",
-                ls="--", color=line.get_color(), label=f"{label}: control")
-    ax.set(xlabel="pretraining epoch", ylabel="people (%)", title=title)
+        if not table.empty:
+            draw(ax, label, table)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
     return fig
+
+
+def probe_snapshots(records: dict[str, dict], title: str) -> Figure:
+    """Knowledge-probe hit rate (own place and control) along pretraining, per run."""
+    def draw(ax, label, table):
+        epochs = table["pretraining epoch"]
+        line = ax.plot(epochs, 100 * table["name probe, own"], marker="o",
+                       label=f"{label}: name probe, own place")[0]
+        ax.plot(epochs, 100 * table["name probe, control"], marker="x", ls="--",
+                color=line.get_color(), label=f"{label}: control")
+
+    return _per_snapshot(records, title, "pretraining epoch", "people (%)", draw)
 
 
 def accuracy_snapshots(records: dict[str, dict], title: str) -> Figure:
     """Dev accuracy after finetuning each pretraining snapshot, per run."""
-    fig, ax = plt.subplots(figsize=(7, 3.4), constrained_layout=True)
-    for label, record in records.items():
-        table = snapshot_table(record)
-        if table.empty:
-            continue
+    def draw(ax, label, table):
         ax.plot(table["pretraining epoch"], 100 * table["dev accuracy after finetuning"],
                 marker="o", label=label)
-    ax.set(xlabel="pretraining epoch of the snapshot that was finetuned",
-           ylabel="dev accuracy (%)", title=title)
-    ax.legend(fontsize=8)
-    return fig
+
+    return _per_snapshot(records, title, "pretraining epoch of the snapshot that was finetuned",
+                         "dev accuracy (%)", draw)
 
 
 def panels(logs: dict[str, dict[str, list[dict]]], title: str, key: str = "loss") -> Figure:

@@ -254,3 +254,20 @@ def test_tables_from_the_committed_smoke_records(committed):
     assert set(places["questions"]) == {"dev", "strangers"}
     sources = report.answers_from_train(runs["finetune-vanilla-seed0"])
     assert list(sources["answers"]) == [20, 300]
+
+
+def test_snapshot_figures_plot_each_run_and_skip_runs_without_snapshots():
+    def snap(epoch: int, name_gold: int, correct: int) -> dict:
+        return {"epoch": epoch, "step": 10 * epoch, "tokens": 1000 * epoch,
+                "probe": probe(name_gold, 1), "dev": dev(correct)}
+
+    runs = {"seed 0": {"metrics": {"snapshots": [snap(1, 10, 2), snap(2, 40, 5)]}},
+            "seed 1": {"metrics": {}}}
+    probes = figures.probe_snapshots(runs, "t").axes[0]
+    assert [line.get_label() for line in probes.lines] == ["seed 0: name probe, own place",
+                                                          "seed 0: control"]
+    assert list(probes.lines[0].get_ydata()) == [10.0, 40.0]
+    assert list(probes.lines[1].get_ydata()) == [1.0, 1.0]
+    accuracy = figures.accuracy_snapshots(runs, "t").axes[0]
+    assert len(accuracy.lines) == 1 and list(accuracy.lines[0].get_ydata()) == [2.0, 5.0]
+    assert accuracy.get_ylabel() == "dev accuracy (%)"
