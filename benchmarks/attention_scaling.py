@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -85,10 +86,15 @@ def time_step(layer: nn.Module, x: torch.Tensor, grad: torch.Tensor, device: str
     for _ in range(warmup):
         _step(layer, x, grad)
     _sync(device)
+    return _timed(lambda: _step(layer, x, grad), device, repeats)
+
+
+def _timed(fn, device: str, repeats: int) -> list[float]:
+    """Wall-clock seconds of each of `repeats` calls, waiting for the device after each."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        _step(layer, x, grad)
+        fn()
         _sync(device)
         times.append(time.perf_counter() - start)
     return times
@@ -386,12 +392,7 @@ def flex_attention_check(lengths: list[int], device: str = "cpu", repeats: int =
                     out["forward_ms"].setdefault(label, []).append(None)
                     continue
                 _sync(device)
-                times = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    fn(q, k, v)
-                    _sync(device)
-                    times.append(time.perf_counter() - t0)
+                times = _timed(functools.partial(fn, q, k, v), device, repeats)
                 out["forward_ms"].setdefault(label, []).append(1e3 * statistics.median(times))
         out.setdefault("bigbird_block_sparsity_percent", []).append(float(sparse.sparsity()))
     qg = torch.randn(1, N_HEAD, 256, 32, device=device, requires_grad=True)

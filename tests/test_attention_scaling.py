@@ -1,0 +1,28 @@
+"""benchmarks/attention_scaling.py: a tiny run writes a record with slopes and ratios."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import attention_scaling
+
+
+def test_tiny_benchmark_writes_slopes_and_ratios_for_every_variant(tmp_path, one_thread):
+    out = tmp_path / "scaling.json"
+    code = attention_scaling.main(["--out", str(out), "--device", "cpu", "--lengths", "64", "128",
+                                   "--repeats", "2", "--fit-from", "64", "--no-flex-check"])
+    assert code == 0
+    record = json.loads(out.read_text())
+    assert set(record["summary"]) == {"vanilla", "synthesizer", "linformer", "bigbird",
+                                      attention_scaling.REFERENCE}
+    for name, item in record["variants"].items():
+        assert item["lengths"] == [64, 128]
+        assert len(item["time_s"]) == 2 and all(t > 0 for t in item["time_s"]), name
+    assert record["summary"]["vanilla"]["time_ratio_vs_vanilla"] == {"64": 1.0, "128": 1.0}
+    assert "flex_attention" not in record
+
+
+def test_timed_calls_the_function_once_per_repeat():
+    calls = []
+    times = attention_scaling._timed(lambda: calls.append(1), "cpu", 3)
+    assert len(calls) == 3 and len(times) == 3 and all(t >= 0 for t in times)
