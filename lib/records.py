@@ -27,8 +27,12 @@ def results_root() -> Path:
     return Path(os.environ.get("BOOK_RESULTS", REPO_ROOT / "results"))
 
 
+OUTPUT_PATHS = ("results", "book/runs")
+
+
 def git_commit() -> str:
-    """The commit of the code that produced a result (with `+dirty` for uncommitted changes).
+    """The commit of the code that produced a result (`+dirty` for uncommitted changes to
+    anything but the outputs under OUTPUT_PATHS).
 
     Where the code travels without its git folder (a rented GPU machine, say), the caller
     names the commit in `BOOK_GIT_COMMIT`.
@@ -38,7 +42,9 @@ def git_commit() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                                 text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # Outputs (records, logs, stored runs) change while runs go on; only code is "dirty".
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", *(f":(exclude){p}" for p in OUTPUT_PATHS)],
                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout
         return commit + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):

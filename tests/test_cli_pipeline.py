@@ -87,3 +87,28 @@ def test_pipeline_records_and_skipping(scratch):
     # A finished run is skipped: the same record comes back without training again.
     again = P.run("pretrain_finetune", "smoke", progress=False)
     assert again == first
+
+
+def test_git_commit_is_dirty_for_code_changes_but_not_for_new_results(tmp_path, monkeypatch):
+    import subprocess
+
+    from lib import records
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "lib" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "log.jsonl").write_text("{}\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    monkeypatch.setattr(records, "REPO_ROOT", tmp_path)
+    monkeypatch.delenv("BOOK_GIT_COMMIT", raising=False)
+    clean = records.git_commit()
+    assert len(clean) == 40
+    (tmp_path / "results" / "log.jsonl").write_text("{}\n{}\n")  # a run appending to its log
+    assert records.git_commit() == clean
+    (tmp_path / "lib" / "code.py").write_text("x = 2\n")
+    assert records.git_commit() == clean + "+dirty"
