@@ -613,7 +613,32 @@ def variant_findings(profile: str, root: Path | None = None) -> dict[str, str]:
         seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
         out[variant] = (f"**{variant}** ({seed_text}, same data and recipe): "
                         + "; ".join(parts) + f"; {dev_text}.")
+    spread = seed_spread(list(runs("pretrain", "vanilla").values()))
+    if out and spread:
+        out["spread"] = spread
     return out
+
+
+def seed_spread(pretrained: list[dict], probe: str = "name") -> str | None:
+    """How far one configuration's probe count moves between seeds, against counting noise.
+
+    The three-standard-error rule above treats each count as binomial; different seeds add
+    variation of their own, and this sentence shows how much (None for fewer than 2 seeds).
+    """
+    runs = sorted(pretrained, key=lambda r: r["seed"])
+    if len(runs) < 2:
+        return None
+    hits = [r["metrics"]["probe"][f"{probe}_gold_correct"] for r in runs]
+    n = runs[0]["metrics"]["probe"][f"{probe}_gold_total"]
+    p = sum(hits) / (n * len(hits))
+    observed = float(np.std(hits, ddof=1))
+    counting = math.sqrt(n * p * (1 - p))
+    verdict = ("wider than counting noise alone gives, so one seed of a variant ranks it only "
+               "roughly" if observed > 1.5 * counting else "about what counting noise alone gives")
+    seeds = ", ".join(str(r["seed"]) for r in runs)
+    return (f"Seed to seed, vanilla's {probe} probe found {', '.join(map(str, hits))} of {n} people "
+            f"(seeds {seeds}): a standard deviation of {observed:.1f} people against "
+            f"{counting:.1f} from counting noise, {verdict}.")
 
 
 def variant_rates(profile: str, root: Path | None = None) -> dict[str, dict]:

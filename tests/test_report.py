@@ -107,7 +107,9 @@ def test_variant_findings_compare_on_shared_seeds_and_only_claim_clear_gaps(scra
     add("cpu", "pretrain", 0, {"probe": probe(58, 2, 30, 1)}, variant="linformer")
     add("cpu", "pretrain_finetune", 0, {"dev": dev(5)}, variant="linformer")
     found = report.variant_findings("cpu")
-    assert set(found) == {"synthesizer", "linformer"}  # bigbird has no record: no sentence
+    assert set(found) == {"synthesizer", "linformer", "spread"}  # bigbird: no record, no sentence
+    assert found["spread"].startswith("Seed to seed, vanilla's name probe found 60, 64, 62 of 100")
+    assert "about what counting noise alone gives" in found["spread"]
     assert "seed 0," in found["synthesizer"]  # compared with vanilla's seed 0 only
     assert "name probe 20/100 = 20.0 %, below vanilla's 60/100 = 60.0 %" in found["synthesizer"]
     assert "biography probe 31/100 = 31.0 %, not separable from vanilla's 30/100" in found["synthesizer"]
@@ -271,3 +273,12 @@ def test_snapshot_figures_plot_each_run_and_skip_runs_without_snapshots():
     accuracy = figures.accuracy_snapshots(runs, "t").axes[0]
     assert len(accuracy.lines) == 1 and list(accuracy.lines[0].get_ydata()) == [2.0, 5.0]
     assert accuracy.get_ylabel() == "dev accuracy (%)"
+
+
+def test_seed_spread_flags_variation_beyond_counting_noise():
+    runs = [{"seed": s, "metrics": {"probe": probe(h, 0)}} for s, h in enumerate([23, 12, 28])]
+    text = report.seed_spread(runs)
+    assert "23, 12, 28 of 100 people (seeds 0, 1, 2)" in text
+    assert "standard deviation of 8.2 people against 4.1" in text
+    assert "wider than counting noise" in text
+    assert report.seed_spread(runs[:1]) is None
