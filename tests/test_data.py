@@ -53,8 +53,11 @@ def test_checksum_mismatch_warns_loudly(tmp_path, data_folder):
 def test_crlf_is_accepted_with_a_warning(tmp_path, data_folder):
     text = (data_folder / "birth_dev.tsv").read_text(encoding="utf-8")
     folder = write_files(tmp_path / "d", dev=text.replace("\n", "\r\n"))
-    with pytest.warns(D.DataWarning, match="CRLF"):
+    with pytest.warns(D.DataWarning) as caught:
         rows = D.parse_questions(folder / "birth_dev.tsv")
+    messages = [str(w.message) for w in caught]
+    assert any("CRLF" in m for m in messages)
+    assert any("SHA-256 differs" in m for m in messages)  # the bytes changed, so does the checksum
     assert rows[0].place == "Atlanta" and len(rows) == 500
 
 
@@ -103,7 +106,8 @@ def test_unlabelled_file_rejects_answers(tmp_path):
 def test_corpus_with_a_reserved_character_is_an_error(tmp_path, special):
     path = tmp_path / "wiki.txt"
     path.write_text(f"A B. Born in Paris.\nC D. Born in {special}Rome.\n", encoding="utf-8")
-    with pytest.raises(D.DataError, match=f":2: the corpus contains the reserved character.*U\\+{ord(special):04X}"):
+    with pytest.raises(D.DataError, match=f":2: the corpus contains the reserved character.*U\\+{ord(special):04X}"), \
+            pytest.warns(D.DataWarning, match="SHA-256 differs"):
         D.read_corpus(path)
 
 
