@@ -190,8 +190,15 @@ PUBLISHED_COLUMNS = {"handout": "handout", "report": "original report (April 202
 def results_table(profile: str, root: Path | None = None) -> pd.DataFrame:
     """Every configuration of a profile with mean ± std over seeds, beside published figures."""
     stats = accuracy_stats(profile, root)
+    kinds = [*CONFIGURATIONS, *(f"probe-{p}" for p in PROBES)]
+
+    def order(key: tuple[str, str]) -> tuple:
+        kind, variant = key
+        return (variant not in ("vanilla", "none"), variant,
+                kinds.index(kind) if kind in kinds else len(kinds))
+
     rows = []
-    for (kind, variant), s in stats.items():
+    for (kind, variant), s in sorted(stats.items(), key=lambda item: order(item[0])):
         if kind in CONFIGURATIONS:
             label = f"{CONFIGURATIONS[kind]}: dev accuracy"
             value = format_stat(s["values"])

@@ -83,6 +83,10 @@ def test_research_variants_get_their_own_rows_without_published_figures(scratch)
     rows = report.results_table("cpu").to_dict("records")
     synth = [r for r in rows if "[synthesizer attention]" in r["configuration"]]
     assert len(synth) == 1 and synth[0]["published: original report (April 2023)"] == ""
+    assert rows[-1] is synth[0]  # vanilla's rows first, in reading order, then each variant's
+    assert [r["configuration"].split(":")[0] for r in rows[:3]] == [
+        "London baseline (always answer London)", "finetune only (no pretraining)",
+        "pretrain, then finetune"]
 
 
 def test_variant_table_lists_every_variant_and_marks_missing_ones_pending(scratch):
