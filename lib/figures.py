@@ -103,7 +103,7 @@ def variant_bars(profile: str, title: str) -> Figure:
     """
     rates = variant_rates(profile)
     measures = [("bio", "biography probe"), ("name", "name probe"), ("dev", "dev accuracy")]
-    fig, ax = plt.subplots(figsize=(8, 3.6), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(9, 3.6), constrained_layout=True)
     width = 0.8 / len(measures)
     for i, (key, label) in enumerate(measures):
         xs = [v + (i - 1) * width for v in range(len(rates))]
@@ -118,5 +118,5 @@ def variant_bars(profile: str, title: str) -> Figure:
     ax.set_xticks(range(len(rates)), [f"{v}\n({r['seeds']} seed{'s' if r['seeds'] > 1 else ''})"
                                       for v, r in rates.items()])
     ax.set(ylabel="people (%)", title=title)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, not on them
     return fig
