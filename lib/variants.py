@@ -81,7 +81,8 @@ def attend_blocks(
         attn_mask=allowed,
         dropout_p=dropout_p,
     )
-    return y.view(batch, heads, n_blocks * b, d)
+    # CUDA kernels may return y with a non-contiguous layout, where .view fails.
+    return y.reshape(batch, heads, n_blocks * b, d)
 
 
 class _QKVAttention(nn.Module):

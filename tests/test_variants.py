@@ -182,3 +182,23 @@ def test_tiny_gpt_learns_a_fixed_batch(name):
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_block_attention_accepts_a_non_contiguous_kernel_output(monkeypatch):
+    """CUDA's attention kernels can return a permuted layout; the blocked variants must cope."""
+    import torch.nn.functional as F
+
+    from lib import variants
+
+    real = F.scaled_dot_product_attention
+
+    def permuted(*args, **kwargs):
+        y = real(*args, **kwargs)
+        return y.transpose(1, 2).contiguous().transpose(1, 2)  # same values, other strides
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, 4, 8, 16), torch.randn(2, 3, 4, 8, 16), torch.randn(2, 3, 4, 8, 16)
+    allowed = torch.ones(4, 8, 8, dtype=torch.bool)
+    expected = variants.attend_blocks(q, k, v, allowed, 0.0)
+    monkeypatch.setattr(variants.F, "scaled_dot_product_attention", permuted)
+    torch.testing.assert_close(variants.attend_blocks(q, k, v, allowed, 0.0), expected)
