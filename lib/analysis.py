@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from lib import data as D
-from lib.evaluate import control_places as evaluate_control_places
+from lib.evaluate import control_places  # the probe's own rule, to rescore stored completions
 from lib.records import REPO_ROOT, load_records, results_root
 
 PROFILE_ORDER = ("full", "cpu", "smoke")
@@ -227,12 +227,6 @@ def accuracy_by_group(correct: Sequence[bool], groups: Sequence[str],
                      "correct": int(part.correct.sum()),
                      "accuracy": part.correct.mean() if len(part) else float("nan")})
     return pd.DataFrame(rows).set_index("group")
-
-
-def control_places(places: Sequence[str]) -> list[str]:
-    """Each person's control place, by `lib.evaluate.knowledge_probe`'s own rule, so stored
-    completions can be scored against the controls without the model."""
-    return evaluate_control_places(places)
 
 
 def _hit(completion: str | None, place: str) -> bool | None:

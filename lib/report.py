@@ -538,6 +538,12 @@ def _variants() -> list[str]:
     return sorted(available_variants(), key=lambda v: (v != "vanilla", v))
 
 
+def _runs_of(records: list[dict], kind: str, variant: str) -> list[dict]:
+    """A configuration's runs, by seed."""
+    return sorted((r for r in records if r["kind"] == kind and r["variant"] == variant),
+                  key=lambda r: r["seed"])
+
+
 def _pooled_probe(records: list[dict], probe: str, against: str) -> tuple[int, int]:
     return pooled(records, f"probe.{probe}_{against}_correct", f"probe.{probe}_{against}_total")
 
@@ -552,10 +558,8 @@ def variant_table(profile: str, root: Path | None = None) -> pd.DataFrame:
     records = load_records(profile, root)
     rows = []
     for variant in _variants():
-        fine = sorted((r for r in records if r["kind"] == "pretrain_finetune"
-                       and r["variant"] == variant), key=lambda r: r["seed"])
-        pre = sorted((r for r in records if r["kind"] == "pretrain" and r["variant"] == variant),
-                     key=lambda r: r["seed"])
+        fine = _runs_of(records, "pretrain_finetune", variant)
+        pre = _runs_of(records, "pretrain", variant)
         row: dict[str, str] = {"variant": variant,
                                "seeds": ", ".join(str(r["seed"]) for r in fine) or "pending"}
         row["dev accuracy"] = format_stat(dev_accuracies(fine)) if fine else "pending"
@@ -587,7 +591,7 @@ def variant_findings(profile: str, root: Path | None = None) -> dict[str, str]:
     records = load_records(profile, root)
 
     def runs(kind: str, variant: str) -> dict[int, dict]:
-        return {r["seed"]: r for r in records if r["kind"] == kind and r["variant"] == variant}
+        return {r["seed"]: r for r in _runs_of(records, kind, variant)}
 
     london = [r for r in records if r["kind"] == "london"]
     base = pooled(london, "dev.correct", "dev.total") if london else None
@@ -659,8 +663,8 @@ def variant_rates(profile: str, root: Path | None = None) -> dict[str, dict]:
     base = pooled(london, "dev.correct", "dev.total") if london else None
     out: dict[str, dict] = {}
     for variant in _variants():
-        pre = [r for r in records if r["kind"] == "pretrain" and r["variant"] == variant]
-        pf = [r for r in records if r["kind"] == "pretrain_finetune" and r["variant"] == variant]
+        pre = _runs_of(records, "pretrain", variant)
+        pf = _runs_of(records, "pretrain_finetune", variant)
         if not pre or not pf:
             continue
         row: dict = {"seeds": len(pf), "london": base[0] / base[1] if base and base[1] else None}
