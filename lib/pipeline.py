@@ -165,7 +165,8 @@ def run_london(profile: str | Profile, data: D.BirthplaceData | None = None,
 
 def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0,
                  device: str = "auto", force: bool = False, progress: bool = True,
-                 data: D.BirthplaceData | None = None, compile_model: bool = False) -> dict:
+                 data: D.BirthplaceData | None = None, compile_model: bool = False,
+                 cuda_graphs: bool = False) -> dict:
     """Span-corruption pretraining on the profile's corpus, then the knowledge probe."""
     profile = get_profile(profile) if isinstance(profile, str) else profile
     rid = run_id("pretrain", variant, seed)
@@ -180,7 +181,7 @@ def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0
     result = train(model, dataset, profile.pretrain, seed=seed, state_path=paths.state,
                    log_path=paths.metrics, device=dev, progress=progress,
                    description=f"pretrain {variant} seed {seed}", snapshot_dir=paths.snapshots,
-                   compile_model=compile_model)
+                   compile_model=compile_model, cuda_graphs=cuda_graphs)
     meta = {"config": model.config.to_dict(), "run_id": rid, "profile": profile.name}
     save_weights(paths.weights, model, meta)
     train_time = time.time() - started
@@ -200,7 +201,7 @@ def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0
         metrics={"final_loss": result.final_loss, "steps": result.steps, "tokens": result.tokens,
                  "probe": probe.summary(), "snapshots": snapshots},
         wall_time=time.time() - started, train_time=train_time,
-        parameters=model.num_parameters(),
+        parameters=model.num_parameters(), cuda_graphs=graph_summary(result),
         files={"metrics_log": paths.metrics.name, "details": paths.details.name},
     )
     return read_record(write_record(record))
@@ -209,7 +210,8 @@ def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0
 def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0,
                  pretrained: bool = False, device: str = "auto", force: bool = False,
                  progress: bool = True, data: D.BirthplaceData | None = None,
-                 compile_model: bool = False, with_snapshots: bool = True) -> dict:
+                 compile_model: bool = False, with_snapshots: bool = True,
+                 cuda_graphs: bool = False) -> dict:
     """Finetune on the profile's questions (from scratch or from the pretrained model), evaluate."""
     profile = get_profile(profile) if isinstance(profile, str) else profile
     kind = "pretrain_finetune" if pretrained else "finetune"
@@ -227,7 +229,7 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
         # Weights without a record are a pretraining killed before it finished: redo it.
         if not (pre_paths.weights.exists() and pre_paths.record.exists()):
             run_pretrain(profile, variant, seed, device, force=True, progress=progress,
-                         data=data, compile_model=compile_model)
+                         data=data, compile_model=compile_model, cuda_graphs=cuda_graphs)
         pretrain_record = read_record(pre_paths.record)
         weights, _ = load_weights(pre_paths.weights)
         model.load_state_dict(weights)
@@ -236,7 +238,7 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
                                 source="train questions")
     result = train(model, dataset, cfg, seed=seed, state_path=paths.state, log_path=paths.metrics,
                    device=dev, progress=progress, description=f"{kind} {variant} seed {seed}",
-                   compile_model=compile_model)
+                   compile_model=compile_model, cuda_graphs=cuda_graphs)
     save_weights(paths.weights, model, {"config": model.config.to_dict(), "run_id": rid,
                                         "profile": profile.name})
     train_time = time.time() - started
@@ -268,7 +270,7 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
                  "tokens": result.tokens, "snapshots": snapshot_scores},
         wall_time=time.time() - started, train_time=train_time,
         pretrain_run=None if pretrain_record is None else pretrain_record["run_id"],
-        parameters=model.num_parameters(),
+        parameters=model.num_parameters(), cuda_graphs=graph_summary(result),
         files={"predictions": paths.predictions.name, "metrics_log": paths.metrics.name,
                "details": paths.details.name},
     )
@@ -294,20 +296,29 @@ def _finetune_snapshots(profile: Profile, variant: str, seed: int, world: D.Worl
     return scores
 
 
+def graph_summary(result) -> dict:
+    """How many training steps were replays of a captured CUDA graph (0 off a GPU), and why
+    capture failed if it did: part of how a result was computed."""
+    return {"replayed_steps": result.graphed_steps, "capture_failure": result.graph_failure}
+
+
 def run(kind: str, profile: str | Profile, variant: str = "vanilla", seed: int = 0,
         device: str = "auto", force: bool = False, progress: bool = True,
-        compile_model: bool | None = None) -> dict:
-    """Dispatch one run of the experiment matrix by kind (`BOOK_COMPILE=1` turns on torch.compile)."""
+        compile_model: bool | None = None, cuda_graphs: bool | None = None) -> dict:
+    """Dispatch one run of the experiment matrix by kind (`BOOK_COMPILE=1` turns on
+    torch.compile, `BOOK_CUDA_GRAPHS=1` fixed-shape steps replayed as CUDA graphs)."""
     if compile_model is None:
         compile_model = os.environ.get("BOOK_COMPILE") == "1"
+    if cuda_graphs is None:
+        cuda_graphs = os.environ.get("BOOK_CUDA_GRAPHS") == "1"
     if kind == "london":
         return run_london(profile, force=force)
     if kind == "pretrain":
         return run_pretrain(profile, variant, seed, device, force, progress,
-                            compile_model=compile_model)
+                            compile_model=compile_model, cuda_graphs=cuda_graphs)
     if kind in ("finetune", "pretrain_finetune"):
         return run_finetune(profile, variant, seed, kind == "pretrain_finetune", device, force,
-                            progress, compile_model=compile_model)
+                            progress, compile_model=compile_model, cuda_graphs=cuda_graphs)
     raise ValueError(f"unknown run kind {kind!r}; choose one of {', '.join(KINDS)}")
 
 

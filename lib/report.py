@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lib.profiles import PROFILES
 from lib.records import load_records, results_root
 
 # lib.train imports tqdm.auto, which warns inside Jupyter without ipywidgets; the text bar
@@ -51,11 +52,23 @@ PUBLISHED = {
 }
 
 
+def matrix_complete(profile: str, root: Path | None = None) -> bool:
+    """Whether the London baseline and every vanilla run of the matrix (pretrain, pretrain +
+    finetune, finetune) have finished for every seed the profile names."""
+    seeds = PROFILES[profile].seeds if profile in PROFILES else (0,)
+    have = {(r["kind"], r["seed"]) for r in load_records(profile, root)
+            if r["variant"] in ("vanilla", "none")}
+    need = {("london", 0)} | {(kind, seed) for kind in MATRIX_KINDS if kind != "london"
+                              for seed in seeds}
+    return need <= have
+
+
 def chapter_profile(root: Path | None = None) -> str | None:
     """The profile the chapters show: the first of full, cpu, smoke whose matrix has finished
-    runs of every kind (a profile still running is passed over, so pages agree)."""
+    for all its seeds (a profile still running, or run in parts, is passed over, so every
+    page shows one complete matrix)."""
     for profile in PROFILE_ORDER:
-        if set(MATRIX_KINDS) <= {r["kind"] for r in load_records(profile, root)}:
+        if matrix_complete(profile, root):
             return profile
     return None
 
@@ -574,10 +587,12 @@ def variant_table(profile: str, root: Path | None = None) -> pd.DataFrame:
 
 
 def variant_profile(root: Path | None = None) -> str | None:
-    """The most complete profile with a research-variant record (full, then cpu, then smoke)."""
+    """The first of full, cpu, smoke with a finished vanilla matrix (what each variant is
+    compared with) and a research-variant record."""
     for profile in PROFILE_ORDER:
-        if any(r["variant"] not in ("vanilla", "none")
-               for r in load_records(profile, root, kind="pretrain_finetune")):
+        if matrix_complete(profile, root) and any(
+                r["variant"] not in ("vanilla", "none")
+                for r in load_records(profile, root, kind="pretrain_finetune")):
             return profile
     return None
 

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from lib.atomic import atomic_write_text
 from lib.checkpoint import CheckpointError, load_tensors, save_tensors, save_weights
 from lib.data import PAD_ID
+from lib.graphed_step import StaticStep, make_rates_tensors, set_learning_rate
 from lib.profiles import TrainConfig
 
 
@@ -54,8 +55,10 @@ def schedule_tokens(cfg: TrainConfig, n_examples: int, block_size: int) -> tuple
     return cfg.batch_size * per_example, final, cfg.epochs * n_examples * per_example
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool = False):
-    """AdamW with weight decay on matrices (dim >= 2) only, never on biases or LayerNorm."""
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool = False,
+                   capturable: bool = False):
+    """AdamW with weight decay on matrices (dim >= 2) only, never on biases or LayerNorm
+    (`capturable`: its steps can be captured in a CUDA graph)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [
@@ -63,6 +66,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool = False
         {"params": no_decay, "weight_decay": 0.0},
     ]
     kwargs = {"fused": True} if fused else {}
+    if capturable:
+        kwargs["capturable"] = True
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=tuple(cfg.betas), **kwargs)
 
 
@@ -75,6 +80,9 @@ class TrainResult:
     wall_time: float
     resumed_from_epoch: int
     log_path: str | None
+    # Steps replayed from a captured CUDA graph, and why capture failed if it did.
+    graphed_steps: int = 0
+    graph_failure: str | None = None
 
 
 def _batches(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> list[torch.Tensor]:
@@ -98,8 +106,8 @@ def _save_state(path: Path, model, optimizer, generator, meta: dict) -> None:
     tensors["rng.data"] = generator.get_state()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
-              for g in opt["param_groups"]]
+    groups = [{k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in g.items()
+               if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]]
     save_tensors(path, tensors, {**meta, "kind": "state", "param_groups": groups})
 
 
@@ -154,6 +162,7 @@ def train(
     snapshot_dir: str | Path | None = None,
     amp: bool | None = None,
     compile_model: bool = False,
+    cuda_graphs: bool = False,
     log_every: int | None = None,
     stop_after_epochs: int | None = None,
     fault: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
@@ -164,6 +173,8 @@ def train(
     deleted once the run finishes, because the finished weights are the caller's to save.
     `stop_after_epochs` ends the call early (used by tests that simulate interruption);
     `fault` may replace the loss of a step (used by tests that inject a NaN).
+    `cuda_graphs` runs full batches as fixed-shape steps (`lib.graphed_step`), captured and
+    replayed as a CUDA graph on a GPU; the same arithmetic, a fraction of the host's work.
     """
     device = torch.device(device)
     state_path = Path(state_path)
@@ -173,7 +184,13 @@ def train(
     model.to(device)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    optimizer = make_optimizer(model, cfg, fused=on_gpu)
+    # Under torchrun, every rank draws the same epoch, takes its slice of each global batch,
+    # and normalises its summed loss by the global count of target tokens, so the averaged
+    # gradient equals the single-process gradient of the same global batch.
+    world, rank = distributed_world()
+    # Fixed-shape steps: not with several processes, a compiled model or an injected fault.
+    static = cuda_graphs and world == 1 and fault is None and not compile_model
+    optimizer = make_optimizer(model, cfg, fused=on_gpu, capturable=static and on_gpu)
     n = len(dataset)
     block = model.config.block_size
     _, final_tokens, total_tokens = schedule_tokens(cfg, n, block)
@@ -199,10 +216,10 @@ def train(
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    # Under torchrun, every rank draws the same epoch, takes its slice of each global batch,
-    # and normalises its summed loss by the global count of target tokens, so the averaged
-    # gradient equals the single-process gradient of the same global batch.
-    world, rank = distributed_world()
+    if static and on_gpu:  # after any resume: loading a state puts plain numbers back
+        make_rates_tensors(optimizer, device)
+    runner = StaticStep(model, optimizer, min(cfg.batch_size, n), block - 1, cfg.grad_clip, device,
+                        amp) if static else None
     is_main = rank == 0
     if not is_main:
         log_path, snapshot_dir = None, None
@@ -244,7 +261,7 @@ def train(
             )
         if loss_count:
             last_loss = loss_total / loss_count
-            lr = optimizer.param_groups[0]["lr"]
+            lr = float(optimizer.param_groups[0]["lr"])
             log_lines.append(json.dumps({"step": step, "epoch": epoch + 1, "tokens": tokens,
                                          "loss": round(last_loss, 6), "lr": lr,
                                          "time": round(time.time() - started, 3)}))
@@ -252,43 +269,63 @@ def train(
             loss_sum = torch.zeros((), device=device)
             loss_count = 0
 
+    def graph_report() -> tuple[int, str | None]:
+        return (0, None) if runner is None else (runner.replays, runner.failure)
+
     def write_log() -> None:
         if log_path is not None and log_lines:
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write("".join(line + "\n" for line in log_lines))
             log_lines.clear()
 
+    # The step count on the device: recording where a loss first went bad must not make the
+    # host wait for the device at every step (a copy of a Python int to the GPU does).
+    step_on_device = torch.full((), step, dtype=torch.long, device=device)
     epoch = start_epoch
     for epoch in range(start_epoch, cfg.epochs):
         x_all, y_all = dataset.epoch(generator)
-        lengths = (x_all != PAD_ID).sum(1)
-        for batch in _batches(x_all, cfg, generator):
-            width = x_all.shape[1] if compile_model else max(1, int(lengths[batch].max()))
-            y_global = y_all[batch, :width]
-            target_tokens = int((y_global != PAD_ID).sum())
+        batches = _batches(x_all, cfg, generator)
+        # Lay the epoch out in batch order and send it to the device in one copy; each batch
+        # is then a slice of it (no per-step indexing on the host, no per-step transfer).
+        order = torch.cat(batches)
+        x_host, y_host = x_all[order], y_all[order]
+        lengths = (x_host != PAD_ID).sum(1)
+        x_dev, y_dev = x_host.to(device), y_host.to(device)
+        end = 0
+        for batch in batches:
+            start, end = end, end + len(batch)
+            full_width = compile_model or static
+            width = x_all.shape[1] if full_width else max(1, int(lengths[start:end].max()))
+            target_tokens = int((y_host[start:end, :width] != PAD_ID).sum())
             tokens += len(batch) * (block - 1)
-            if world > 1:
-                batch = batch.tensor_split(world)[rank]
-            x = x_all[batch, :width].to(device, non_blocking=True)
-            y = y_all[batch, :width].to(device, non_blocking=True)
+            lo, hi = start, end
+            if world > 1:  # this rank's share, as `tensor_split` would cut the batch
+                sizes = [len(part) for part in torch.arange(len(batch)).tensor_split(world)]
+                lo = start + sum(sizes[:rank])
+                hi = lo + sizes[rank]
+            x = x_dev[lo:hi, :width]
+            y = y_dev[lo:hi, :width]
             mult = lr_multiplier(tokens, cfg.warmup_tokens, final_tokens, cfg.lr_floor,
                                  cfg.clamp_schedule)
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.learning_rate * mult
-            with autocast:
-                logits, _ = trained(x)
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1),
-                                       ignore_index=PAD_ID, reduction="sum")
-                loss = loss * (world / max(1, target_tokens))
-            if fault is not None:
-                loss = fault(step, loss)
+            set_learning_rate(optimizer, cfg.learning_rate * mult)
+            scale = world / max(1, target_tokens)
+            loss = runner(x, y, scale) if runner is not None and runner.fits(x) else None
+            if loss is None:  # eager: no fixed shapes asked for, a short last batch, or no graph
+                with autocast:
+                    logits, _ = trained(x)
+                    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                           y.reshape(-1), ignore_index=PAD_ID, reduction="sum")
+                    loss = loss * scale
+                if fault is not None:
+                    loss = fault(step, loss)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()),
-                                    torch.tensor(step, device=device), first_bad)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
+                                    step_on_device, first_bad)
             step += 1
+            step_on_device += 1
             loss_sum += loss.detach().float()
             loss_count += 1
             bar.update(1)
@@ -308,7 +345,7 @@ def train(
         if stop_after_epochs is not None and done - start_epoch >= stop_after_epochs:
             bar.close()
             return TrainResult(step, tokens, done, last_loss, time.time() - started,
-                               start_epoch, str(log_path) if log_path else None)
+                               start_epoch, str(log_path) if log_path else None, *graph_report())
     bar.close()
     if world > 1:
         dist.barrier()
@@ -316,7 +353,7 @@ def train(
         state_path.unlink(missing_ok=True)
     model.eval()
     return TrainResult(step, tokens, cfg.epochs, last_loss, time.time() - started, start_epoch,
-                       str(log_path) if log_path else None)
+                       str(log_path) if log_path else None, *graph_report())
 
 
 def distributed_world() -> tuple[int, int]:

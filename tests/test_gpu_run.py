@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -90,3 +91,66 @@ def test_its_records_render_into_stored_notebooks_without_training(gpu_run, monk
     assert {p.stem for p in (root / "runs" / "smoke").glob("*.ipynb")} == set(EXPECTED)
     assert not (root / "no-checkpoints").exists()
     assert {p.name: p.read_bytes() for p in results.glob("*.json")} == before
+
+
+# --------------------------------------------------------------------------------------
+# Scheduling, the deadline and the archive: what a short lease of a GPU depends on
+# --------------------------------------------------------------------------------------
+def test_jobs_run_longest_first():
+    from lib.gpu_run import jobs_for
+
+    jobs = jobs_for("full", ["bigbird", "vanilla", "synthesizer"], [0, 1, 2], [0])
+    assert jobs == [("pretrain_finetune", "vanilla", 0), ("pretrain_finetune", "vanilla", 1),
+                    ("pretrain_finetune", "vanilla", 2), ("pretrain_finetune", "bigbird", 0),
+                    ("pretrain_finetune", "synthesizer", 0), ("finetune", "vanilla", 0),
+                    ("finetune", "vanilla", 1), ("finetune", "vanilla", 2)]
+
+
+def test_each_process_gets_an_equal_share_of_the_cpu():
+    from lib.gpu_run import threads_per_job
+
+    assert [threads_per_job(n, cpus=16) for n in (1, 3, 6, 16, 40)] == [16, 5, 2, 1, 1]
+
+
+def test_training_speed_comes_from_the_metrics_logs(tmp_path, monkeypatch):
+    from lib.gpu_run import training_speed
+
+    monkeypatch.setenv("BOOK_RESULTS", str(tmp_path))
+    folder = tmp_path / "full"
+    folder.mkdir()
+    rows = {"pretrain-vanilla-seed0": [(10, 1.0), (1010, 6.0)],  # 1000 steps in 5 s
+            "pretrain_finetune-vanilla-seed0": [(5, 0.5), (85, 2.5)]}  # 80 steps in 2 s
+    for rid, points in rows.items():
+        (folder / f"{rid}.metrics.jsonl").write_text("".join(
+            json.dumps({"step": step, "time": t}) + "\n" for step, t in points))
+    assert training_speed("full", "pretrain_finetune-vanilla-seed0") == {"pretrain": 200.0,
+                                                                         "finetune": 40.0}
+    assert training_speed("full", "finetune-vanilla-seed0") == {}  # no log (yet)
+
+
+def test_a_deadline_stops_the_matrix_and_the_archive_still_holds_what_finished(tmp_path):
+    """A run out of time ends on its own, says which jobs did not finish, writes no record
+    for them, and packs everything there is into one archive."""
+    import tarfile
+
+    env = {**os.environ, "BOOK_RESULTS": str(tmp_path / "results"),
+           "BOOK_CHECKPOINTS": str(tmp_path / "checkpoints")}
+    archive = tmp_path / "out" / "smoke.tgz"
+    started = time.time()
+    proc = subprocess.run([sys.executable, "-m", "lib.gpu_run", "--profile", "smoke", "--variants",
+                           "vanilla", "--device", "cpu", "--deadline", "2", "--pack", str(archive)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert time.time() - started < 120, "the deadline did not stop the jobs"
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    summary = json.loads((tmp_path / "results" / "smoke" / "gpu_run.json").read_text())
+    statuses = {r["run_id"]: r["status"] for r in summary["runs"]}
+    assert statuses == {"pretrain_finetune-vanilla-seed0": "stopped at the deadline",
+                        "finetune-vanilla-seed0": "not started"}
+    assert "2 job(s) unfinished" in proc.stdout
+    records = {p.name for p in (tmp_path / "results" / "smoke").glob("*.json")}
+    assert records == {"london.json", "gpu_run.json"}
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"results/smoke/london.json", "results/smoke/gpu_run.json",
+            "results/smoke/logs/pretrain_finetune-vanilla-seed0.log"} <= names
+    assert not list(archive.parent.glob("*.partial"))

@@ -660,6 +660,8 @@ def _bad_parameters() -> list[tuple[str, Callable[[], object], str]]:
          r"unknown variants \['performer'\]"),
         ("gpu-run: unknown device", lambda: gpu_run.main(["--profile", "smoke", "--device", "tpu"]),
          r"unknown device 'tpu'"),
+        ("gpu-run: no time at all", lambda: gpu_run.main(["--profile", "smoke", "--deadline", "0"]),
+         r"--deadline must be a positive number of seconds"),
         ("profile: zero epochs", lambda: TrainConfig(epochs=0, batch_size=8, learning_rate=1e-3),
          r"epochs must be a positive integer, got 0"),
         ("profile: negative batch size", lambda: TrainConfig(epochs=1, batch_size=-8, learning_rate=1e-3),

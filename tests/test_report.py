@@ -191,9 +191,19 @@ def test_chapter_profile_prefers_full_then_cpu_then_smoke(scratch):
         add("cpu", kind, 0, {"dev": dev(5)} if kind != "pretrain" else {"probe": probe(1, 0)})
     assert report.chapter_profile() == "smoke"  # cpu's matrix is still running: no finetune yet
     add("cpu", "finetune", 0, {"dev": dev(2)})
+    assert report.chapter_profile() == "smoke"  # seeds 1 and 2 of cpu have not run
+    for seed in (1, 2):
+        for kind in ("pretrain", "pretrain_finetune", "finetune"):
+            add("cpu", kind, seed, {"dev": dev(2)} if kind != "pretrain" else {"probe": probe(1, 0)})
     assert report.chapter_profile() == "cpu"
+    # A GPU run that stopped part-way: every kind is there, but not for every seed.
+    add("full", "london", 0, {"dev": dev(5)})
+    for kind in ("pretrain", "pretrain_finetune", "finetune"):
+        add("full", kind, 0, {"dev": dev(20)} if kind != "pretrain" else {"probe": probe(50, 0)})
+    add("full", "pretrain_finetune", 0, {"dev": dev(10)}, variant="synthesizer")
+    assert report.chapter_profile() == "cpu" and report.variant_profile() is None
     stored_but_not_extracted("full")
-    assert report.chapter_profile() == "full"
+    assert report.chapter_profile() == "full" and report.variant_profile() == "full"
 
 
 def test_captions_name_profile_and_world(scratch):

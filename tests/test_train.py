@@ -124,3 +124,40 @@ def test_metrics_log_fields(small_setup, tmp_path):
     assert set(rows[0]) == {"step", "epoch", "tokens", "loss", "lr", "time"}
     assert [r["step"] for r in rows] == sorted({r["step"] for r in rows})
     assert rows[-1]["loss"] < rows[0]["loss"]
+
+
+def test_the_data_goes_to_the_device_once_per_epoch_not_once_per_step(small_setup, tmp_path,
+                                                                      monkeypatch):
+    """On a GPU every copy of token ids from the host is a transfer, and a Python number
+    copied to the device makes the host wait for it; the loop sends each epoch's inputs and
+    targets in one copy each and keeps its step count on the device."""
+    dataset, cfg, config = small_setup
+    id_copies, numbers_sent = [], []
+    real_to, real_tensor = torch.Tensor.to, torch.tensor
+
+    def counting_to(self, *args, **kwargs):
+        if self.dtype == torch.long:
+            id_copies.append(tuple(self.shape))
+        return real_to(self, *args, **kwargs)
+
+    def counting_tensor(*args, **kwargs):
+        if kwargs.get("device") is not None:
+            numbers_sent.append(args)
+        return real_tensor(*args, **kwargs)
+
+    def copies_for(epochs: int) -> tuple[int, int, int]:
+        model = fresh(config)
+        id_copies.clear()
+        numbers_sent.clear()
+        monkeypatch.setattr(torch.Tensor, "to", counting_to)
+        monkeypatch.setattr(torch, "tensor", counting_tensor)
+        result = train(model, dataset, cfg, seed=0, state_path=tmp_path / f"s{epochs}",
+                       progress=False, stop_after_epochs=epochs)
+        monkeypatch.undo()
+        return len(id_copies), len(numbers_sent), result.steps
+
+    ids_one, numbers_one, steps_per_epoch = copies_for(1)
+    ids_three, numbers_three, steps = copies_for(3)
+    assert steps_per_epoch >= 3 and steps == 3 * steps_per_epoch  # per-step copies would show
+    assert (ids_three - ids_one) / 2 == 2  # inputs and targets, once each per epoch
+    assert numbers_three == numbers_one  # only the optimizer's set-up sends numbers

@@ -1,0 +1,112 @@
+"""One training step with fixed shapes, replayed as a CUDA graph on a GPU.
+
+A model this small spends most of an eager step in the host, launching several hundred tiny
+kernels one by one. Captured once as a CUDA graph (forward, loss, backward, clipping and
+AdamW), a whole step is one launch. Capture needs fixed shapes and fixed memory: inputs are
+copied into static buffers at the full block width (padding adds no loss and, the model
+being causal, changes no earlier position), the loss scale and the learning rate live in
+device tensors, and the optimizer is built `capturable`. On the CPU the same step runs
+eagerly on the same buffers, which is how the tests check everything but the capture.
+
+The first few steps run eagerly on a side stream (CUDA lazily sets up its libraries during
+them), then the step is captured; if capture fails, `failure` says why and the caller goes
+on eagerly.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+
+from lib.data import PAD_ID
+
+WARMUP_STEPS = 3
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
+    """Set every group's rate; in place where it is a device tensor a graph reads."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(value)
+        else:
+            group["lr"] = value
+
+
+def make_rates_tensors(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Turn each group's learning rate into a device tensor (a captured step reads it there)."""
+    for group in optimizer.param_groups:
+        group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
+
+
+class StaticStep:
+    """Training steps on batches of one fixed size, `rows` x `width` token ids."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rows: int,
+                 width: int, grad_clip: float, device: torch.device, amp: bool) -> None:
+        self.model, self.optimizer, self.grad_clip = model, optimizer, grad_clip
+        self.device = torch.device(device)
+        self.capture = self.device.type == "cuda"
+        self.amp = amp and self.capture
+        self.x = torch.zeros(rows, width, dtype=torch.long, device=self.device)
+        self.y = torch.full((rows, width), PAD_ID, dtype=torch.long, device=self.device)
+        self.scale = torch.ones((), dtype=torch.float32, device=self.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.loss: torch.Tensor | None = None
+        self.warm = 0
+        self.failure: str | None = None
+        self.replays = 0
+
+    def fits(self, x: torch.Tensor) -> bool:
+        return self.failure is None and tuple(x.shape) == tuple(self.x.shape)
+
+    def _body(self) -> torch.Tensor:
+        """Forward, loss (summed, times the scale), backward, clipping, AdamW: the captured work."""
+        # No cast cache under capture: cached casts would outlive the step they were made in.
+        context = (torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False) if self.amp
+                   else nullcontext())
+        with context:
+            logits, _ = self.model(self.x)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), self.y.reshape(-1),
+                                   ignore_index=PAD_ID, reduction="sum") * self.scale
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return loss.detach()
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, scale: float) -> torch.Tensor | None:
+        """One step on (x, y) with the loss multiplied by `scale`; its loss, or None when the
+        step cannot be captured (then `failure` says why and the caller steps eagerly)."""
+        self.x.copy_(x, non_blocking=True)
+        self.y.copy_(y, non_blocking=True)
+        self.scale.fill_(scale)
+        if self.graph is not None:
+            self.graph.replay()
+            self.replays += 1
+            return self.loss
+        if not self.capture:
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._body()
+        if self.warm < WARMUP_STEPS:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self._body()
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self.warm += 1
+            return loss
+        self.optimizer.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self.loss = self._body()
+        except RuntimeError as error:  # an operation that cannot be captured: stay eager
+            self.failure = f"{type(error).__name__}: {error}".splitlines()[0]
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.graph = graph
+        self.graph.replay()
+        self.replays += 1
+        return self.loss
