@@ -57,6 +57,7 @@ class StaticStep:
         self.warm = 0
         self.failure: str | None = None
         self.replays = 0
+        self.side = torch.cuda.Stream(self.device) if self.capture else None
 
     def fits(self, x: torch.Tensor) -> bool:
         return self.failure is None and tuple(x.shape) == tuple(self.x.shape)
@@ -89,12 +90,11 @@ class StaticStep:
             self.optimizer.zero_grad(set_to_none=True)
             return self._body()
         if self.warm < WARMUP_STEPS:
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
+            self.side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self.side):
                 self.optimizer.zero_grad(set_to_none=True)
                 loss = self._body()
-            torch.cuda.current_stream(self.device).wait_stream(side)
+            torch.cuda.current_stream(self.device).wait_stream(self.side)
             self.warm += 1
             return loss
         self.optimizer.zero_grad(set_to_none=True)
