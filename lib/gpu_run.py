@@ -27,9 +27,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import torch
+
 from lib.atomic import atomic_write_json
+from lib.pipeline import RunPaths, resolve_device, run_id, run_london, summary_line
 from lib.profiles import PROFILES, get_profile
-from lib.records import REPO_ROOT, read_record, record_path, results_root
+from lib.records import REPO_ROOT, read_record, results_root
 
 
 def jobs_for(profile: str, variants: list[str], seeds: list[int], variant_seeds: list[int]) -> list[tuple]:
@@ -49,20 +52,21 @@ def threads_per_job(n_jobs: int, cpus: int | None = None) -> int:
     return max(1, (cpus or os.cpu_count() or 1) // n_jobs)
 
 
-def phases(rid: str) -> dict[str, str]:
-    """The training phases of a job and the run id of each (pretrain + finetune has two)."""
-    kind, rest = rid.split("-", 1)
+def phases(job: tuple) -> dict[str, str]:
+    """The training phases of a (kind, variant, seed) job and the run id of each (pretrain +
+    finetune has two, each with its own record and metrics log)."""
+    kind, variant, seed = job
     if kind == "pretrain_finetune":
-        return {"pretrain": "pretrain-" + rest, "finetune": rid}
-    return {kind: rid}
+        return {"pretrain": run_id("pretrain", variant, seed), "finetune": run_id(kind, variant, seed)}
+    return {kind: run_id(kind, variant, seed)}
 
 
-def training_speed(profile: str, rid: str) -> dict[str, float]:
+def training_speed(profile: str, job: tuple) -> dict[str, float]:
     """Steps per second of each training phase a job went through, from its metrics logs
     (what the next attempt needs to plan by, also when this one ran out of time)."""
     speed = {}
-    for phase, name in phases(rid).items():
-        log = results_root() / profile / f"{name}.metrics.jsonl"
+    for phase, rid in phases(job).items():
+        log = RunPaths.of(profile, rid).metrics
         try:
             lines = log.read_text().splitlines()
             first, last = json.loads(lines[0]), json.loads(lines[-1])
@@ -75,11 +79,11 @@ def training_speed(profile: str, rid: str) -> dict[str, float]:
     return speed
 
 
-def graph_use(profile: str, rid: str) -> dict[str, dict]:
+def graph_use(profile: str, job: tuple) -> dict[str, dict]:
     """Each finished training phase's CUDA-graph summary (replayed steps, capture failure)."""
     use = {}
-    for phase, name in phases(rid).items():
-        path = record_path(profile, name)
+    for phase, rid in phases(job).items():
+        path = RunPaths.of(profile, rid).record
         if path.exists():
             use[phase] = read_record(path).get("cuda_graphs")
     return use
@@ -102,7 +106,7 @@ class Deadline:
 def run_job(job: tuple, profile: str, device: str, log_dir: Path, force: bool, compile_model: bool,
             threads: int = 1, deadline: Deadline | None = None, cuda_graphs: bool = False) -> dict:
     kind, variant, seed = job
-    rid = f"{kind}-{variant}-seed{seed}"
+    rid = run_id(kind, variant, seed)
     deadline = deadline or Deadline(None)
     if deadline.passed():
         print(f"  not started (deadline): {rid}", flush=True)
@@ -134,7 +138,7 @@ def run_job(job: tuple, profile: str, device: str, log_dir: Path, force: bool, c
             code, status = None, "stopped at the deadline"
     result = {"run_id": rid, "returncode": code, "status": status,
               "seconds": round(time.time() - started, 1), "log": str(log),
-              "steps_per_second": training_speed(profile, rid), "cuda_graphs": graph_use(profile, rid)}
+              "steps_per_second": training_speed(profile, job), "cuda_graphs": graph_use(profile, job)}
     print(f"  {status}: {rid} in {result['seconds']} s", flush=True)
     if status == "failed":
         print("".join(log.read_text().splitlines(keepends=True)[-15:]), flush=True)
@@ -156,10 +160,7 @@ def pack(profile: str, archive: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
-
     from lib.attention import available_variants
-    from lib.pipeline import resolve_device, run_london, summary_line
 
     ap = argparse.ArgumentParser(prog="python -m lib.gpu_run", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", choices=sorted(PROFILES), default="full")
@@ -229,14 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     for s in statuses:
         speed = ", ".join(f"{phase} {v} steps/s" for phase, v in s.get("steps_per_second", {}).items())
         print(f"  {s['run_id']:<40} {s['status']:<24} {s['seconds']:>7.0f} s  {speed}")
-    for rid in ["london"] + [s["run_id"] for s in statuses]:
-        path = record_path(profile.name, rid)
+    finished = [run_id("london")] + [rid for job in jobs for rid in phases(job).values()]
+    for rid in finished:
+        path = RunPaths.of(profile.name, rid).record
         if path.exists():
             print("  " + summary_line(read_record(path)))
-            if rid.startswith("pretrain_finetune"):
-                pre = record_path(profile.name, rid.replace("pretrain_finetune", "pretrain"))
-                if pre.exists():
-                    print("  " + summary_line(read_record(pre)))
     if args.pack is not None:
         print(f"packed: {pack(profile.name, args.pack)}")
     if unfinished:

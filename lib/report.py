@@ -55,7 +55,7 @@ PUBLISHED = {
 def matrix_complete(profile: str, root: Path | None = None) -> bool:
     """Whether the London baseline and every vanilla run of the matrix (pretrain, pretrain +
     finetune, finetune) have finished for every seed the profile names."""
-    seeds = PROFILES[profile].seeds if profile in PROFILES else (0,)
+    seeds = PROFILES[profile].seeds
     have = {(r["kind"], r["seed"]) for r in load_records(profile, root)
             if r["variant"] in ("vanilla", "none")}
     need = {("london", 0)} | {(kind, seed) for kind in MATRIX_KINDS if kind != "london"
@@ -401,6 +401,16 @@ def pooled(records: list[dict], hit: str, total: str) -> tuple[int, int]:
             sum(int(_dig(r["metrics"], total)) for r in records))
 
 
+def _london(records: list[dict]) -> tuple[int, int] | None:
+    """The London baseline's (correct, total) on dev, None without a London record."""
+    london = [r for r in records if r["kind"] == "london"]
+    return pooled(london, "dev.correct", "dev.total") if london else None
+
+
+def _pooled_probe(records: list[dict], probe: str, against: str) -> tuple[int, int]:
+    return pooled(records, f"probe.{probe}_{against}_correct", f"probe.{probe}_{against}_total")
+
+
 def _dig(d: dict, dotted: str):
     for part in dotted.split("."):
         d = d[part]
@@ -435,14 +445,12 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
     def of(kind: str) -> list[dict]:
         return [r for r in records if r["kind"] == kind and r["variant"] in (variant, "none")]
 
-    pre, pf, ft, london = of("pretrain"), of("pretrain_finetune"), of("finetune"), of("london")
+    pre, pf, ft = of("pretrain"), of("pretrain_finetune"), of("finetune")
     out: dict[str, str] = {}
     stored = None
     if pre:
-        own = pooled(pre, "probe.name_gold_correct", "probe.name_gold_total")
-        ctrl = pooled(pre, "probe.name_control_correct", "probe.name_control_total")
-        bio = pooled(pre, "probe.bio_gold_correct", "probe.bio_gold_total")
-        bio_ctrl = pooled(pre, "probe.bio_control_correct", "probe.bio_control_total")
+        own, ctrl = _pooled_probe(pre, "name", "gold"), _pooled_probe(pre, "name", "control")
+        bio, bio_ctrl = _pooled_probe(pre, "bio", "gold"), _pooled_probe(pre, "bio", "control")
         stored = clearly_above(own, ctrl) or clearly_above(bio, bio_ctrl)
         verdict = ("the pretrained model has stored birthplaces: the probes find far more "
                    "people's own place than the control's" if stored else
@@ -452,7 +460,7 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
                         f"over seeds): the name probe completes {_rate(own)} people with their "
                         f"own birthplace (control {_rate(ctrl)}), the biography probe "
                         f"{_rate(bio)} (control {_rate(bio_ctrl)}); {verdict}.")
-    base = pooled(london, "dev.correct", "dev.total") if london else None
+    base = _london(records)
     scratch = pooled(ft, "dev.correct", "dev.total") if ft else None
     if base is not None:
         out["london"] = f"The London baseline answers {_rate(base)} dev questions."
@@ -557,10 +565,6 @@ def _runs_of(records: list[dict], kind: str, variant: str) -> list[dict]:
                   key=lambda r: r["seed"])
 
 
-def _pooled_probe(records: list[dict], probe: str, against: str) -> tuple[int, int]:
-    return pooled(records, f"probe.{probe}_{against}_correct", f"probe.{probe}_{against}_total")
-
-
 def variant_table(profile: str, root: Path | None = None) -> pd.DataFrame:
     """One row per registered attention variant: what its pretrain + finetune runs measured.
 
@@ -608,8 +612,7 @@ def variant_findings(profile: str, root: Path | None = None) -> dict[str, str]:
     def runs(kind: str, variant: str) -> dict[int, dict]:
         return {r["seed"]: r for r in _runs_of(records, kind, variant)}
 
-    london = [r for r in records if r["kind"] == "london"]
-    base = pooled(london, "dev.correct", "dev.total") if london else None
+    base = _london(records)
     out: dict[str, str] = {}
     for variant in _variants():
         if variant == "vanilla":
@@ -674,8 +677,7 @@ def variant_rates(profile: str, root: Path | None = None) -> dict[str, dict]:
     when the profile has no London record.
     """
     records = load_records(profile, root)
-    london = [r for r in records if r["kind"] == "london"]
-    base = pooled(london, "dev.correct", "dev.total") if london else None
+    base = _london(records)
     out: dict[str, dict] = {}
     for variant in _variants():
         pre = _runs_of(records, "pretrain", variant)

@@ -281,6 +281,7 @@ def train(
     # The step count on the device: recording where a loss first went bad must not make the
     # host wait for the device at every step (a copy of a Python int to the GPU does).
     step_on_device = torch.full((), step, dtype=torch.long, device=device)
+    full_width = compile_model or static  # fixed shapes: every batch at the block's width
     epoch = start_epoch
     for epoch in range(start_epoch, cfg.epochs):
         x_all, y_all = dataset.epoch(generator)
@@ -294,7 +295,6 @@ def train(
         end = 0
         for batch in batches:
             start, end = end, end + len(batch)
-            full_width = compile_model or static
             width = x_all.shape[1] if full_width else max(1, int(lengths[start:end].max()))
             target_tokens = int((y_host[start:end, :width] != PAD_ID).sum())
             tokens += len(batch) * (block - 1)

@@ -123,9 +123,9 @@ def test_training_speed_comes_from_the_metrics_logs(tmp_path, monkeypatch):
     for rid, points in rows.items():
         (folder / f"{rid}.metrics.jsonl").write_text("".join(
             json.dumps({"step": step, "time": t}) + "\n" for step, t in points))
-    assert training_speed("full", "pretrain_finetune-vanilla-seed0") == {"pretrain": 200.0,
-                                                                         "finetune": 40.0}
-    assert training_speed("full", "finetune-vanilla-seed0") == {}  # no log (yet)
+    assert training_speed("full", ("pretrain_finetune", "vanilla", 0)) == {"pretrain": 200.0,
+                                                                           "finetune": 40.0}
+    assert training_speed("full", ("finetune", "vanilla", 0)) == {}  # no log (yet)
 
 
 def test_a_deadline_stops_the_matrix_and_the_archive_still_holds_what_finished(tmp_path):
