@@ -65,8 +65,8 @@ class StaticStep:
     def _body(self) -> torch.Tensor:
         """Forward, loss (summed, times the scale), backward, clipping, AdamW: the captured work."""
         # No cast cache under capture: cached casts would outlive the step they were made in.
-        context = (torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False) if self.amp
-                   else nullcontext())
+        context = (torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False)
+                   if self.amp else nullcontext())
         with context:
             logits, _ = self.model(self.x)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), self.y.reshape(-1),

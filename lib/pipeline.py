@@ -70,6 +70,7 @@ class RunPaths:
     predictions: Path
     details: Path
     metrics: Path
+    test_predictions: Path
     weights: Path
     state: Path
     snapshots: Path
@@ -80,6 +81,7 @@ class RunPaths:
         ckpt = checkpoints_root() / profile / rid
         return cls(record_path(profile, rid), results / f"{rid}.predictions.txt",
                    results / f"{rid}.details.json", results / f"{rid}.metrics.jsonl",
+                   results / f"{rid}.test_predictions.txt",
                    ckpt / "model.safetensors", ckpt / "state.safetensors", ckpt / "snapshots")
 
 
@@ -248,6 +250,10 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
     train_preds = predict(model, world.train, data.vocab, profile.text_mode, device=dev,
                           source="train questions")
     write_predictions(paths.predictions, preds.places)
+    # The exercise's submission: an answer for every line of the unlabelled test file, in order.
+    test_preds = predict(model, data.test, data.vocab, profile.text_mode, device=dev,
+                         source="test questions")
+    write_predictions(paths.test_predictions, test_preds.places)
     strangers = invented_names(data, n=STRANGERS, seed=0, people=world.train)
     stranger_rows = [D.Question(s.question, None, s.name, i + 1) for i, s in enumerate(strangers)]
     stranger_preds = predict(model, stranger_rows, data.vocab, profile.text_mode, device=dev,
@@ -271,8 +277,9 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
         wall_time=time.time() - started, train_time=train_time,
         pretrain_run=None if pretrain_record is None else pretrain_record["run_id"],
         parameters=model.num_parameters(), cuda_graphs=graph_summary(result),
-        files={"predictions": paths.predictions.name, "metrics_log": paths.metrics.name,
-               "details": paths.details.name},
+        files={"predictions": paths.predictions.name,
+               "test_predictions": paths.test_predictions.name,
+               "metrics_log": paths.metrics.name, "details": paths.details.name},
     )
     return read_record(write_record(record))
 

@@ -101,7 +101,7 @@ def load_records(profile: str, root: Path | None = None, kind: str | None = None
     return [r for r in records if kind is None or r["kind"] == kind]
 
 
-def best_profile(root: Path | None = None, order: tuple[str, ...] = ("full", "cpu", "smoke"),
+def best_profile(root: Path | None = None, order: tuple[str, ...] = ("full", "cpu", "mini", "smoke"),
                  kind: str = "pretrain_finetune") -> str | None:
     """The most complete profile with results of `kind`: `full` once it exists, else `cpu`..."""
     for profile in order:

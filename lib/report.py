@@ -24,7 +24,7 @@ from lib.records import load_records, results_root
 # it falls back to is what chapters and stored notebooks want.
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-PROFILE_ORDER = ("full", "cpu", "smoke")
+PROFILE_ORDER = ("full", "cpu", "mini", "smoke")
 MATRIX_KINDS = ("london", "pretrain", "pretrain_finetune", "finetune")
 
 # The configurations of the matrix, in the order the book discusses them.

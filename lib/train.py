@@ -180,7 +180,7 @@ def train(
     state_path = Path(state_path)
     log_path = Path(log_path) if log_path is not None else None
     on_gpu = device.type == "cuda"
-    amp = on_gpu if amp is None else amp
+    amp = (on_gpu or cfg.cpu_bf16) if amp is None else amp
     model.to(device)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -227,7 +227,7 @@ def train(
     if world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(
             trained, device_ids=[device.index] if on_gpu else None)
-    autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp and on_gpu
+    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp
                 else nullcontext())
     snapshot_epochs = set()
     if snapshot_dir is not None and cfg.snapshots:
