@@ -69,6 +69,23 @@ def percent(x: float, digits: int = 1) -> str:
     return "undefined" if x is None or x != x else f"{100 * x:.{digits}f} %"
 
 
+def profile_caveat(profile: str) -> str:
+    """What a reader must know about a profile's numbers before reading them (Markdown)."""
+    from lib.profiles import PROFILES, recipe_departures
+
+    caveats = {
+        "smoke": "These are **smoke** numbers: a tiny model trained for seconds. They prove "
+                 "that the analysis runs, not how a trained model behaves.",
+        "mini": "These are **mini** numbers from a *mini world*: a seeded sample of people, "
+                "their biographies and questions, and a smaller model than the classic one.",
+        "cpu": "These are **cpu** numbers: the whole data and the classic model size, trained "
+               "on a CPU with these departures from the classic recipe: "
+               + "; ".join(recipe_departures(PROFILES["cpu"])) + ".",
+        "full": "These are **full** numbers: the whole data and the classic hyperparameters.",
+    }
+    return caveats.get(profile, "")
+
+
 def data_folder() -> Path:
     """The data folder as the Makefile chooses it, with relative paths taken from the repository root.
 
@@ -85,7 +102,7 @@ def data_folder() -> Path:
 
 def choose_profile(root: Path | None = None, kinds: Sequence[str] = NEEDED_KINDS,
                    order: Sequence[str] = PROFILE_ORDER, variant: str = "vanilla") -> str | None:
-    """The first profile (full, then cpu, then smoke) holding finished runs of every kind.
+    """The first profile (full, cpu, mini, smoke) holding finished runs of every kind.
 
     A profile whose matrix is still running (say pretraining done, finetuning not yet) is
     passed over, so that all the chapters read one consistent set of runs.

@@ -120,3 +120,35 @@ def variant_bars(profile: str, title: str) -> Figure:
     ax.set(ylabel="people (%)", title=title)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, not on them
     return fig
+
+
+def accuracy_by_profile(points: list[dict], title: str) -> Figure:
+    """Dev accuracy of every run with its exact 95 % interval, one colour per profile, seeds
+    side by side; published figures for the whole data as black crosses."""
+    from lib.report import PUBLISHED_VALUES, SHORT_CONFIGURATIONS
+
+    kinds = list(SHORT_CONFIGURATIONS)
+    profiles = list(dict.fromkeys(p["profile"] for p in points))
+    fig, ax = plt.subplots(figsize=(8, 0.9 + 1.1 * len(kinds)), constrained_layout=True)
+    colours = dict(zip(profiles, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    labelled = set()
+    for row, kind in enumerate(kinds):
+        here = [p for p in points if p["kind"] == kind]
+        for i, point in enumerate(here):
+            y = row + (i - (len(here) - 1) / 2) * 0.8 / max(1, len(here))
+            rate = point["rate"]
+            label = point["profile"] + (" (whole data)" if point["whole_data"] else " (mini world)")
+            ax.errorbar(100 * rate.value, y,
+                        xerr=[[100 * (rate.value - rate.low)], [100 * (rate.high - rate.value)]],
+                        fmt="o", ms=4, capsize=2, color=colours[point["profile"]],
+                        label=None if label in labelled else label)
+            labelled.add(label)
+        for value in PUBLISHED_VALUES.get(kind, {}).values():
+            ax.scatter(value, row, marker="x", color="black", zorder=3,
+                       label=None if "published" in labelled else "published (whole data)")
+            labelled.add("published")
+    ax.set_yticks(range(len(kinds)), [SHORT_CONFIGURATIONS[k] for k in kinds])
+    ax.invert_yaxis()
+    ax.set(xlabel="dev accuracy (%), with exact 95 % interval; one point per seed", title=title)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return fig

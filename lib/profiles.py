@@ -5,7 +5,7 @@
   vocabulary) and a smaller model, sized so a 2-core CPU stores the facts in about half
   an hour. Every `mini` number says it comes from the mini world.
 - `cpu`: the whole data and the classic model size on a 2-core CPU, with only the
-  deviations from the classic recipe that make it affordable there (see `CPU_DEVIATIONS`).
+  departures from the classic recipe that make it affordable there (`recipe_departures`).
 - `full`: the classic exercise's hyperparameters on the whole data, meant for a GPU.
 
 Other profiles can be added by name (`register_profile`, or a JSON list of profiles in
@@ -160,16 +160,55 @@ PROFILES: dict[str, Profile] = {
 
 BUILTIN = ("smoke", "mini", "cpu", "full")
 
-# What the `cpu` profile changes from the classic recipe (`full`), and why: stated wherever
-# its numbers appear.
-CPU_DEVIATIONS = (
-    "400 pretraining epochs instead of 650, with the cosine ending at epoch 400 and then "
-    "held (classic: it ends at epoch 200 and rises again)",
-    "bf16 autocast (measured 1.4 times faster per step on the 2-core CPU used)",
-    "batches of similar-length examples, cut to their longest example "
-    "(less compute on padding)",
-    "no dropout on the attention weights, so the fused attention kernel runs",
-)
+# Why a profile may depart from the classic recipe (`full`), field by field. Fields that
+# cannot move a result (names, checkpoint spacing, snapshot count) are not departures.
+DEPARTURE_REASONS = {
+    "epochs": "fewer epochs, to fit the hours a 2-core CPU has",
+    "final_epochs": "the cosine ends at the last epoch, not at epoch 200",
+    "clamp_schedule": "the rate then stays at its floor instead of rising again",
+    "length_grouped": "batches of similar-length examples, cut to their longest: less padding",
+    "cpu_bf16": "bf16 autocast, 1.4 times faster per step on the 2-core CPU it was measured on",
+    "attn_dropout": "no dropout on the attention weights, so the fused attention kernel runs",
+    "dropout": "less dropout for a smaller model",
+    "n_embd": "a smaller model", "n_layer": "a smaller model", "n_head": "a smaller model",
+    "batch_size": "smaller batches: more steps for a small world",
+    "learning_rate": "another learning rate", "warmup_tokens": "another warmup",
+    "mini_world": "a seeded sample of people instead of the whole data",
+    "seeds": "other seeds",
+}
+NOT_RESULTS = {"name", "description", "checkpoint_every", "snapshots", "extra"}
+PHASES = {"pretrain": "pretraining", "finetune_scratch": "finetuning from scratch",
+          "finetune_pretrained": "finetuning after pretraining"}
+
+
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def recipe_departures(profile: Profile, reference: str = "full") -> list[str]:
+    """How `profile` departs from the classic recipe, one line per changed setting (with the
+    phases it applies to), computed from the two configurations so it cannot drift."""
+    ref, here = PROFILES[reference].to_dict(), profile.to_dict()
+    changes: dict[tuple[str, str, str], list[str]] = {}
+    for key, value in here.items():
+        if key in NOT_RESULTS or value == ref[key]:
+            continue
+        if key in PHASES:
+            for name, v in value.items():
+                if name not in NOT_RESULTS and v != ref[key][name]:
+                    changes.setdefault((name, _shown(ref[key][name]), _shown(v)), []).append(PHASES[key])
+        else:
+            changes.setdefault((key, _shown(ref[key]), _shown(value)), [])
+    out = []
+    for (name, old, new), phases in changes.items():
+        where = "" if not phases else (" in every phase" if len(phases) == len(PHASES)
+                                       else " in " + " and ".join(phases))
+        out.append(f"{name} {old} -> {new}{where} ({DEPARTURE_REASONS.get(name, 'changed')})")
+    return out
 
 
 def profile_from_dict(values: dict) -> Profile:

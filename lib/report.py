@@ -3,7 +3,7 @@
 Chapters and stored notebooks call these functions instead of opening result files
 themselves, so every number on a page comes from a record under `results/<profile>/`
 (or the predictions, details and metrics log it names). The chapters present the best
-profile that has results: `full` once it exists, else `cpu`, else `smoke`.
+profile that has results: `full` once it exists, else `cpu`, else `mini`, else `smoke`.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def matrix_complete(profile: str, root: Path | None = None) -> bool:
 
 
 def chapter_profile(root: Path | None = None) -> str | None:
-    """The profile the chapters show: the first of full, cpu, smoke whose matrix has finished
+    """The profile the chapters show: the first of full, cpu, mini, smoke whose matrix has finished
     for all its seeds (a profile still running, or run in parts, is passed over, so every
     page shows one complete matrix)."""
     for profile in PROFILE_ORDER:
@@ -93,6 +93,8 @@ def caption(profile: str, root: Path | None = None) -> str:
     text = f"profile {profile}, {world_of(profile, root)}"
     if profile == "smoke":
         text += " (a wiring check: its numbers say nothing about accuracy)"
+    elif profile != "full" and is_whole_data(profile, root):
+        text += " (the whole data; the recipe departs from the classic one as stated)"
     elif profile != "full":
         text += " (a mini world, not the classic setting)"
     return text
@@ -693,3 +695,87 @@ def variant_rates(profile: str, root: Path | None = None) -> dict[str, dict]:
         row["dev"] = hits / n if n else float("nan")
         out[variant] = row
     return out
+
+
+# --------------------------------------------------------------------------------------
+# Every profile side by side: the results page's first table and figure
+# --------------------------------------------------------------------------------------
+# Published figures as numbers, for the figure's markers (the table quotes them as text).
+PUBLISHED_VALUES = {
+    "london": {"report": 5.0},
+    "finetune": {"report": 0.6, "write-up": 2.19},
+    "pretrain_finetune": {"report": 21.6, "write-up": 24.0},
+}
+
+
+def profiles_with_records(root: Path | None = None) -> list[str]:
+    """Profiles with at least one vanilla or London record, whole data first (`full`, `cpu`),
+    then the mini world; `smoke` only when nothing else has run (its numbers mean nothing)."""
+    have = [p for p in PROFILE_ORDER if any(r["variant"] in ("vanilla", "none")
+                                            for r in load_records(p, root))]
+    real = [p for p in have if p != "smoke"]
+    return real or have
+
+
+def is_whole_data(profile: str, root: Path | None = None) -> bool:
+    """Whether a profile's records answer the 500 real dev questions (no mini world)."""
+    records = load_records(profile, root)
+    return bool(records) and all(r["config"].get("mini_world") is None for r in records)
+
+
+def dev_outcomes(record: dict, root: Path | None = None) -> list[bool]:
+    """Right or wrong per dev person, in the dev file's order (the pairing key)."""
+    return prediction_rows(record, root)["correct"].tolist()
+
+
+def accuracy_points(root: Path | None = None) -> list[dict]:
+    """One entry per finished vanilla run (and London) of every profile with records: the
+    dev rate with its exact interval and, for trained runs, McNemar's test against London
+    on the same people."""
+    from lib.stats import exact_rate, mcnemar
+
+    points = []
+    for profile in profiles_with_records(root):
+        records = [r for r in load_records(profile, root) if r["variant"] in ("vanilla", "none")
+                   and r["kind"] in CONFIGURATIONS]
+        london = next((r for r in records if r["kind"] == "london"), None)
+        london_outcomes = dev_outcomes(london, root) if london else None
+        for kind in CONFIGURATIONS:
+            for r in sorted((r for r in records if r["kind"] == kind), key=lambda r: r["seed"]):
+                d = r["metrics"]["dev"]
+                versus = None
+                if kind != "london" and london_outcomes is not None:
+                    versus = mcnemar(dev_outcomes(r, root), london_outcomes)
+                points.append({"profile": profile, "whole_data": is_whole_data(profile, root),
+                               "kind": kind, "seed": None if kind == "london" else r["seed"],
+                               "rate": exact_rate(d["correct"], d["total"]), "versus_london": versus,
+                               "commit": r.get("git_commit", "")[:7]})
+    return points
+
+
+SHORT_CONFIGURATIONS = {"london": "London baseline", "finetune": "finetune only",
+                        "pretrain_finetune": "pretrain, then finetune"}
+
+
+def side_by_side(root: Path | None = None) -> pd.DataFrame:
+    """The results page's first table: every run of every profile, one row each, seeds one
+    by one, each rate with its exact interval and its paired comparison with London."""
+    rows = []
+    for point in accuracy_points(root):
+        versus = point["versus_london"]
+        rows.append({
+            "configuration": SHORT_CONFIGURATIONS[point["kind"]],
+            "profile": point["profile"] + (" (whole data)" if point["whole_data"] else " (mini world)"),
+            "seed": "" if point["seed"] is None else str(point["seed"]),
+            "dev accuracy (95 % CI)": point["rate"].text(),
+            "against London, same people": "" if versus is None else
+            f"{versus.verdict}: {versus.only_a} vs {versus.only_b} people, p = "
+            f"{_format_p(versus.p_value)}",
+        })
+    return pd.DataFrame(rows)
+
+
+def _format_p(p: float) -> str:
+    from lib.stats import format_p
+
+    return format_p(p)

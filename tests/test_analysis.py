@@ -330,7 +330,7 @@ def test_gather_prefers_the_largest_complete_profile(tmp_path, real_data):
            for q in world.dev]
     for kind in A.NEEDED_KINDS:
         _write_run(tmp_path, "smoke", kind, config, {"dev": dev, "strangers": []})
-    _write_run(tmp_path, "cpu", "pretrain", config)  # cpu still running: not complete
+    _write_run(tmp_path, "mini", "pretrain", config)  # cpu still running: not complete
     assert A.choose_profile(tmp_path) == "smoke"
     assert A.choose_profile(tmp_path, variant="linformer") is None
     evidence = A.gather(real_data, root=tmp_path)
@@ -389,9 +389,9 @@ def test_gather_for_book_makes_smoke_runs_only_when_none_are_stored(tmp_path, re
     assert evidence.profile == "smoke" and "made while building" in evidence.label
     assert A.results_root() == A.Path("/nonexistent-before")  # environment restored
     for kind in A.NEEDED_KINDS:
-        _write_run(stored, "cpu", kind, config, {"dev": dev, "strangers": []})
+        _write_run(stored, "mini", kind, config, {"dev": dev, "strangers": []})
     evidence = A.gather_for_book(real_data, root=stored, make_runs=fake_runs)
-    assert evidence.profile == "cpu" and evidence.source == "stored runs" and len(made) == 1
+    assert evidence.profile == "mini" and evidence.source == "stored runs" and len(made) == 1
 
 
 def test_control_places_match_the_knowledge_probe(real_data):

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from lib import pipeline as P
+from lib.evaluate import read_predictions
 from lib.records import load_records
 from tests.conftest import REPO
 
@@ -84,6 +85,9 @@ def test_pipeline_records_and_skipping(scratch):
     assert len(rec["metrics"]["snapshots"]) == 2
     details = json.loads((scratch / "results/smoke/pretrain_finetune-vanilla-seed0.details.json").read_text())
     assert len(details["dev"]) == 20 and len(details["strangers"]) == P.STRANGERS
+    # The exercise's submission: one answer per line of the unlabelled test file, in order.
+    test_answers = scratch / "results/smoke" / rec["files"]["test_predictions"]
+    assert len(read_predictions(test_answers)) == 437
     # A finished run is skipped: the same record comes back without training again.
     again = P.run("pretrain_finetune", "smoke", progress=False)
     assert again == first

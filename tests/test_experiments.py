@@ -13,7 +13,7 @@ from lib.records import write_record
 @pytest.mark.parametrize(
     ("template", "parameters", "message"),
     [
-        ("pretrain", {"profile": "tiny"}, "profile='tiny': choose one of smoke, cpu, full"),
+        ("pretrain", {"profile": "tiny"}, "profile='tiny': choose one of smoke, mini, cpu, full"),
         ("pretrain", {"profile": "smoke", "variant": "performer"}, "variant='performer'"),
         ("pretrain", {"profile": "smoke", "seed": -1}, "seed=-1: a seed is a non-negative integer"),
         ("pretrain", {"profile": "smoke", "seed": 1.5}, "seed=1.5"),
@@ -39,12 +39,12 @@ def test_cuda_without_a_gpu_is_refused(monkeypatch):
 
 
 def test_valid_parameters_describe_the_run():
-    spec = E.validate_parameters("finetune", profile="cpu", seed=2, pretrained=True)
+    spec = E.validate_parameters("finetune", profile="mini", seed=2, pretrained=True)
     assert (spec.kind, spec.run_id) == ("pretrain_finetune", "pretrain_finetune-vanilla-seed2")
-    assert E.validate_parameters("finetune", profile="cpu").run_id == "finetune-vanilla-seed0"
-    assert E.validate_parameters("evaluate", profile="cpu").run_id == "london"
+    assert E.validate_parameters("finetune", profile="mini").run_id == "finetune-vanilla-seed0"
+    assert E.validate_parameters("evaluate", profile="mini").run_id == "london"
     # The evaluate notebook only reads finetuned runs.
-    assert E.validate_parameters("evaluate", profile="cpu", kind="finetune").render_only
+    assert E.validate_parameters("evaluate", profile="mini", kind="finetune").render_only
 
 
 def test_prepare_run_points_lib_at_the_output_folders(tmp_path, monkeypatch):
@@ -68,7 +68,7 @@ def test_run_or_load_reads_an_existing_record_without_weights(scratch):
 
 
 def test_jobs_run_pretraining_before_the_runs_that_need_it():
-    names = [j.run_id for j in E.jobs("cpu")]
+    names = [j.run_id for j in E.jobs("mini")]
     assert names[0] == "london" and len(names) == 1 + 3 * 3
     for seed in (0, 1, 2):
         assert names.index(f"pretrain-vanilla-seed{seed}") < names.index(f"pretrain_finetune-vanilla-seed{seed}")
@@ -82,14 +82,14 @@ def test_job_parameters_match_their_template(monkeypatch):
     monkeypatch.delenv("BOOK_RESULTS", raising=False)
     monkeypatch.delenv("BOOK_CHECKPOINTS", raising=False)
     london, pf = E.Job("london"), E.Job("pretrain_finetune", "vanilla", 1)
-    assert london.template == "evaluate" and london.parameters("cpu")["kind"] == "london"
-    params = pf.parameters("cpu", device="cuda")
+    assert london.template == "evaluate" and london.parameters("mini")["kind"] == "london"
+    params = pf.parameters("mini", device="cuda")
     assert pf.template == "finetune" and params["pretrained"] is True and params["seed"] == 1
     assert "results_dir" not in params  # the defaults never put machine paths into stored notebooks
     for job in (london, pf, E.Job("pretrain"), E.Job("finetune")):
         nb = nbformat.read(E.TEMPLATES_DIR / f"{job.template}.ipynb", as_version=4)
         source = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-        for name in job.parameters("cpu"):
+        for name in job.parameters("mini"):
             assert f"\n{name} = " in "\n" + source, (job.template, name)
 
 
@@ -109,12 +109,12 @@ def test_finish_notebook_titles_the_run_and_collapses_progress_bars(tmp_path):
                            new_output("stream", name="stdout", text="done\n")]
     nb.metadata["papermill"] = {"input_path": "/abs/notebooks/pretrain.ipynb"}
     job = E.Job("pretrain", "vanilla", 0)
-    out = E.finish_notebook(nb, job, "cpu", E.REPO_ROOT / "book/runs/cpu/pretrain-vanilla-seed0.ipynb")
-    assert out.cells[0].source.startswith("# Pretraining: `pretrain-vanilla-seed0` (cpu profile)\n")
+    out = E.finish_notebook(nb, job, "mini", E.REPO_ROOT / "book/runs/mini/pretrain-vanilla-seed0.ipynb")
+    assert out.cells[0].source.startswith("# Pretraining: `pretrain-vanilla-seed0` (mini profile)\n")
     assert [o["text"] for o in out.cells[1].outputs] == ["100%|####|\n", "done\n"]
     assert out.metadata["mystnb"] == {"execution_mode": "off"}
     assert out.metadata["papermill"]["input_path"] == "notebooks/pretrain.ipynb"
-    assert out.metadata["papermill"]["output_path"] == "book/runs/cpu/pretrain-vanilla-seed0.ipynb"
+    assert out.metadata["papermill"]["output_path"] == "book/runs/mini/pretrain-vanilla-seed0.ipynb"
 
 
 def test_render_only_reports_runs_without_records_and_trains_nothing(scratch, monkeypatch):

@@ -29,7 +29,8 @@ def dev(correct: int, total: int = 100) -> dict:
     return {"correct": correct, "total": total, "accuracy": correct / total}
 
 
-def add(profile: str, kind: str, seed: int, metrics: dict, variant: str = "vanilla") -> dict:
+def add(profile: str, kind: str, seed: int, metrics: dict, variant: str = "vanilla",
+        whole_data: bool = False) -> dict:
     rid = "london" if kind == "london" else f"{kind}-{variant}-seed{seed}"
     log = [{"step": s, "epoch": 1, "tokens": 1000 * s, "loss": 3.0 / s, "lr": 1e-3, "time": s}
            for s in range(1, 4)]
@@ -38,12 +39,13 @@ def add(profile: str, kind: str, seed: int, metrics: dict, variant: str = "vanil
     record = {"run_id": rid, "kind": kind, "profile": profile, "seed": seed, "world": WORLD,
               "variant": "none" if kind == "london" else variant, "metrics": metrics,
               "device_name": "cpu", "created": "2025-01-01T00:00:00+00:00",
+              "config": {"mini_world": None if whole_data else [10, 10, 0]},
               "files": {"metrics_log": f"{rid}.metrics.jsonl", "details": f"{rid}.details.json"}}
     write_record(record)
     return record
 
 
-def stored_but_not_extracted(profile: str = "cpu") -> None:
+def stored_but_not_extracted(profile: str = "mini") -> None:
     add(profile, "london", 0, {"dev": dev(5)})
     for seed, (hits, pf, ft) in enumerate([(60, 4, 2), (64, 6, 1), (62, 5, 3)]):
         add(profile, "pretrain", seed, {"probe": probe(hits, 3, hits // 2, 2)})
@@ -61,10 +63,10 @@ def test_mean_and_sample_standard_deviation():
 
 def test_results_table_has_every_configuration_with_profile_and_published_figures(scratch):
     stored_but_not_extracted()
-    table = report.results_table("cpu")
+    table = report.results_table("mini")
     rows = {r["configuration"]: r for r in table.to_dict("records")}
     pf = rows["pretrain, then finetune: dev accuracy"]
-    assert pf["profile"] == "cpu" and pf["seeds"] == "0, 1, 2"
+    assert pf["profile"] == "mini" and pf["seeds"] == "0, 1, 2"
     assert pf["measured here (mean ± std)"] == "5.0 ± 1.0 %"
     assert pf["published: original report (April 2023)"] == "21.6 %"
     assert pf["published: another public write-up"] == "24 %"
@@ -79,8 +81,8 @@ def test_results_table_has_every_configuration_with_profile_and_published_figure
 
 def test_research_variants_get_their_own_rows_without_published_figures(scratch):
     stored_but_not_extracted()
-    add("cpu", "pretrain_finetune", 0, {"dev": dev(7)}, variant="synthesizer")
-    rows = report.results_table("cpu").to_dict("records")
+    add("mini", "pretrain_finetune", 0, {"dev": dev(7)}, variant="synthesizer")
+    rows = report.results_table("mini").to_dict("records")
     synth = [r for r in rows if "[synthesizer attention]" in r["configuration"]]
     assert len(synth) == 1 and synth[0]["published: original report (April 2023)"] == ""
     assert rows[-1] is synth[0]  # vanilla's rows first, in reading order, then each variant's
@@ -91,9 +93,9 @@ def test_research_variants_get_their_own_rows_without_published_figures(scratch)
 
 def test_variant_table_lists_every_variant_and_marks_missing_ones_pending(scratch):
     stored_but_not_extracted()
-    add("cpu", "pretrain", 0, {"probe": probe(30, 2, 40, 1), "final_loss": 0.9}, variant="bigbird")
-    add("cpu", "pretrain_finetune", 0, {"dev": dev(4)}, variant="bigbird")
-    table = report.variant_table("cpu")
+    add("mini", "pretrain", 0, {"probe": probe(30, 2, 40, 1), "final_loss": 0.9}, variant="bigbird")
+    add("mini", "pretrain_finetune", 0, {"dev": dev(4)}, variant="bigbird")
+    table = report.variant_table("mini")
     assert list(table.index) == ["vanilla", "bigbird", "linformer", "synthesizer"]
     assert table.loc["vanilla", "seeds"] == "0, 1, 2"
     assert table.loc["vanilla", "dev accuracy"] == "5.0 ± 1.0 %"
@@ -101,16 +103,16 @@ def test_variant_table_lists_every_variant_and_marks_missing_ones_pending(scratc
     assert table.loc["bigbird", "biography probe"] == "40/100 = 40.0 % (control 1/100 = 1.0 %)"
     assert table.loc["bigbird", "final pretraining loss"] == "0.900"
     assert (table.loc["synthesizer"] == "pending").all()
-    assert report.variant_profile() == "cpu"
+    assert report.variant_profile() == "mini"
 
 
 def test_variant_findings_compare_on_shared_seeds_and_only_claim_clear_gaps(scratch):
     stored_but_not_extracted()  # vanilla seeds 0-2: name probe 60, 64, 62 of 100
-    add("cpu", "pretrain", 0, {"probe": probe(20, 2, 31, 1)}, variant="synthesizer")
-    add("cpu", "pretrain_finetune", 0, {"dev": dev(3)}, variant="synthesizer")
-    add("cpu", "pretrain", 0, {"probe": probe(58, 2, 30, 1)}, variant="linformer")
-    add("cpu", "pretrain_finetune", 0, {"dev": dev(5)}, variant="linformer")
-    found = report.variant_findings("cpu")
+    add("mini", "pretrain", 0, {"probe": probe(20, 2, 31, 1)}, variant="synthesizer")
+    add("mini", "pretrain_finetune", 0, {"dev": dev(3)}, variant="synthesizer")
+    add("mini", "pretrain", 0, {"probe": probe(58, 2, 30, 1)}, variant="linformer")
+    add("mini", "pretrain_finetune", 0, {"dev": dev(5)}, variant="linformer")
+    found = report.variant_findings("mini")
     assert set(found) == {"synthesizer", "linformer", "spread"}  # bigbird: no record, no sentence
     assert found["spread"].startswith("Seed to seed, vanilla's name probe found 60, 64, 62 of 100")
     assert "about what counting noise alone gives" in found["spread"]
@@ -123,15 +125,15 @@ def test_variant_findings_compare_on_shared_seeds_and_only_claim_clear_gaps(scra
 
 def test_variant_rates_pool_seeds_and_the_plot_draws_them(scratch):
     stored_but_not_extracted()
-    add("cpu", "pretrain", 0, {"probe": probe(20, 2, 31, 1)}, variant="synthesizer")
-    add("cpu", "pretrain_finetune", 0, {"dev": dev(3)}, variant="synthesizer")
-    rates = report.variant_rates("cpu")
+    add("mini", "pretrain", 0, {"probe": probe(20, 2, 31, 1)}, variant="synthesizer")
+    add("mini", "pretrain_finetune", 0, {"dev": dev(3)}, variant="synthesizer")
+    rates = report.variant_rates("mini")
     assert list(rates) == ["vanilla", "synthesizer"]  # linformer and bigbird: no records
     assert rates["vanilla"]["seeds"] == 3 and math.isclose(rates["vanilla"]["name"], 186 / 300)
     assert math.isclose(rates["vanilla"]["dev"], 15 / 300)
     assert math.isclose(rates["synthesizer"]["bio_control"], 0.01)
     assert rates["synthesizer"]["london"] == 0.05
-    fig = figures.variant_bars("cpu", "cpu")
+    fig = figures.variant_bars("mini", "mini")
     heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
     assert heights == sorted(round(100 * x, 6) for x in (93 / 300, 0.31, 186 / 300, 0.2, 15 / 300, 0.03))
 
@@ -148,7 +150,7 @@ def test_variant_findings_rank_dev_accuracy_once_it_beats_london(scratch):
 
 def test_findings_say_stored_but_not_extracted_and_full_pending(scratch):
     stored_but_not_extracted()
-    found = report.findings("cpu")
+    found = report.findings("mini")
     assert "has stored birthplaces" in found["probe"] and "186/300" in found["probe"]
     assert "does not extract them" in found["summary"]
     assert "not above the London baseline" in found["finetune"]
@@ -188,50 +190,50 @@ def test_chapter_profile_prefers_full_then_cpu_then_smoke(scratch):
     stored_but_not_extracted("smoke")
     assert report.chapter_profile() == "smoke"
     for kind in ("london", "pretrain", "pretrain_finetune"):
-        add("cpu", kind, 0, {"dev": dev(5)} if kind != "pretrain" else {"probe": probe(1, 0)})
+        add("mini", kind, 0, {"dev": dev(5)} if kind != "pretrain" else {"probe": probe(1, 0)})
     assert report.chapter_profile() == "smoke"  # cpu's matrix is still running: no finetune yet
-    add("cpu", "finetune", 0, {"dev": dev(2)})
+    add("mini", "finetune", 0, {"dev": dev(2)})
     assert report.chapter_profile() == "smoke"  # seeds 1 and 2 of cpu have not run
     for seed in (1, 2):
         for kind in ("pretrain", "pretrain_finetune", "finetune"):
-            add("cpu", kind, seed, {"dev": dev(2)} if kind != "pretrain" else {"probe": probe(1, 0)})
-    assert report.chapter_profile() == "cpu"
+            add("mini", kind, seed, {"dev": dev(2)} if kind != "pretrain" else {"probe": probe(1, 0)})
+    assert report.chapter_profile() == "mini"
     # A GPU run that stopped part-way: every kind is there, but not for every seed.
     add("full", "london", 0, {"dev": dev(5)})
     for kind in ("pretrain", "pretrain_finetune", "finetune"):
         add("full", kind, 0, {"dev": dev(20)} if kind != "pretrain" else {"probe": probe(50, 0)})
     add("full", "pretrain_finetune", 0, {"dev": dev(10)}, variant="synthesizer")
-    assert report.chapter_profile() == "cpu" and report.variant_profile() is None
+    assert report.chapter_profile() == "mini" and report.variant_profile() is None
     stored_but_not_extracted("full")
     assert report.chapter_profile() == "full" and report.variant_profile() == "full"
 
 
 def test_captions_name_profile_and_world(scratch):
-    add("cpu", "london", 0, {"dev": dev(5)})
-    assert report.caption("cpu").startswith(f"profile cpu, {WORLD}")
-    assert "mini world, not the classic setting" in report.caption("cpu")
-    assert report.short_caption("cpu") == "cpu profile, mini world: 10 train and 10 dev people (seed 0)"
+    add("mini", "london", 0, {"dev": dev(5)})
+    assert report.caption("mini").startswith(f"profile mini, {WORLD}")
+    assert "mini world, not the classic setting" in report.caption("mini")
+    assert report.short_caption("mini") == "mini profile, mini world: 10 train and 10 dev people (seed 0)"
 
 
 def test_run_links_link_stored_notebooks_and_flag_missing_ones(scratch):
-    add("cpu", "london", 0, {"dev": dev(5)})
-    add("cpu", "finetune", 0, {"dev": dev(2)})
+    add("mini", "london", 0, {"dev": dev(5)})
+    add("mini", "finetune", 0, {"dev": dev(2)})
     runs = scratch / "book" / "runs"
-    (runs / "cpu").mkdir(parents=True)
-    (runs / "cpu" / "london.ipynb").write_text("{}")
+    (runs / "mini").mkdir(parents=True)
+    (runs / "mini" / "london.ipynb").write_text("{}")
     text = report.run_links(runs, scratch / "book" / "knowledge")
-    assert "[london](../runs/cpu/london.ipynb)" in text
+    assert "[london](../runs/mini/london.ipynb)" in text
     assert "finetune-vanilla-seed0 (notebook not rendered yet)" in text
     assert "dev 5/100 = 5.0 %" in text
 
 
 def test_stored_vs_answered_counts_people(scratch):
-    pre = add("cpu", "pretrain", 0, {"probe": probe(1, 0, n=3)})
-    pf = add("cpu", "pretrain_finetune", 0, {"dev": dev(1, 3)})
-    atomic_write_json(results_root() / "cpu" / pre["files"]["details"], {"probe": [
+    pre = add("mini", "pretrain", 0, {"probe": probe(1, 0, n=3)})
+    pf = add("mini", "pretrain_finetune", 0, {"dev": dev(1, 3)})
+    atomic_write_json(results_root() / "mini" / pre["files"]["details"], {"probe": [
         {"name": "A", "name_probe": True}, {"name": "B", "name_probe": False},
         {"name": "C", "name_probe": False}]})
-    atomic_write_json(results_root() / "cpu" / pf["files"]["details"], {"dev": [
+    atomic_write_json(results_root() / "mini" / pf["files"]["details"], {"dev": [
         {"name": "A", "gold": "X", "prediction": "Y"}, {"name": "B", "gold": "X", "prediction": "X"},
         {"name": "C", "gold": "X", "prediction": "Z"}]})
     table = report.stored_vs_answered(pre, pf)
@@ -241,7 +243,7 @@ def test_stored_vs_answered_counts_people(scratch):
 
 def test_figures_draw_what_the_logs_hold(scratch):
     stored_but_not_extracted()
-    record = json.loads((results_root() / "cpu" / "finetune-vanilla-seed0.json").read_text())
+    record = json.loads((results_root() / "mini" / "finetune-vanilla-seed0.json").read_text())
     log = report.metrics_log(record)
     fig = figures.training(log, "t")
     loss_line = fig.axes[0].lines[0]
@@ -296,3 +298,60 @@ def test_seed_spread_flags_variation_beyond_counting_noise():
     assert "standard deviation of 8.2 people against 4.1" in text
     assert "wider than counting noise" in text
     assert report.seed_spread(runs[:1]) is None
+
+
+def test_chapters_pass_over_a_whole_data_profile_until_its_matrix_is_complete(scratch):
+    stored_but_not_extracted("mini")
+    # The cpu profile as it grows: London and the cheap finetunes first, pretraining later.
+    add("cpu", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
+    for seed in (0, 1, 2):
+        add("cpu", "finetune", seed, {"dev": dev(3, 500)}, whole_data=True)
+    assert report.chapter_profile() == "mini"
+    add("cpu", "pretrain", 0, {"probe": probe(40, 5)}, whole_data=True)
+    add("cpu", "pretrain_finetune", 0, {"dev": dev(80, 500)}, whole_data=True)
+    assert report.chapter_profile() == "mini"  # seeds 1 and 2 are still to come
+    for seed in (1, 2):
+        add("cpu", "pretrain", seed, {"probe": probe(40, 5)}, whole_data=True)
+        add("cpu", "pretrain_finetune", seed, {"dev": dev(70, 500)}, whole_data=True)
+    assert report.chapter_profile() == "cpu"
+    add("full", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
+    add("full", "pretrain_finetune", 0, {"dev": dev(110, 500)}, whole_data=True)
+    assert report.chapter_profile() == "cpu"  # a partial GPU matrix changes nothing
+    assert report.caption("cpu").endswith("(the whole data; the recipe departs from the classic one as stated)")
+
+
+def _answers(profile: str, record: dict, right: list[bool]) -> None:
+    """A details file: the same ten people for every run, right where `right` says so."""
+    rows = [{"name": f"person {i}", "gold": "Paris", "prediction": "Paris" if ok else "London"}
+            for i, ok in enumerate(right)]
+    atomic_write_json(results_root() / profile / record["files"]["details"], {"dev": rows})
+
+
+def test_side_by_side_lists_whole_data_first_seed_by_seed_with_paired_tests(scratch):
+    london = add("mini", "london", 0, {"dev": dev(1, 10)})
+    _answers("mini", london, [True] + [False] * 9)
+    ft = add("mini", "finetune", 0, {"dev": dev(0, 10)})
+    _answers("mini", ft, [False] * 10)
+    cpu_london = add("cpu", "london", 0, {"dev": dev(0, 10)}, whole_data=True)
+    _answers("cpu", cpu_london, [False] * 10)
+    for seed, hits in ((1, 9), (0, 8)):
+        run = add("cpu", "pretrain_finetune", seed, {"dev": dev(hits, 10)}, whole_data=True)
+        _answers("cpu", run, [True] * hits + [False] * (10 - hits))
+    add("smoke", "london", 0, {"dev": dev(1, 10)})  # smoke is left out once real runs exist
+
+    assert report.profiles_with_records() == ["cpu", "mini"]
+    rows = report.side_by_side().to_dict("records")
+    assert [(r["profile"], r["configuration"], r["seed"]) for r in rows] == [
+        ("cpu (whole data)", "London baseline", ""),
+        ("cpu (whole data)", "pretrain, then finetune", "0"),
+        ("cpu (whole data)", "pretrain, then finetune", "1"),
+        ("mini (mini world)", "London baseline", ""),
+        ("mini (mini world)", "finetune only", "0"),
+    ]
+    # 8 of 10 against 0 of 10 on the same people: 8 discordant pairs, all one way,
+    # p = 2 / 2**8 = 0.0078 (McNemar's exact test).
+    assert rows[1]["dev accuracy (95 % CI)"] == "8/10 = 80.0 % (95 % CI 44.4-97.5 %)"
+    assert rows[1]["against London, same people"] == "above: 8 vs 0 people, p = 0.0078"
+    assert rows[4]["against London, same people"] == "not separated: 0 vs 1 people, p = 1.00"
+    fig = figures.accuracy_by_profile(report.accuracy_points(), "test")
+    assert len(fig.axes[0].get_legend().get_texts()) == 3  # two profiles and the published crosses

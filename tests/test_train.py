@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -161,3 +162,17 @@ def test_the_data_goes_to_the_device_once_per_epoch_not_once_per_step(small_setu
     assert steps_per_epoch >= 3 and steps == 3 * steps_per_epoch  # per-step copies would show
     assert (ids_three - ids_one) / 2 == 2  # inputs and targets, once each per epoch
     assert numbers_three == numbers_one  # only the optimizer's set-up sends numbers
+
+
+def test_cpu_bf16_runs_the_matrix_products_in_bf16_and_keeps_float32_weights(small_setup, tmp_path):
+    dataset, cfg, config = small_setup
+    seen: dict[bool, set] = {}
+    for bf16 in (False, True):
+        model = fresh(config)
+        dtypes = seen.setdefault(bf16, set())
+        model.head.register_forward_hook(lambda _m, _i, out, d=dtypes: d.add(out.dtype))
+        result = train(model, dataset, replace(cfg, epochs=1, cpu_bf16=bf16), seed=0,
+                       state_path=tmp_path / f"state{bf16}.safetensors", progress=False)
+        assert result.final_loss == result.final_loss  # finite, not NaN
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert seen == {False: {torch.float32}, True: {torch.bfloat16}}

@@ -1,0 +1,91 @@
+"""The statistics the book's comparisons rest on, computed by scipy.
+
+Every configuration answers the same dev people, so two configurations are compared
+person by person: only the people one gets right and the other wrong (the discordant
+pairs) carry information, and McNemar's exact test asks whether they split evenly.
+A single rate gets an exact (Clopper-Pearson) interval, which never leaves [0, 1] and
+stays honest for the handful of hits a small model scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from scipy.stats import binomtest
+
+CONFIDENCE = 0.95
+# The rule every verdict sentence follows: one rate is "above" another only when McNemar's
+# exact test on the same people rejects an even split of the discordant pairs at this level.
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Rate:
+    """k successes of n, with its exact interval."""
+
+    k: int
+    n: int
+    low: float
+    high: float
+
+    @property
+    def value(self) -> float:
+        return self.k / self.n if self.n else float("nan")
+
+    def text(self, digits: int = 1) -> str:
+        """'23/500 = 4.6 % (95 % CI 2.9-6.8 %)'."""
+        if not self.n:
+            return "no questions"
+        return (f"{self.k}/{self.n} = {100 * self.value:.{digits}f} % "
+                f"({100 * CONFIDENCE:.0f} % CI {100 * self.low:.{digits}f}-"
+                f"{100 * self.high:.{digits}f} %)")
+
+
+def exact_rate(k: int, n: int, confidence: float = CONFIDENCE) -> Rate:
+    """A rate with its Clopper-Pearson interval."""
+    if not (isinstance(k, int) and isinstance(n, int)) or n < 0 or not 0 <= k <= max(n, 0):
+        raise ValueError(f"need 0 <= k <= n, got k={k!r}, n={n!r}")
+    if n == 0:
+        return Rate(0, 0, float("nan"), float("nan"))
+    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    return Rate(k, n, float(ci.low), float(ci.high))
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Two configurations scored on the same people."""
+
+    a_correct: int
+    b_correct: int
+    n: int
+    only_a: int  # people a answers right and b wrong
+    only_b: int
+    p_value: float  # McNemar's exact test, two-sided
+
+    @property
+    def verdict(self) -> str:
+        """'above', 'below' or 'not separated' for a against b, by the rule `ALPHA`."""
+        if self.p_value >= ALPHA or self.only_a == self.only_b:
+            return "not separated"
+        return "above" if self.only_a > self.only_b else "below"
+
+    def text(self) -> str:
+        return (f"{self.only_a} people right only in the first, {self.only_b} only in the second; "
+                f"McNemar exact p = {format_p(self.p_value)}")
+
+
+def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> Paired:
+    """McNemar's exact test on two right/wrong sequences over the same people, in one order."""
+    if len(a) != len(b):
+        raise ValueError(f"paired outcomes need the same people: {len(a)} against {len(b)}")
+    only_a = sum(1 for x, y in zip(a, b, strict=True) if x and not y)
+    only_b = sum(1 for x, y in zip(a, b, strict=True) if y and not x)
+    discordant = only_a + only_b
+    p = 1.0 if discordant == 0 else float(binomtest(only_a, discordant, 0.5).pvalue)
+    return Paired(int(sum(map(bool, a))), int(sum(map(bool, b))), len(a), only_a, only_b, p)
+
+
+def format_p(p: float) -> str:
+    """A p-value as a reader wants it: two significant digits, tiny ones as '< 0.001'."""
+    return "< 0.001" if p < 0.001 else f"{p:.2g}" if p < 0.1 else f"{p:.2f}"

@@ -1,0 +1,36 @@
+"""The profiles' table: what each one is, and how it departs from the classic recipe."""
+
+from __future__ import annotations
+
+from lib.model import GPT
+from lib.pipeline import model_config, world_for
+from lib.profiles import DEPARTURE_REASONS, PROFILES, get_profile, recipe_departures
+
+
+def test_the_classic_profile_departs_from_nothing():
+    assert recipe_departures(PROFILES["full"]) == []
+
+
+def test_cpu_profile_is_the_whole_data_at_the_classic_size(real_data):
+    cpu, full = get_profile("cpu"), get_profile("full")
+    assert (cpu.n_layer, cpu.n_head, cpu.n_embd, cpu.block_size) == (4, 8, 256, 128)
+    world = world_for(cpu, real_data)
+    assert (len(world.train), len(world.dev)) == (2000, 500)
+    assert world.description == world_for(full, real_data).description
+    vocab = len(real_data.vocab)
+    assert GPT(model_config(cpu, vocab, "vanilla")).num_parameters() == \
+        GPT(model_config(full, vocab, "vanilla")).num_parameters()
+
+
+def test_every_departure_is_listed_with_its_reason():
+    lines = recipe_departures(PROFILES["cpu"])
+    assert lines == [
+        "attn_dropout 0.1 -> 0 (" + DEPARTURE_REASONS["attn_dropout"] + ")",
+        "epochs 650 -> 400 in pretraining (" + DEPARTURE_REASONS["epochs"] + ")",
+        "final_epochs 200 -> 400 in pretraining (" + DEPARTURE_REASONS["final_epochs"] + ")",
+        "clamp_schedule off -> on in pretraining (" + DEPARTURE_REASONS["clamp_schedule"] + ")",
+        "length_grouped off -> on in every phase (" + DEPARTURE_REASONS["length_grouped"] + ")",
+        "cpu_bf16 off -> on in every phase (" + DEPARTURE_REASONS["cpu_bf16"] + ")",
+    ]
+    for name in ("smoke", "mini"):
+        assert all("(changed)" not in line for line in recipe_departures(PROFILES[name])), name

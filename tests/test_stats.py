@@ -1,0 +1,54 @@
+"""The statistics module against values computed by hand from their definitions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lib.stats import exact_rate, format_p, mcnemar
+
+
+def test_clopper_pearson_matches_its_closed_forms_at_the_edges():
+    # k = 0: the upper end solves (1 - p)^n = 0.025; k = n: the lower end solves p^n = 0.025.
+    assert math.isclose(exact_rate(0, 10).high, 1 - 0.025 ** (1 / 10), rel_tol=1e-9)
+    assert exact_rate(0, 10).low == 0.0
+    assert math.isclose(exact_rate(10, 10).low, 0.025 ** (1 / 10), rel_tol=1e-9)
+
+
+def test_clopper_pearson_textbook_value():
+    # 23/100: the exact interval runs from the 0.025 quantile of Beta(23, 78) to the 0.975
+    # quantile of Beta(24, 77): 0.151732 to 0.324859.
+    rate = exact_rate(23, 100)
+    assert math.isclose(rate.low, 0.151732, abs_tol=5e-7)
+    assert math.isclose(rate.high, 0.324859, abs_tol=5e-7)
+    assert rate.text() == "23/100 = 23.0 % (95 % CI 15.2-32.5 %)"
+
+
+def test_rates_reject_impossible_counts():
+    for k, n in ((5, 4), (-1, 4), (1.5, 4)):
+        with pytest.raises(ValueError, match="0 <= k <= n"):
+            exact_rate(k, n)
+
+
+def test_mcnemar_uses_only_the_discordant_people():
+    # 2 against 8 discordant: two-sided exact p = 2 * (1 + 10 + 45) / 2**10 = 0.109375.
+    a = [True] * 2 + [False] * 8 + [True] * 30 + [False] * 60
+    b = [False] * 2 + [True] * 8 + [True] * 30 + [False] * 60
+    result = mcnemar(a, b)
+    assert (result.only_a, result.only_b) == (2, 8)
+    assert math.isclose(result.p_value, 0.109375, rel_tol=1e-12)
+    assert result.verdict == "not separated"
+    assert mcnemar([True] * 9, [False] * 9).verdict == "above"
+    assert mcnemar([False] * 9, [True] * 9).verdict == "below"
+    assert mcnemar([True, False], [True, False]).p_value == 1.0
+
+
+def test_mcnemar_needs_the_same_people():
+    with pytest.raises(ValueError, match="same people"):
+        mcnemar([True], [True, False])
+
+
+def test_p_values_print_as_readers_expect():
+    assert format_p(0.0001) == "< 0.001" and format_p(0.0078125) == "0.0078"
+    assert format_p(0.5) == "0.50"
