@@ -167,7 +167,7 @@ DEPARTURE_REASONS = {
     "final_epochs": "the cosine ends at the last epoch, not at epoch 200",
     "clamp_schedule": "the rate then stays at its floor instead of rising again",
     "length_grouped": "batches of similar-length examples, cut to their longest: less padding",
-    "cpu_bf16": "bf16 autocast, 1.4 times faster per step on the 2-core CPU it was measured on",
+    "cpu_bf16": "bf16 autocast: faster steps on a CPU with bf16 instructions, see the performance appendix",
     "attn_dropout": "no dropout on the attention weights, so the fused attention kernel runs",
     "dropout": "less dropout for a smaller model",
     "n_embd": "a smaller model", "n_layer": "a smaller model", "n_head": "a smaller model",

@@ -26,3 +26,14 @@ def test_timed_calls_the_function_once_per_repeat():
     calls = []
     times = attention_scaling._timed(lambda: calls.append(1), "cpu", 3)
     assert len(calls) == 3 and len(times) == 3 and all(t >= 0 for t in times)
+
+
+def test_cpu_bf16_benchmark_writes_a_record(tmp_path, one_thread):
+    from benchmarks import cpu_bf16
+
+    out = tmp_path / "bf16.json"
+    assert cpu_bf16.main(["--quick", "--profile", "smoke", "--rounds", "1", "--steps", "1",
+                          "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert set(record["median_seconds"]) == {"float32", "bf16"}
+    assert record["speedup"] == record["median_seconds"]["float32"] / record["median_seconds"]["bf16"]

@@ -1,0 +1,115 @@
+"""bf16 autocast against float32 for one training step of a profile's model on the CPU.
+
+    python benchmarks/cpu_bf16.py                 # the `cpu` profile's model, batch 128
+    python benchmarks/cpu_bf16.py --quick         # a tiny model and a few steps (tests)
+
+Whether bf16 pays depends on the processor: with AVX512-BF16 or AMX the matrix products
+run natively, without them autocast only adds casts. So the profile's choice is measured on
+the machine that trains, and the record says which flags the CPU had. The two modes
+alternate on the same batch of pretraining examples, so background load hits both alike.
+Writes `results/benchmarks/cpu_bf16.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lib import data as D  # noqa: E402
+from lib.atomic import atomic_write_json  # noqa: E402
+from lib.model import GPT, GPTConfig  # noqa: E402
+from lib.pipeline import model_config, world_for  # noqa: E402
+from lib.profiles import get_profile  # noqa: E402
+from lib.records import git_commit  # noqa: E402
+from lib.train import make_optimizer  # noqa: E402
+
+
+def cpu_flags() -> list[str]:
+    """The bf16-related instruction sets the CPU reports (Linux only; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])
+    return sorted(f for f in flags if "bf16" in f or f.startswith("amx") or f == "avx512f")
+
+
+def step_seconds(model: GPT, x: torch.Tensor, y: torch.Tensor, bf16: bool, optimizer) -> float:
+    started = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits, _ = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1),
+                               ignore_index=D.PAD_ID)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--rounds", type=int, default=4, help="alternations of the two modes")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per mode and round")
+    ap.add_argument("--quick", action="store_true", help="a tiny model, for the tests")
+    ap.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/cpu_bf16.json")
+    args = ap.parse_args(argv)
+    if args.rounds <= 0 or args.steps <= 0:
+        ap.error("--rounds and --steps must be positive")
+    profile = get_profile(args.profile)
+    data = D.load()
+    config = model_config(profile, len(data.vocab), "vanilla")
+    batch = profile.pretrain.batch_size
+    if args.quick:
+        config = GPTConfig(**{**config.to_dict(), "n_layer": 1, "n_embd": 32, "n_head": 2})
+        batch = 8
+    dataset = D.SpanCorruptionDataset(world_for(profile, data).corpus, data.vocab, config.block_size)
+    x, y = dataset.epoch(torch.Generator().manual_seed(0))
+    # A batch of the typical width: examples as long as the median one.
+    lengths = (x != D.PAD_ID).sum(1)
+    width = int(lengths.median())
+    rows = torch.nonzero(lengths == width).flatten()[:batch]
+    xb, yb = x[rows, :width], y[rows, :width]
+    torch.manual_seed(0)
+    model = GPT(config)
+    optimizer = make_optimizer(model, profile.pretrain)
+    times: dict[str, list[float]] = {"float32": [], "bf16": []}
+    for bf16 in (False, True):  # warm-up, untimed
+        step_seconds(model, xb, yb, bf16, optimizer)
+    for _ in range(args.rounds):
+        for mode in times:
+            times[mode] += [step_seconds(model, xb, yb, mode == "bf16", optimizer)
+                            for _ in range(args.steps)]
+    median = {mode: statistics.median(t) for mode, t in times.items()}
+    record = {
+        "what": "seconds per training step (forward, backward, AdamW), float32 against bf16 "
+                "autocast, alternating on one batch",
+        "profile": profile.name, "quick": args.quick, "batch": [len(rows), width],
+        "threads": torch.get_num_threads(), "cpu_flags": cpu_flags(),
+        "machine": platform.machine(), "processor": platform.processor(),
+        "torch_version": torch.__version__, "git_commit": git_commit(),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "median_seconds": median, "speedup": median["float32"] / median["bf16"],
+        "seconds": times,
+    }
+    atomic_write_json(args.out, record)
+    print(f"{profile.name}: float32 {median['float32']:.3f} s/step, bf16 {median['bf16']:.3f} s/step, "
+          f"bf16 is {record['speedup']:.2f} times as fast ({torch.get_num_threads()} threads; "
+          f"CPU flags {', '.join(record['cpu_flags']) or 'none'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
