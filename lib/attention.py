@@ -102,12 +102,17 @@ class CausalSelfAttention(nn.Module):
         b, h, t, d = y.shape
         return y.transpose(1, 2).contiguous().view(b, t, h * d)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def project(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, torch.Tensor,
+                                                                torch.Tensor]:
+        """Queries, keys and values of positions start, start + 1, ..., split into heads
+        (the positions matter only to variants that encode them here, as `rope` does)."""
         q, k, v = self.qkv(x).split(x.shape[-1], dim=2)
+        return self.split_heads(q), self.split_heads(k), self.split_heads(v)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.project(x)
         y = F.scaled_dot_product_attention(
-            self.split_heads(q),
-            self.split_heads(k),
-            self.split_heads(v),
+            q, k, v,
             dropout_p=self.attn_dropout if self.training else 0.0,
             is_causal=True,
         )
@@ -125,10 +130,10 @@ class CausalSelfAttention(nn.Module):
         at a time is appended, each step costing O(T) instead of recomputing O(T^2).
         `key_valid` (B, T_all) marks real positions when rows are left-padded to a common
         length: padding is never attended to (a pad query sees only itself, so that its
-        softmax is defined; its output is never used).
+        softmax is defined; its output is never used). Positions are counted in the padded
+        batch.
         """
-        q, k, v = self.qkv(x).split(x.shape[-1], dim=2)
-        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        q, k, v = self.project(x, 0 if cache is None else cache["k"].shape[2])
         if cache is not None:
             k = torch.cat([cache["k"], k], dim=2)
             v = torch.cat([cache["v"], v], dim=2)

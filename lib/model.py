@@ -1,6 +1,7 @@
 """A character-level GPT small enough to hold in one's head.
 
-Token and learned position embeddings, pre-LayerNorm blocks with a GELU MLP, dropout,
+Token embeddings plus learned absolute position embeddings (or none, for rotary attention,
+which encodes positions inside every layer), pre-LayerNorm blocks with a GELU MLP, dropout,
 and a causal attention module chosen by name (see `lib.attention`). The loss ignores
 pad targets (id 0), which is how both datasets mark positions that teach nothing.
 """
@@ -17,6 +18,8 @@ from torch import nn
 from lib.attention import AttentionSpec, build_attention
 
 PAD_ID = 0
+# Attention variants that encode positions themselves (no learned position table).
+ROTARY = ("rope",)
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,19 @@ class GPTConfig:
     dropout: float = 0.1
     attn_dropout: float = 0.1
     attention: str = "vanilla"
+    # How positions enter the model: "learned" (an absolute table added to the token
+    # embeddings, the classic model) or "rotary" (no table; queries and keys are rotated by
+    # their position in every layer). "auto" picks rotary for the `rope` variant only.
+    positions: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.positions == "auto":
+            object.__setattr__(self, "positions", "rotary" if self.attention in ROTARY else "learned")
+        if self.positions not in ("learned", "rotary"):
+            raise ValueError(f"GPTConfig.positions must be learned, rotary or auto, got {self.positions!r}")
+        if self.positions == "rotary" and self.attention not in ROTARY:
+            raise ValueError(f"positions='rotary' needs a rotary attention variant ({', '.join(ROTARY)}); "
+                             f"{self.attention!r} would see no positions at all")
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -92,7 +106,8 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
-        self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
+        learned = config.positions == "learned"
+        self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd)) if learned else None
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
@@ -131,12 +146,14 @@ class GPT(nn.Module):
             if int(positions.max()) >= self.config.block_size:
                 raise ValueError(f"position {int(positions.max())} exceeds block_size="
                                  f"{self.config.block_size}")
-            return self.drop(self.tok_emb(idx) + self.pos_emb[0, positions])
+            x = self.tok_emb(idx)
+            return self.drop(x if self.pos_emb is None else x + self.pos_emb[0, positions])
         if start + t > self.config.block_size:
             raise ValueError(
                 f"sequence of length {start + t} exceeds block_size={self.config.block_size}"
             )
-        return self.drop(self.tok_emb(idx) + self.pos_emb[:, start : start + t])
+        x = self.tok_emb(idx)
+        return self.drop(x if self.pos_emb is None else x + self.pos_emb[:, start : start + t])
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None

@@ -21,11 +21,12 @@ from lib.evaluate import (
 from lib.model import GPT, GPTConfig
 
 
-@pytest.fixture(scope="module")
-def model(real_data):
+@pytest.fixture(scope="module", params=["vanilla", "rope"])
+def model(real_data, request):
+    """A random model of each attention variant that decodes with a key-value cache."""
     torch.manual_seed(0)
     m = GPT(GPTConfig(vocab_size=len(real_data.vocab), n_layer=2, n_head=4, n_embd=32, dropout=0.0,
-                      attn_dropout=0.0))
+                      attn_dropout=0.0, attention=request.param))
     # A random model rarely emits the stop mask; raise its logit so decoding stops at varied lengths.
     with torch.no_grad():
         m.head.weight[D.MASK_ID] += 0.35 * m.head.weight[D.MASK_ID].norm() * torch.randn(32) / 32**0.5

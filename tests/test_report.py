@@ -96,13 +96,13 @@ def test_variant_table_lists_every_variant_and_marks_missing_ones_pending(scratc
     add("mini", "pretrain", 0, {"probe": probe(30, 2, 40, 1), "final_loss": 0.9}, variant="bigbird")
     add("mini", "pretrain_finetune", 0, {"dev": dev(4)}, variant="bigbird")
     table = report.variant_table("mini")
-    assert list(table.index) == ["vanilla", "bigbird", "linformer", "synthesizer"]
+    assert list(table.index) == ["vanilla", "bigbird", "linformer", "rope", "synthesizer"]
     assert table.loc["vanilla", "seeds"] == "0, 1, 2"
     assert table.loc["vanilla", "dev accuracy"] == "5.0 ± 1.0 %"
     assert table.loc["vanilla", "name probe"] == "186/300 = 62.0 % (control 9/300 = 3.0 %)"
     assert table.loc["bigbird", "biography probe"] == "40/100 = 40.0 % (control 1/100 = 1.0 %)"
     assert table.loc["bigbird", "final pretraining loss"] == "0.900"
-    assert (table.loc["synthesizer"] == "pending").all()
+    assert (table.loc["synthesizer"] == "pending").all() and (table.loc["rope"] == "pending").all()
     assert report.variant_profile() == "mini"
 
 

@@ -202,3 +202,55 @@ def test_block_attention_accepts_a_non_contiguous_kernel_output(monkeypatch):
     expected = variants.attend_blocks(q, k, v, allowed, 0.0)
     monkeypatch.setattr(variants.F, "scaled_dot_product_attention", permuted)
     torch.testing.assert_close(variants.attend_blocks(q, k, v, allowed, 0.0), expected)
+
+
+def test_rope_scores_depend_on_the_offset_only():
+    """Rotary embeddings' defining property: shift query and key positions alike and every
+    score stays the same (to float32 rounding), with no position table anywhere."""
+    from lib.variants import RotaryAttention, rotary_angles, rotate
+
+    torch.manual_seed(0)
+    module = build_attention("rope", SPEC)
+    assert isinstance(module, RotaryAttention)
+    head_dim = SPEC.n_embd // SPEC.n_head
+    q, k = torch.randn(2, head_dim), torch.randn(2, head_dim)
+
+    def score(m: int, n: int) -> torch.Tensor:
+        cos_m, sin_m = rotary_angles(torch.tensor([m]), head_dim)
+        cos_n, sin_n = rotary_angles(torch.tensor([n]), head_dim)
+        return (rotate(q, cos_m, sin_m) * rotate(k, cos_n, sin_n)).sum(-1)
+
+    for m, n in ((5, 2), (40, 40), (100, 3)):
+        for shift in (1, 17, 250):
+            torch.testing.assert_close(score(m + shift, n + shift), score(m, n), atol=2e-5, rtol=1e-5)
+    assert not torch.allclose(score(5, 2), score(5, 3))  # the offset itself does matter
+    # Rotations keep lengths: the pair (x_i, x_{i + D/2}) turns, it does not stretch.
+    cos, sin = rotary_angles(torch.arange(7), head_dim)
+    x = torch.randn(7, head_dim)
+    torch.testing.assert_close(rotate(x, cos, sin).norm(dim=-1), x.norm(dim=-1))
+
+
+def test_rope_module_scores_are_the_same_wherever_the_sequence_starts():
+    """The module's own projections: one sequence placed at positions 0.. and at 9.. gives
+    the same matrix of query-key scores (cached decoding counts positions in a padded batch
+    and relies on this)."""
+    torch.manual_seed(0)
+    module = build_attention("rope", SPEC).eval()
+    x = torch.randn(1, 20, SPEC.n_embd)
+    with torch.no_grad():
+        q0, k0, _ = module.project(x, 0)
+        q9, k9, _ = module.project(x, 9)
+    # Scores of the same contents at positions shifted by 9 are the same matrix.
+    torch.testing.assert_close(q0 @ k0.transpose(-1, -2), q9 @ k9.transpose(-1, -2), atol=1e-4, rtol=1e-4)
+
+
+def test_rope_model_has_no_position_table_and_others_keep_theirs():
+    rope = GPT(GPTConfig(vocab_size=17, block_size=64, n_layer=2, n_head=4, n_embd=32, attention="rope"))
+    vanilla = GPT(GPTConfig(vocab_size=17, block_size=64, n_layer=2, n_head=4, n_embd=32))
+    assert rope.config.positions == "rotary" and rope.pos_emb is None
+    assert vanilla.config.positions == "learned"
+    assert vanilla.num_parameters() - rope.num_parameters() == 64 * 32
+    with pytest.raises(ValueError, match="would see no positions"):
+        GPTConfig(vocab_size=17, attention="vanilla", positions="rotary")
+    # A stored config from before the field existed still means the learned table.
+    assert GPTConfig(**{k: v for k, v in vanilla.config.to_dict().items() if k != "positions"}).positions == "learned"
