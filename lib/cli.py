@@ -50,6 +50,14 @@ def _variant(text: str) -> str:
     return text
 
 
+def _profile(text: str) -> str:
+    try:
+        get_profile(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def _device(text: str) -> str:
     from lib.pipeline import resolve_device
 
@@ -65,8 +73,9 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser, variant: bool = True) -> None:
-        p.add_argument("--profile", choices=sorted(PROFILES), default="full",
-                       help="hyperparameters and world (default: full, the classic setting)")
+        p.add_argument("--profile", type=_profile, default="full",
+                       help=f"hyperparameters and world: {', '.join(PROFILES)}, optionally with "
+                            "recipe options such as mini+mixed (default: full, the classic setting)")
         p.add_argument("--seed", type=_seed, default=0)
         p.add_argument("--device", type=_device, default="auto", help="auto, cpu or cuda")
         if variant:
@@ -103,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="redo a finished run")
 
     exp = sub.add_parser("experiments", help="the whole matrix of a profile through papermill")
-    exp.add_argument("--profile", choices=sorted(PROFILES), required=True)
+    exp.add_argument("--profile", type=_profile, required=True)
     exp.add_argument("--seeds", type=_seed, nargs="+", default=None)
     exp.add_argument("--variants", type=_variant, nargs="+", default=["vanilla"])
     exp.add_argument("--device", type=_device, default="auto")

@@ -339,10 +339,13 @@ class SpanCorruptionDataset:
         return len(self.docs)
 
     def draw_choices(
-        self, generator: torch.Generator, index: torch.Tensor | None = None
+        self, generator: torch.Generator, index: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Random (L, start, masked length) for the documents `index` (default: all)."""
-        n = self.lengths if index is None else self.lengths[index]
+        """Random (L, start, masked length) for the documents `index` (default: all), whose
+        lengths are `lengths` (default: the stored documents')."""
+        lengths = self.lengths if lengths is None else lengths
+        n = lengths if index is None else lengths[index]
         drawn = torch.randint(4, self.max_len + 1, (len(n),), generator=generator)
         length = torch.minimum(n, drawn)
         u = torch.rand(len(n), generator=generator, dtype=torch.float64)
@@ -354,10 +357,12 @@ class SpanCorruptionDataset:
         return length, start, masked
 
     def build(
-        self, index: torch.Tensor, length: torch.Tensor, start: torch.Tensor, masked: torch.Tensor
+        self, index: torch.Tensor, length: torch.Tensor, start: torch.Tensor, masked: torch.Tensor,
+        ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Assemble inputs and targets for the given choices with index arithmetic only."""
-        docs = self.ids[index]
+        """Assemble inputs and targets for the given choices with index arithmetic only
+        (`ids`: this draw's encoded documents, when they differ from draw to draw)."""
+        docs = (self.ids if ids is None else ids)[index]
         t = self.block_size
         j = torch.arange(t).unsqueeze(0)
         p, m, ln = start.unsqueeze(1), masked.unsqueeze(1), length.unsqueeze(1)
@@ -387,6 +392,98 @@ class SpanCorruptionDataset:
         x, y = self.build(index, length, start, masked)
         text = self.vocab.decode(torch.cat([x[0, :1], y[0]]).tolist())
         return text, Corruption(int(length), int(start), int(masked))
+
+
+# --------------------------------------------------------------------------------------
+# Pretraining recipes beyond the classic exercise (each a named option of the corpus)
+# --------------------------------------------------------------------------------------
+RECIPES = {
+    "mixed": "the training people's questions and answers join the pretraining corpus as "
+             "documents (never a dev or test person's)",
+    "crop": "each draw keeps a biography's opening name and starts its text at a random word, "
+            "so text past the 112-character window is read beside the name",
+}
+
+
+def qa_documents(train: list[Question]) -> list[str]:
+    """Mixed training: each training question with its answer, as one pretraining document."""
+    if any(q.place is None for q in train):
+        raise DataError("mixed training needs labelled training questions")
+    return [f"{q.question} {q.place}" for q in train]
+
+
+def split_head(doc: str) -> tuple[str, str]:
+    """A biography's opening name (through `NAME. `) and the text after it.
+
+    The head ends at the first '. ' whose preceding word is longer than one letter, so an
+    initial ('John F. Kennedy. ...') does not end it. A document without one has no head.
+    """
+    at = 0
+    while (dot := doc.find(". ", at)) != -1:
+        word = doc[:dot].rsplit(" ", 1)[-1]
+        if len(word) > 1:
+            return doc[: dot + 2], doc[dot + 2:]
+        at = dot + 2
+    return "", doc
+
+
+class CroppedSpanCorruption(SpanCorruptionDataset):
+    """Span corruption of biographies whose text after the name starts at a random word.
+
+    Each draw picks, per document, one of the word starts of its text after the head
+    (the first word included, so the uncropped biography is one of the draws) and
+    corrupts `head + text[start:]`. Everything a draw shows comes from the document itself.
+    """
+
+    # A crop leaves at least this many characters of text, so no draw is a name and a full stop.
+    MIN_TEXT = 16
+
+    def __init__(self, docs: list[str], vocab: Vocabulary, block_size: int = 128,
+                 croppable: list[bool] | None = None) -> None:
+        super().__init__(docs, vocab, block_size)
+        croppable = [True] * len(docs) if croppable is None else croppable
+        if len(croppable) != len(docs):
+            raise ValueError("croppable needs one flag per document")
+        self.heads, self.bodies, self.word_starts = [], [], []
+        for doc, crop in zip(docs, croppable, strict=True):
+            head, body = split_head(doc) if crop else ("", doc)
+            self.heads.append(head)
+            self.bodies.append(body)
+            self.word_starts.append([0] + ([i + 1 for i, c in enumerate(body[: -self.MIN_TEXT])
+                                            if c == " "] if crop and head else []))
+
+    def cropped(self, generator: torch.Generator) -> list[str]:
+        """This draw's documents."""
+        u = torch.rand(len(self.bodies), generator=generator, dtype=torch.float64).tolist()
+        return [head + body[starts[int(x * len(starts))]:]
+                for head, body, starts, x in zip(self.heads, self.bodies, self.word_starts, u,
+                                                 strict=True)]
+
+    def epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        docs = self.cropped(generator)
+        width = self.ids.shape[1]
+        ids = torch.full((len(docs), width), PAD_ID, dtype=torch.long)
+        for i, doc in enumerate(docs):
+            enc = self.vocab.encode(doc[:width])
+            ids[i, : len(enc)] = torch.tensor(enc, dtype=torch.long)
+        lengths = torch.tensor([len(d) for d in docs], dtype=torch.long)
+        index = torch.arange(len(docs))
+        return self.build(index, *self.draw_choices(generator, index, lengths), ids=ids)
+
+
+def pretraining_dataset(world: World, vocab: Vocabulary, block_size: int,
+                        recipe: tuple[str, ...] = ()) -> SpanCorruptionDataset:
+    """The span-corruption data a pretraining run reads: the world's biographies, changed
+    only by the named recipe options (none: the classic exercise)."""
+    unknown = set(recipe) - set(RECIPES)
+    if unknown:
+        raise ValueError(f"unknown recipe options {sorted(unknown)}; choose from {', '.join(RECIPES)}")
+    docs = list(world.corpus)
+    added = qa_documents(world.train) if "mixed" in recipe else []
+    if "crop" in recipe:  # biographies only: a question keeps its name and its answer together
+        return CroppedSpanCorruption(docs + added, vocab, block_size,
+                                     croppable=[True] * len(docs) + [False] * len(added))
+    return SpanCorruptionDataset(docs + added, vocab, block_size)
 
 
 @dataclass

@@ -98,6 +98,14 @@ def _check(condition: bool, name: str, value, why: str) -> None:
         raise ParameterError(f"invalid parameter {name}={value!r}: {why}")
 
 
+def _known_profile(name: str) -> bool:
+    try:
+        get_profile(name)
+    except ValueError:
+        return False
+    return True
+
+
 def validate_parameters(template: str, *, profile: str, variant: str = "vanilla", seed: int = 0,
                         device: str = "auto", pretrained: bool = False, kind: str = "london",
                         force: bool = False, render_only: bool = False, results_dir: str = "",
@@ -112,7 +120,7 @@ def validate_parameters(template: str, *, profile: str, variant: str = "vanilla"
 
     _check(template in set(TEMPLATES.values()), "template", template,
            f"choose one of {', '.join(sorted(set(TEMPLATES.values())))}")
-    _check(isinstance(profile, str) and profile in PROFILES, "profile", profile,
+    _check(isinstance(profile, str) and _known_profile(profile), "profile", profile,
            f"choose one of {', '.join(PROFILES)}")
     _check(isinstance(variant, str) and variant in available_variants(), "variant", variant,
            f"choose one of {', '.join(available_variants())}")

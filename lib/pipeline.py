@@ -177,7 +177,7 @@ def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0
         return done
     dev, data, world = _prepare(profile, device, data)
     started = time.time()
-    dataset = D.SpanCorruptionDataset(world.corpus, data.vocab, profile.block_size)
+    dataset = D.pretraining_dataset(world, data.vocab, profile.block_size, profile.recipe)
     torch.manual_seed(seed)
     model = GPT(model_config(profile, len(data.vocab), variant))
     result = train(model, dataset, profile.pretrain, seed=seed, state_path=paths.state,

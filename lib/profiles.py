@@ -75,6 +75,9 @@ class Profile:
     mini_world: tuple[int, int, int] | None = None
     seeds: tuple[int, ...] = (0, 1, 2)
     text_mode: str = "unicode"
+    # Pretraining recipe options beyond the classic exercise (`lib.data.RECIPES`); none in
+    # the built-in profiles. `get_profile("mini+mixed")` is `mini` with the `mixed` option.
+    recipe: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -175,6 +178,7 @@ DEPARTURE_REASONS = {
     "learning_rate": "another learning rate", "warmup_tokens": "another warmup",
     "mini_world": "a seeded sample of people instead of the whole data",
     "seeds": "other seeds",
+    "recipe": "a pretraining recipe beyond the classic exercise, see lib.data.RECIPES",
 }
 NOT_RESULTS = {"name", "description", "checkpoint_every", "snapshots", "extra"}
 PHASES = {"pretrain": "pretraining", "finetune_scratch": "finetuning from scratch",
@@ -219,7 +223,7 @@ def profile_from_dict(values: dict) -> Profile:
         if "betas" in cfg:
             cfg["betas"] = tuple(cfg["betas"])
         values[phase] = TrainConfig(**cfg)
-    for key in ("mini_world", "seeds"):
+    for key in ("mini_world", "seeds", "recipe"):
         if values.get(key) is not None:
             values[key] = tuple(values[key])
     return Profile(**values)
@@ -249,11 +253,30 @@ def register_from_environment() -> None:
             register_profile(profile_from_dict(values))
 
 
+def with_recipe(base: Profile, options: tuple[str, ...]) -> Profile:
+    """`base` pretrained with recipe options (named `base+option+...`, options in the order
+    of `lib.data.RECIPES`, so one combination has one name and one results folder)."""
+    from lib.data import RECIPES
+
+    unknown = [o for o in options if o not in RECIPES]
+    if unknown or not options or len(set(options)) != len(options):
+        raise ValueError(f"recipe options must be distinct names from {', '.join(RECIPES)}; "
+                         f"got {'+'.join(options) or 'none'}")
+    ordered = tuple(o for o in RECIPES if o in options)
+    if ordered != tuple(options):
+        raise ValueError(f"write recipe options in this order: {'+'.join(ordered)}")
+    return replace(base, name="+".join((base.name, *ordered)), recipe=ordered,
+                   description=f"{base.description}; pretraining recipe: {', '.join(ordered)}")
+
+
 def get_profile(name: str) -> Profile:
-    """The profile called `name`; unknown names list the valid ones."""
-    if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    return PROFILES[name]
+    """The profile called `name` (or `NAME+OPTION...`: a profile with recipe options);
+    unknown names list the valid ones."""
+    base, *options = name.split("+")
+    if base not in PROFILES or (options and PROFILES[base].recipe):
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)} "
+                         "(optionally with recipe options, e.g. mini+mixed)")
+    return with_recipe(PROFILES[base], tuple(options)) if options else PROFILES[base]
 
 
 register_from_environment()

@@ -29,7 +29,7 @@ def test_london_reports_five_percent():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "finetune", "--profile", "tiny"], "invalid choice: 'tiny'"),
+        (["run", "finetune", "--profile", "tiny"], "unknown profile 'tiny'"),
         (["run", "finetune", "--variant", "performer"], "unknown attention variant 'performer'"),
         (["run", "finetune", "--seed", "-3"], "non-negative integer"),
         (["run", "finetune", "--seed", "abc"], "non-negative integer"),

@@ -1,0 +1,100 @@
+"""Pretraining recipes beyond the classic exercise: what each adds, and that no dev or test
+person's question ever reaches pretraining."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lib import data as D
+from lib import pipeline as P
+from lib.profiles import get_profile
+
+
+def corpus_of(dataset: D.SpanCorruptionDataset) -> list[str]:
+    return list(dataset.docs)
+
+
+@settings(max_examples=15, deadline=None)
+@given(n_train=st.integers(1, 60), n_dev=st.integers(1, 30), seed=st.integers(0, 10_000),
+       recipe=st.sampled_from([("mixed",), ("mixed", "crop"), ("crop",), ()]))
+def test_no_dev_or_test_question_enters_pretraining(real_data, n_train, n_dev, seed, recipe):
+    world = D.mini_world(real_data, n_train, n_dev, seed)
+    dataset = D.pretraining_dataset(world, real_data.vocab, 128, recipe)
+    docs = corpus_of(dataset)
+    added = docs[len(world.corpus):]
+    assert docs[: len(world.corpus)] == world.corpus
+    # What a recipe adds is exactly the training people's questions with their answers.
+    assert added == ([f"{q.question} {q.place}" for q in world.train] if "mixed" in recipe else [])
+    held_out = {q.question for q in real_data.dev + real_data.test} - {q.question for q in world.train}
+    assert not any(question in doc for doc in added for question in held_out)
+    # Draws show nothing beyond the documents: every example's characters come from them.
+    x, _ = dataset.epoch(torch.Generator().manual_seed(seed))
+    assert x.shape == (len(docs), 127)
+
+
+def test_the_whole_data_mixed_corpus_holds_no_held_out_question(real_data):
+    world = D.full_world(real_data)
+    added = corpus_of(D.pretraining_dataset(world, real_data.vocab, 128, ("mixed",)))[len(world.corpus):]
+    assert len(added) == len(real_data.train) == 2000
+    text = "\n".join(added)
+    train_questions = {q.question for q in real_data.train}
+    leaked = [q.question for q in real_data.dev + real_data.test
+              if q.question not in train_questions and q.question in text]
+    assert leaked == []
+
+
+def test_crop_keeps_the_name_and_starts_the_text_at_a_word(real_data):
+    world = D.mini_world(real_data, 30, 10, 0)
+    dataset = D.pretraining_dataset(world, real_data.vocab, 128, ("mixed", "crop"))
+    generator = torch.Generator().manual_seed(0)
+    seen_whole = set()
+    for _ in range(40):
+        drawn = dataset.cropped(generator)
+        for i, (original, doc) in enumerate(zip(dataset.docs, drawn, strict=True)):
+            if i >= len(world.corpus):  # questions are never cropped
+                assert doc == original
+                continue
+            head, body = D.split_head(original)
+            assert head and doc.startswith(head) and body.endswith(doc[len(head):])
+            start = len(body) - (len(doc) - len(head))
+            assert start == 0 or body[start - 1] == " "
+            assert len(doc) - len(head) >= min(len(body), D.CroppedSpanCorruption.MIN_TEXT)
+            if doc == original:
+                seen_whole.add(i)
+    assert len(seen_whole) > len(world.corpus) // 2  # the uncropped biography is one of the draws
+    a = dataset.epoch(torch.Generator().manual_seed(3))
+    b = dataset.epoch(torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_a_biography_head_ends_after_the_name_not_at_an_initial():
+    assert D.split_head("John F. Kennedy. He was born in Brookline .") == (
+        "John F. Kennedy. ", "He was born in Brookline .")
+    assert D.split_head("no full stop here") == ("", "no full stop here")
+
+
+def test_recipe_profiles_are_named_by_their_options():
+    profile = get_profile("mini+mixed+crop")
+    assert profile.recipe == ("mixed", "crop") and profile.name == "mini+mixed+crop"
+    assert get_profile("mini").recipe == ()
+    for bad, message in (("mini+crop+mixed", "in this order"), ("mini+bogus", "distinct names"),
+                         ("mini+mixed+mixed", "distinct names"), ("nope+mixed", "unknown profile")):
+        with pytest.raises(ValueError, match=message):
+            get_profile(bad)
+    with pytest.raises(ValueError, match="unknown recipe options"):
+        D.pretraining_dataset(D.World([], [], [], ""), None, 128, ("bogus",))
+
+
+def test_a_recipe_run_records_its_recipe_and_trains_on_the_larger_corpus(scratch):
+    record = P.run("pretrain", "smoke+mixed", progress=False)
+    profile = get_profile("smoke+mixed")
+    n_train, n_dev, _ = profile.mini_world
+    assert record["profile"] == "smoke+mixed" and record["config"]["recipe"] == ["mixed"]
+    documents = n_train + n_dev + n_train  # biographies, then the training questions
+    assert record["metrics"]["steps"] == profile.pretrain.epochs * math.ceil(documents / profile.pretrain.batch_size)
+    assert (scratch / "results" / "smoke+mixed" / "pretrain-vanilla-seed0.json").is_file()
