@@ -779,3 +779,54 @@ def _format_p(p: float) -> str:
     from lib.stats import format_p
 
     return format_p(p)
+
+
+# --------------------------------------------------------------------------------------
+# Answers at a glance: one line per numeric question of the exercise
+# --------------------------------------------------------------------------------------
+def world_label(profile: str, root: Path | None = None) -> str:
+    return "whole data" if is_whole_data(profile, root) else "mini world"
+
+
+def answer_line(kind: str, root: Path | None = None) -> str:
+    """The runs of `kind` (vanilla) on the first profile that has them, whole data first:
+    each seed's rate with its interval and its paired comparison with London."""
+    points = accuracy_points(root)
+    for profile in profiles_with_records(root):
+        here = [p for p in points if p["profile"] == profile and p["kind"] == kind]
+        if not here:
+            continue
+        parts = []
+        for p in here:
+            versus = p["versus_london"]
+            seed = "" if p["seed"] is None else f"seed {p['seed']}: "
+            against = "" if versus is None else (
+                f", {'not separated from' if versus.verdict == 'not separated' else versus.verdict} "
+                f"London (McNemar p = {_format_p(versus.p_value)})")
+            parts.append(f"{seed}{p['rate'].text()}{against}")
+        return f"profile `{profile}` ({world_label(profile, root)}): " + "; ".join(parts)
+    return "no finished run yet"
+
+
+def variant_answer_line(variant: str, root: Path | None = None) -> str:
+    """`variant` against vanilla after pretraining and finetuning, seed by seed on the same
+    people, on the first profile (whole data first) that has both."""
+    from lib.stats import exact_rate, mcnemar
+
+    for profile in profiles_with_records(root):
+        records = load_records(profile, root, "pretrain_finetune")
+        ours = {r["seed"]: r for r in records if r["variant"] == variant}
+        base = {r["seed"]: r for r in records if r["variant"] == "vanilla"}
+        shared = sorted(set(ours) & set(base))
+        if not shared:
+            continue
+        parts = []
+        for seed in shared:
+            a, b = dev_outcomes(ours[seed], root), dev_outcomes(base[seed], root)
+            paired = mcnemar(a, b)
+            verdict = {"above": "above", "below": "below",
+                       "not separated": "not separated from"}[paired.verdict]
+            parts.append(f"seed {seed}: {exact_rate(sum(a), len(a)).text()} against vanilla's "
+                         f"{sum(b)}/{len(b)}, {verdict} vanilla (McNemar p = {_format_p(paired.p_value)})")
+        return f"profile `{profile}` ({world_label(profile, root)}): " + "; ".join(parts)
+    return "no finished run yet"

@@ -108,7 +108,9 @@ def test_toc_root_and_first_part():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     assert toc["format"] == "jb-book"
     assert toc["root"] == "book/intro"
-    assert toc["parts"][0]["caption"] == "Attention, derived and checked"
+    assert toc["parts"][0]["caption"] == "Answers"  # the grader's page, right after the introduction
+    assert toc["parts"][0]["chapters"] == [{"file": "book/answers"}]
+    assert toc["parts"][1]["caption"] == "Attention, derived and checked"
     for name in _toc_files():
         assert (ROOT / f"{name}.md").exists() or (ROOT / f"{name}.ipynb").exists(), name
 
