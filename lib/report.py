@@ -139,10 +139,19 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return float(arr.mean()), (float(arr.std(ddof=1)) if arr.size > 1 else None)
 
 
+# A spread needs at least this many seeds; fewer are listed one by one.
+MIN_SEEDS_FOR_SPREAD = 3
+
+
 def format_mean_std(values: list[float]) -> str:
+    """Mean ± sample std over at least three seeds; fewer are shown one by one."""
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{percent(values[0])} (1 seed)"
+    if len(values) < MIN_SEEDS_FOR_SPREAD:
+        return f"{', '.join(percent(v) for v in values)} ({len(values)} seeds, one by one)"
     mean, std = mean_std(values)
-    if std is None:
-        return percent(mean) + (" (1 seed)" if values else "")
     return f"{100 * mean:.1f} ± {100 * std:.1f} % ({len(values)} seeds)"
 
 
@@ -193,9 +202,12 @@ def accuracy_stats(profile: str, root: Path | None = None) -> dict[tuple[str, st
 
 
 def format_stat(values: list[float]) -> str:
-    """Mean ± sample std in percent; the mean alone for a single seed."""
+    """Mean ± sample std in percent over at least three seeds; fewer are listed one by one
+    (a standard deviation of two values says next to nothing)."""
+    if len(values) < MIN_SEEDS_FOR_SPREAD:
+        return " / ".join(percent(v) for v in values) if values else "n/a"
     mean, std = mean_std(values)
-    return percent(mean) if std is None else f"{100 * mean:.1f} ± {100 * std:.1f} %"
+    return f"{100 * mean:.1f} ± {100 * std:.1f} %"
 
 
 PUBLISHED_COLUMNS = {"handout": "handout", "report": "original report (April 2023)",

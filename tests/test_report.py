@@ -59,6 +59,11 @@ def test_mean_and_sample_standard_deviation():
     assert report.mean_std([0.25]) == (0.25, None)
     assert report.format_stat([0.1, 0.2, 0.3]) == "20.0 ± 10.0 %"
     assert report.format_stat([0.05]) == "5.0 %"
+    # No spread from fewer than three seeds: they are listed one by one.
+    assert report.format_stat([0.1, 0.2]) == "10.0 % / 20.0 %"
+    assert report.format_mean_std([0.1, 0.2]) == "10.0 %, 20.0 % (2 seeds, one by one)"
+    assert report.format_mean_std([0.05]) == "5.0 % (1 seed)"
+    assert report.format_mean_std([0.1, 0.2, 0.3]) == "20.0 ± 10.0 % (3 seeds)"
 
 
 def test_results_table_has_every_configuration_with_profile_and_published_figures(scratch):
