@@ -161,3 +161,19 @@ def test_the_data_goes_to_the_device_once_per_epoch_not_once_per_step(small_setu
     assert steps_per_epoch >= 3 and steps == 3 * steps_per_epoch  # per-step copies would show
     assert (ids_three - ids_one) / 2 == 2  # inputs and targets, once each per epoch
     assert numbers_three == numbers_one  # only the optimizer's set-up sends numbers
+
+
+def test_without_epoch_checkpoints_no_state_is_written_between_epochs(small_setup, tmp_path):
+    """The GPU machine's setting: `checkpoint_every` is ignored, the weights are the same."""
+    dataset, cfg, config = small_setup
+    state = tmp_path / "s.state"
+    without = fresh(config)
+    train(without, dataset, cfg, seed=1, state_path=state, progress=False, stop_after_epochs=2,
+          epoch_checkpoints=False)
+    assert not state.exists()
+    with_them = fresh(config)
+    train(with_them, dataset, cfg, seed=1, state_path=tmp_path / "w.state", progress=False,
+          stop_after_epochs=2)
+    assert (tmp_path / "w.state").exists()
+    for a, b in zip(without.state_dict().values(), with_them.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
