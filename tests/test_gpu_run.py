@@ -363,3 +363,23 @@ def test_a_later_invocation_plans_by_what_earlier_ones_took_on_the_same_device()
                          "invocation": 0}]}
     assert earlier_durations(summary, "NVIDIA H200") == {"pretrain_finetune": [200.0]}
     assert earlier_durations({"invocations": [], "runs": []}, "cpu") == {}
+
+
+def test_the_data_is_read_from_the_repositorys_data_folder_when_it_holds_the_files(tmp_path, monkeypatch):
+    """Nothing outside the repository travels to a lent GPU: data/ comes first."""
+    from lib import gpu_run
+
+    monkeypatch.setattr(gpu_run, "REPO_ROOT", tmp_path)
+    monkeypatch.setenv("BIRTHPLACE_DATA", str(tmp_path / "elsewhere"))
+    assert gpu_run.default_data_folder() == (tmp_path / "elsewhere").resolve()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "wiki.txt").write_text("")
+    assert gpu_run.default_data_folder() == tmp_path / "data"
+
+
+def test_a_data_folder_without_the_files_is_refused_before_any_work(tmp_path, capsys):
+    from lib import gpu_run
+
+    with pytest.raises(SystemExit) as exit_:
+        gpu_run.main(["--profile", "smoke", "--data", str(tmp_path / "nowhere")])
+    assert exit_.value.code == 2 and "does not exist" in capsys.readouterr().err
