@@ -170,20 +170,6 @@ def graph_use(profile: str, job: tuple) -> dict[str, dict]:
     return use
 
 
-class Deadline:
-    """Wall-clock seconds from now; None means no limit."""
-
-    def __init__(self, seconds: float | None) -> None:
-        self.at = None if seconds is None else time.time() + seconds
-
-    def left(self) -> float | None:
-        return None if self.at is None else self.at - time.time()
-
-    def passed(self) -> bool:
-        left = self.left()
-        return left is not None and left <= 0
-
-
 @dataclass
 class Running:
     """A job's process while it runs."""
@@ -475,6 +461,20 @@ def default_data_folder() -> Path:
     return D.data_dir().resolve()
 
 
+def job_environment(threads: int, data_folder: Path, commit: str, *, cuda_graphs: bool,
+                    epoch_checkpoints: bool, compile_model: bool) -> dict[str, str]:
+    """What each job process is told: its share of the CPU, the data folder, the commit
+    (its records must name the same one), and how to train (`lib.pipeline.run` reads it)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               BIRTHPLACE_DATA=str(data_folder), BOOK_CUDA_GRAPHS="1" if cuda_graphs else "0",
+               BOOK_EPOCH_CHECKPOINTS="1" if epoch_checkpoints else "0",
+               BOOK_COMPILE="1" if compile_model else "0")
+    if commit != "unknown":
+        env["BOOK_GIT_COMMIT"] = commit
+    return env
+
+
 class Interrupted(Exception):
     """SIGTERM (an outer time limit, say): stop the jobs, write the summary, pack, end."""
 
@@ -484,6 +484,7 @@ def _raise_interrupted(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.time()  # the deadline counts from here: loading the data is part of it
     from lib.attention import available_variants
 
     ap = argparse.ArgumentParser(prog="python -m lib.gpu_run", description=__doc__.split("\n")[0])
@@ -551,9 +552,8 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: the records will name the commit 'unknown'; set BOOK_GIT_COMMIT where "
               "the repository travels without its git folder", flush=True)
 
-    started = time.time()
-    deadline = Deadline(args.deadline)
-    stop_at = None if deadline.at is None else deadline.at - packing_reserve(args.deadline)
+    stop_at = (None if args.deadline is None
+               else started + args.deadline - packing_reserve(args.deadline))
     folder = results_root() / profile.name
     summary_path = folder / "gpu_run.json"
     earlier = read_summary(summary_path)
@@ -574,14 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.pack is not None:
             pack(profile.name, args.pack)
 
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               BIRTHPLACE_DATA=str(data_folder), BOOK_CUDA_GRAPHS="1" if graphs else "0",
-               BOOK_EPOCH_CHECKPOINTS="1" if epoch_checkpoints else "0")
-    if commit != "unknown":
-        env["BOOK_GIT_COMMIT"] = commit
-    if args.compile:
-        env["BOOK_COMPILE"] = "1"
+    env = job_environment(threads, data_folder, commit, cuda_graphs=graphs,
+                          epoch_checkpoints=epoch_checkpoints, compile_model=args.compile)
     jobs = jobs_for(variants, seeds, args.variant_seeds)
     matrix = Matrix(profile.name, jobs, n_jobs, str(device), env, stop_at=stop_at,
                     force=args.force, changed=save, started=started)

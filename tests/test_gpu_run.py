@@ -383,3 +383,16 @@ def test_a_data_folder_without_the_files_is_refused_before_any_work(tmp_path, ca
     with pytest.raises(SystemExit) as exit_:
         gpu_run.main(["--profile", "smoke", "--data", str(tmp_path / "nowhere")])
     assert exit_.value.code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_the_jobs_are_told_the_data_the_commit_and_to_skip_epoch_checkpoints(tmp_path, monkeypatch):
+    from lib.gpu_run import job_environment
+
+    monkeypatch.delenv("BOOK_GIT_COMMIT", raising=False)
+    env = job_environment(8, tmp_path / "data", "abc123", cuda_graphs=True, epoch_checkpoints=False,
+                          compile_model=False)
+    assert (env["BIRTHPLACE_DATA"], env["BOOK_GIT_COMMIT"]) == (str(tmp_path / "data"), "abc123")
+    assert (env["BOOK_CUDA_GRAPHS"], env["BOOK_EPOCH_CHECKPOINTS"], env["BOOK_COMPILE"]) == ("1", "0", "0")
+    assert env["OMP_NUM_THREADS"] == "8"
+    assert "BOOK_GIT_COMMIT" not in job_environment(1, tmp_path, "unknown", cuda_graphs=False,
+                                                    epoch_checkpoints=True, compile_model=False)
