@@ -1,48 +1,109 @@
-"""`make gpu-run`: the whole experiment matrix of a profile on one machine, as fast as it allows.
+"""`make gpu-run`: a profile's experiment matrix on one GPU that is lent for minutes.
 
-Runs the London baseline, then every (kind, variant, seed) job as its own process, a few at
-once, longest first. A model this small leaves the GPU waiting on the host that launches
-its kernels, so a second and third process fill those gaps; the GPU runs one process's
-kernels at a time, though, so many processes only add switching. Each process gets an
-equal share of the CPU threads. Needs only torch and `lib`: no Jupyter, no papermill; the
-stored notebooks are rendered from the records afterwards. Results land exactly where the
-CPU path writes them. On a machine without CUDA it runs the same jobs on the CPU, which is
-how the tests exercise it with the smoke profile.
+The lease this is planned for: one H200 for 15 minutes of device time in all, start-up
+included, one command of at most 10 minutes, and only the files written under one output
+folder come back (a handful, so one archive). Only the repository's working tree travels
+there: no git folder, no virtual environment, no network. So the script needs only torch
+and `lib`, reads the data from the repository's `data/`, takes the commit from
+`BOOK_GIT_COMMIT`, and the stored notebooks are rendered afterwards from the records
+(`python -m lib experiments --profile full --render-only`). Without CUDA it runs the same
+jobs on the CPU, which is how the tests exercise it with the smoke profile.
 
-A lent machine is lent for minutes, so `--deadline` ends the run in time (unfinished jobs
-are stopped; their records are not written, their checkpoints stay) and `--pack` puts
-every record, log and the run's own summary, with each job's training speed, into one
-archive, finished or not.
+Order by value. London first, in this process (no training). Then vanilla seed 0 with
+pretraining and without (the book's main comparison), the other vanilla seeds' finetunes
+without pretraining and then with it (the seed-to-seed spread), then the research variants:
+RoPE when a `rope` variant is registered and the synthesizer, then Linformer and BigBird.
+
+Who runs when, and what finishes first. Each training step is one CUDA-graph launch, so a
+training process keeps the GPU busy; two processes share it by time slicing and each trains
+at about half speed. Three pretrainings started together would all finish together, at
+three times the time of one, and a deadline would cut off all three (the last attempt, six
+eager processes at once, finished nothing in 500 s). So:
+
+- at most one job is in its pretraining phase at any time (`may_start`);
+- two jobs run at once on a GPU: while vanilla seed 0 pretrains, the second slot takes
+  the short finetune-only jobs (vanilla seed 0, then the other seeds); the next
+  pretraining starts only once seed 0's pretraining record exists, and overlaps seed 0's
+  remaining finetunes and evaluations (short, and heavier on the host than on the GPU);
+- with a deadline, a job is not started when a finished job of its kind took longer than
+  the time left: it would be stopped anyway, and would slow down its companion.
+
+What finishes first: vanilla seed 0 without pretraining (about a twenty-fifth of the
+steps of the job beside it), then vanilla seed 0 with pretraining, which shared the GPU
+only with short finetunes; then each further pretraining in turn, in the order above. A
+deadline cuts off at most one pretraining and the finetunes beside it.
+
+What comes back. After London and after every job that starts or ends, `gpu_run.json`
+(merged with the one earlier invocations left, not overwritten) is rewritten and
+results/<profile> is packed into the `--pack` archive (a temporary file, then a rename), so
+a command killed at its limit still returns every record finished before. The deadline
+stops the jobs a little before it (`packing_reserve`), leaving time to stop them and pack.
+Per-epoch training checkpoints are not written on a GPU (`BOOK_EPOCH_CHECKPOINTS=0` for the
+job processes): they never come back, and each costs a copy of the model and optimizer.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import os
+import platform
+import signal
 import subprocess
 import sys
 import tarfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, NamedTuple
 
 import torch
 
+from lib import data as D
 from lib.atomic import atomic_write_json
 from lib.pipeline import RunPaths, resolve_device, run_id, run_london, summary_line
 from lib.profiles import PROFILES, get_profile
-from lib.records import REPO_ROOT, read_record, results_root
+from lib.records import REPO_ROOT, git_commit, read_record, results_root
+
+# Research variants in order of value; registered variants not named here come last.
+VARIANT_ORDER = ("vanilla", "rope", "synthesizer", "linformer", "bigbird")
+# Seconds kept free before the deadline to stop the jobs and pack (at most a tenth of it).
+PACKING_RESERVE_S = 20.0
+STOP_GRACE_S = 10.0  # after SIGTERM, before SIGKILL
+POLL_S = 0.5
+# Statuses of jobs that did no work in an invocation: they never replace an earlier entry
+# of gpu_run.json (except "already done" replacing one that was not).
+NOT_ATTEMPTED = ("not started", "already done")
 
 
-def jobs_for(profile: str, variants: list[str], seeds: list[int], variant_seeds: list[int]) -> list[tuple]:
-    """(kind, variant, seed) jobs, longest first: vanilla pretrain + finetune over all seeds,
-    then the research variants', then the short finetunes without pretraining."""
-    jobs = [("pretrain_finetune", "vanilla", seed) for seed in seeds]
-    for variant in variants:
-        if variant != "vanilla":
-            jobs += [("pretrain_finetune", variant, seed) for seed in variant_seeds]
-    jobs += [("finetune", "vanilla", seed) for seed in seeds]
+class Job(NamedTuple):
+    kind: str
+    variant: str
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.kind, self.variant, self.seed)
+
+
+def variant_rank(variant: str) -> tuple[int, str]:
+    return (VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER), variant)
+
+
+def jobs_for(variants: list[str], seeds: list[int], variant_seeds: list[int]) -> list[Job]:
+    """(kind, variant, seed) jobs, most valuable first (see the module's docstring): vanilla
+    seed 0 with and without pretraining, the other seeds' finetunes without pretraining and
+    then with it, then each research variant's pretrain + finetune over `variant_seeds`."""
+    jobs: list[Job] = []
+    if "vanilla" in variants and seeds:
+        first, *others = seeds
+        jobs += [Job("pretrain_finetune", "vanilla", first), Job("finetune", "vanilla", first)]
+        jobs += [Job("finetune", "vanilla", seed) for seed in others]
+        jobs += [Job("pretrain_finetune", "vanilla", seed) for seed in others]
+    for variant in sorted(set(variants) - {"vanilla"}, key=variant_rank):
+        jobs += [Job("pretrain_finetune", variant, seed) for seed in variant_seeds]
     return jobs
 
 
@@ -52,6 +113,11 @@ def threads_per_job(n_jobs: int, cpus: int | None = None) -> int:
     return max(1, (cpus or os.cpu_count() or 1) // n_jobs)
 
 
+def packing_reserve(deadline: float) -> float:
+    """Seconds before the deadline at which jobs are stopped, to stop them and pack in time."""
+    return min(PACKING_RESERVE_S, 0.1 * deadline)
+
+
 def phases(job: tuple) -> dict[str, str]:
     """The training phases of a (kind, variant, seed) job and the run id of each (pretrain +
     finetune has two, each with its own record and metrics log)."""
@@ -59,6 +125,21 @@ def phases(job: tuple) -> dict[str, str]:
     if kind == "pretrain_finetune":
         return {"pretrain": run_id("pretrain", variant, seed), "finetune": run_id(kind, variant, seed)}
     return {kind: run_id(kind, variant, seed)}
+
+
+def finished_before(profile: str, job: tuple) -> bool:
+    """Every record of the job exists: a run without --force would only read them back."""
+    return all(RunPaths.of(profile, rid).record.exists() for rid in phases(job).values())
+
+
+def needs_pretraining(profile: str, job: tuple, force: bool) -> bool:
+    """Whether the job will pretrain (the finetune redoes a pretraining whose weights are
+    missing, as on a fresh GPU machine that holds only the committed records)."""
+    kind, variant, seed = job
+    if kind != "pretrain_finetune":
+        return False
+    pre = RunPaths.of(profile, run_id("pretrain", variant, seed))
+    return force or not (pre.record.exists() and pre.weights.exists())
 
 
 def training_speed(profile: str, job: tuple) -> dict[str, float]:
@@ -89,97 +170,348 @@ def graph_use(profile: str, job: tuple) -> dict[str, dict]:
     return use
 
 
-class Deadline:
-    """Wall-clock seconds from now; None means no limit."""
+@dataclass
+class Running:
+    """A job's process while it runs."""
 
-    def __init__(self, seconds: float | None) -> None:
-        self.at = None if seconds is None else time.time() + seconds
-
-    def left(self) -> float | None:
-        return None if self.at is None else self.at - time.time()
-
-    def passed(self) -> bool:
-        left = self.left()
-        return left is not None and left <= 0
+    job: Job
+    process: subprocess.Popen
+    log: IO
+    started: float
+    pretraining: bool
+    pretrained_at: float | None = None
 
 
-def run_job(job: tuple, profile: str, device: str, log_dir: Path, force: bool, compile_model: bool,
-            threads: int = 1, deadline: Deadline | None = None, cuda_graphs: bool = False) -> dict:
-    kind, variant, seed = job
-    rid = run_id(kind, variant, seed)
-    deadline = deadline or Deadline(None)
-    if deadline.passed():
-        print(f"  not started (deadline): {rid}", flush=True)
-        return {"run_id": rid, "returncode": None, "status": "not started", "seconds": 0.0}
-    log = log_dir / f"{rid}.log"
-    cmd = [sys.executable, "-m", "lib", "run", kind, "--profile", profile, "--variant", variant,
-           "--seed", str(seed), "--device", device, "--no-progress"]
-    if force:
-        cmd.append("--force")
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    if compile_model:
-        env["BOOK_COMPILE"] = "1"
-    env["BOOK_CUDA_GRAPHS"] = "1" if cuda_graphs else "0"
-    started = time.time()
-    with open(log, "w") as handle:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=handle, stderr=subprocess.STDOUT, env=env)
+@dataclass
+class Matrix:
+    """Runs jobs as processes, at most `slots` at once and one pretraining at a time, in
+    the order given; calls `changed` with every job's entry so far whenever one starts or ends."""
+
+    profile: str
+    jobs: list[Job]
+    slots: int
+    device: str
+    environment: dict[str, str]
+    stop_at: float | None = None
+    force: bool = False
+    changed: Callable[[list[dict]], None] = lambda entries: None
+    poll: float = POLL_S
+    started: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.pending: list[Job] = list(self.jobs)
+        self.running: list[Running] = []
+        self.entries: dict[str, dict] = {}
+        self.durations: dict[str, list[float]] = {}
+        self.log_dir = results_root() / self.profile / "logs"
+
+    def command(self, job: Job) -> list[str]:
+        cmd = [sys.executable, "-m", "lib", "run", job.kind, "--profile", self.profile,
+               "--variant", job.variant, "--seed", str(job.seed), "--device", self.device,
+               "--no-progress"]
+        return cmd + (["--force"] if self.force else [])
+
+    def run(self) -> list[dict]:
+        """Every job's entry (status, seconds, speed...), in the order of `jobs`."""
         try:
-            code = proc.wait(timeout=deadline.left())
-            status = "done" if code == 0 else "failed"
-        except subprocess.TimeoutExpired:
-            # Stopped, not failed: the training state stays on disk for a later attempt.
-            proc.terminate()
+            for job in list(self.pending):
+                if not self.force and finished_before(self.profile, job):
+                    self.pending.remove(job)
+                    self._note(job, "already done")
+            while self.pending or self.running:
+                events = self._reap()
+                self._notice_pretrainings_done()
+                if self.stop_at is not None and time.time() >= self.stop_at:
+                    self._stop_all("stopped at the deadline")
+                    self._give_up_pending("the deadline came")
+                    events = True
+                events |= self._start_what_may()
+                if events:
+                    self.changed(self.entries_in_order())
+                if self.pending or self.running:
+                    time.sleep(self.poll)
+        finally:
+            if self.running or self.pending:  # interrupted: leave no process behind
+                self._stop_all("stopped (interrupted)")
+                self._give_up_pending("interrupted")
+        return self.entries_in_order()
+
+    def entries_in_order(self) -> list[dict]:
+        now = time.time()
+        for running in self.running:
+            self._note(running.job, "running", started=running.started, ended=now,
+                       pretrained_at=running.pretrained_at)
+        return [self.entries[job.run_id] for job in self.jobs if job.run_id in self.entries]
+
+    def may_start(self, job: Job) -> bool:
+        """A job that will pretrain waits while another job pretrains."""
+        return not (needs_pretraining(self.profile, job, self.force)
+                    and any(r.pretraining for r in self.running))
+
+    def estimate(self, job: Job) -> float | None:
+        """Seconds the job should take: the longest finished job of its kind (in this
+        invocation, or in earlier ones on the same device), if any."""
+        return max(self.durations.get(job.kind, []), default=None)
+
+    def _start_what_may(self) -> bool:
+        started = False
+        while len(self.running) < self.slots:
+            job = next((j for j in self.pending if self.may_start(j)), None)
+            if job is None:
+                break
+            self.pending.remove(job)
+            started = True
+            left = None if self.stop_at is None else self.stop_at - time.time()
+            needed = self.estimate(job)
+            if left is not None and needed is not None and needed > left:
+                self._note(job, "not started",
+                           reason=f"would not finish: a {job.kind} job took {needed:.0f} s, "
+                                  f"{left:.0f} s were left")
+                print(f"  not started (would not finish in time): {job.run_id}", flush=True)
+                continue
+            self.running.append(self._start(job))
+        return started
+
+    def _start(self, job: Job) -> Running:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{job.run_id}.log", "w")  # closed when reaped or stopped
+        pretraining = needs_pretraining(self.profile, job, self.force)
+        process = subprocess.Popen(self.command(job), cwd=REPO_ROOT, stdout=log,
+                                   stderr=subprocess.STDOUT, env=self.environment)
+        print(f"  started: {job.run_id}" + (" (pretraining)" if pretraining else ""), flush=True)
+        return Running(job, process, log, time.time(), pretraining)
+
+    def _notice_pretrainings_done(self) -> None:
+        for running in self.running:
+            if not running.pretraining:
+                continue
+            record = RunPaths.of(self.profile, run_id("pretrain", running.job.variant,
+                                                      running.job.seed)).record
             try:
-                proc.wait(timeout=15)
+                done = record.stat().st_mtime >= running.started
+            except FileNotFoundError:
+                done = False
+            if done:
+                running.pretraining, running.pretrained_at = False, time.time()
+
+    def _reap(self) -> bool:
+        ended = [r for r in self.running if r.process.poll() is not None]
+        for running in ended:
+            self.running.remove(running)
+            running.log.close()
+            code = running.process.returncode
+            status = "done" if code == 0 else "failed"
+            entry = self._note(running.job, status, returncode=code, started=running.started,
+                               ended=time.time(), pretrained_at=running.pretrained_at)
+            if status == "done":
+                self.durations.setdefault(running.job.kind, []).append(entry["seconds"])
+            else:
+                tail = (self.log_dir / f"{running.job.run_id}.log").read_text().splitlines()[-15:]
+                print("\n".join(tail), flush=True)
+        return bool(ended)
+
+    def _stop_all(self, status: str) -> None:
+        """Stopped, not failed: no record is written for these jobs."""
+        for running in list(self.running):
+            running.process.terminate()
+        for running in list(self.running):
+            try:
+                running.process.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            code, status = None, "stopped at the deadline"
-    result = {"run_id": rid, "returncode": code, "status": status,
-              "seconds": round(time.time() - started, 1), "log": str(log),
-              "steps_per_second": training_speed(profile, job), "cuda_graphs": graph_use(profile, job)}
-    print(f"  {status}: {rid} in {result['seconds']} s", flush=True)
-    if status == "failed":
-        print("".join(log.read_text().splitlines(keepends=True)[-15:]), flush=True)
-    return result
+                running.process.kill()
+                running.process.wait()
+            running.log.close()
+            self.running.remove(running)
+            self._note(running.job, status, started=running.started, ended=time.time(),
+                       pretrained_at=running.pretrained_at)
+
+    def _give_up_pending(self, reason: str) -> None:
+        for job in self.pending:
+            self._note(job, "not started", reason=reason)
+            print(f"  not started ({reason}): {job.run_id}", flush=True)
+        self.pending = []
+
+    def _note(self, job: Job, status: str, returncode: int | None = None,
+              started: float | None = None, ended: float | None = None,
+              pretrained_at: float | None = None, reason: str | None = None) -> dict:
+        entry = {"run_id": job.run_id, "kind": job.kind, "variant": job.variant, "seed": job.seed,
+                 "status": status, "returncode": returncode, "seconds": 0.0}
+        if started is not None:
+            entry.update(started_s=round(started - self.started, 1),
+                         seconds=round((ended or time.time()) - started, 1),
+                         log=f"logs/{job.run_id}.log",
+                         steps_per_second=training_speed(self.profile, job),
+                         cuda_graphs=graph_use(self.profile, job))
+        if pretrained_at is not None:
+            entry["pretrained_after_s"] = round(pretrained_at - started, 1)
+        if reason is not None:
+            entry["reason"] = reason
+        self.entries[job.run_id] = entry
+        if status not in ("running", "not started"):
+            took = f" in {entry['seconds']} s" if started is not None else ""
+            print(f"  {status}: {job.run_id}{took}", flush=True)
+        return entry
+
+
+# --------------------------------------------------------------------------------------
+# gpu_run.json across invocations, and the archive
+# --------------------------------------------------------------------------------------
+INVOCATION_KEYS = ("device_name", "jobs", "threads_per_job", "cuda_graphs", "deadline",
+                   "wall_time", "torch_version")
+
+
+def read_summary(path: Path) -> dict:
+    """The summary earlier invocations left (an empty one if none, or if it is unreadable)."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"invocations": [], "runs": []}
+    except (OSError, json.JSONDecodeError) as error:
+        print(f"warning: {path} is unreadable ({error}); starting a new summary", flush=True)
+        return {"invocations": [], "runs": []}
+    if "invocations" not in summary:  # written by one invocation, before summaries merged
+        summary = {"invocations": [{k: summary[k] for k in INVOCATION_KEYS if k in summary}],
+                   "runs": summary.get("runs", [])}
+    return summary
+
+
+def supersedes(new: dict, old: dict) -> bool:
+    """Whether this invocation's entry replaces an earlier one: an attempt always does; a
+    job not started never does; "already done" does where the earlier entry was no success."""
+    if new["status"] == "not started":
+        return False
+    if new["status"] == "already done":
+        return old["status"] not in ("done", "already done")
+    return True
+
+
+def merge_runs(earlier: list[dict], latest: list[dict]) -> list[dict]:
+    """Earlier invocations' entries updated by the latest one's, in the latest one's order
+    (then the earlier entries it did not touch)."""
+    merged = {entry["run_id"]: entry for entry in earlier}
+    for entry in latest:
+        old = merged.get(entry["run_id"])
+        if old is None or supersedes(entry, old):
+            merged[entry["run_id"]] = entry
+    order = [entry["run_id"] for entry in latest]
+    order += [rid for rid in merged if rid not in order]
+    return [merged[rid] for rid in order]
+
+
+def earlier_durations(summary: dict, device_name: str) -> dict[str, list[float]]:
+    """Seconds of each job kind finished by earlier invocations on the same kind of device:
+    a second lease knows from the first which jobs cannot finish in the time it has."""
+    devices = [i.get("device_name") for i in summary["invocations"]]
+    durations: dict[str, list[float]] = {}
+    for entry in summary["runs"]:
+        index = entry.get("invocation")
+        same_device = isinstance(index, int) and index < len(devices) and devices[index] == device_name
+        if entry.get("status") == "done" and same_device and entry.get("kind"):
+            durations.setdefault(entry["kind"], []).append(entry["seconds"])
+    return durations
+
+
+def merged_summary(profile: str, earlier: dict, invocation: dict, entries: list[dict]) -> dict:
+    """gpu_run.json: every invocation, every job's latest entry, and at the top the latest
+    invocation's settings with the wall time of all of them together."""
+    index = len(earlier["invocations"])
+    invocations = earlier["invocations"] + [invocation]
+    return {
+        "profile": profile,
+        **{key: invocation[key] for key in INVOCATION_KEYS if key != "wall_time"},
+        "wall_time": round(sum(i.get("wall_time") or 0.0 for i in invocations), 1),
+        "invocations": invocations,
+        "runs": merge_runs(earlier["runs"], [{**e, "invocation": index} for e in entries]),
+    }
 
 
 def pack(profile: str, archive: Path) -> Path:
     """Every file under results/<profile> (records, predictions, metrics and job logs, the
-    run's summary) in one gzipped tar, paths relative to the repository root."""
+    run's summary) in one gzipped tar, paths relative to the repository root; written beside
+    the archive and renamed over it, so the archive is always a whole one."""
     folder = results_root() / profile
+    archive = Path(archive)
     archive.parent.mkdir(parents=True, exist_ok=True)
     partial = archive.with_name(archive.name + ".partial")
-    with tarfile.open(partial, "w:gz") as tar:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                tar.add(path, arcname=str(Path("results") / profile / path.relative_to(folder)))
-    partial.replace(archive)
+    try:
+        with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
+            for path in sorted(folder.rglob("*")):
+                # Skip half-written files of atomic writes (a record appears by a rename).
+                if path in (archive, partial) or (path.name.startswith(".") and path.suffix == ".tmp"):
+                    continue
+                try:
+                    if path.is_file():
+                        tar.add(path, arcname=str(Path("results") / profile / path.relative_to(folder)))
+                except FileNotFoundError:  # renamed away while we packed
+                    continue
+        partial.replace(archive)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return archive
 
 
+def default_data_folder() -> Path:
+    """The repository's data/ when it holds the files (nothing outside the repository travels
+    to a lent GPU machine), else where the rest of the project looks (`$BIRTHPLACE_DATA`, the
+    shared copy beside the clone)."""
+    local = REPO_ROOT / "data"
+    if (local / D.FILES["wiki"]).is_file():
+        return local
+    return D.data_dir().resolve()
+
+
+def job_environment(threads: int, data_folder: Path, commit: str, *, cuda_graphs: bool,
+                    epoch_checkpoints: bool, compile_model: bool) -> dict[str, str]:
+    """What each job process is told: its share of the CPU, the data folder, the commit
+    (its records must name the same one), and how to train (`lib.pipeline.run` reads it)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               BIRTHPLACE_DATA=str(data_folder), BOOK_CUDA_GRAPHS="1" if cuda_graphs else "0",
+               BOOK_EPOCH_CHECKPOINTS="1" if epoch_checkpoints else "0",
+               BOOK_COMPILE="1" if compile_model else "0")
+    if commit != "unknown":
+        env["BOOK_GIT_COMMIT"] = commit
+    return env
+
+
+class Interrupted(Exception):
+    """SIGTERM (an outer time limit, say): stop the jobs, write the summary, pack, end."""
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    started = time.time()  # the deadline counts from here: loading the data is part of it
     from lib.attention import available_variants
 
     ap = argparse.ArgumentParser(prog="python -m lib.gpu_run", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", choices=sorted(PROFILES), default="full")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--jobs", type=int, default=None, help="concurrent processes (default: 3 on "
-                    "CUDA, 1 on CPU)")
+    ap.add_argument("--jobs", type=int, default=None, help="concurrent processes, at most one of "
+                    "them pretraining (default: 2 on CUDA, 1 on CPU)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
     ap.add_argument("--variants", nargs="+", default=None, help="default: every registered variant")
     ap.add_argument("--variant-seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--data", type=Path, default=None, metavar="FOLDER",
+                    help="the data folder (default: the repository's data/ when it holds the "
+                    "files, else $BIRTHPLACE_DATA)")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     ap.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
-                    help="launch every kernel from Python instead of replaying each full-batch "
-                    "training step as a CUDA graph (the default on a GPU)")
+                    help="launch every kernel from Python instead of replaying each training "
+                    "step as a CUDA graph (the default on a GPU)")
+    ap.add_argument("--epoch-checkpoints", action=argparse.BooleanOptionalAction, default=None,
+                    help="write resumable training states between epochs (default: on a CPU "
+                    "only; a lent GPU's files never come back)")
     ap.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
-                    help="stop unfinished jobs after this many seconds (their records are not "
-                    "written; a later run resumes them from their checkpoints)")
+                    help="end within this many seconds, packing included: jobs still running "
+                    "a little before are stopped (no record is written for them)")
     ap.add_argument("--pack", type=Path, default=None, metavar="ARCHIVE.tgz",
-                    help="afterwards, put results/<profile> (records, logs, summary) in one archive")
+                    help="keep results/<profile> (records, logs, summary) packed in this archive, "
+                    "updated after every job")
     args = ap.parse_args(argv)
     if args.deadline is not None and args.deadline <= 0:
         ap.error("--deadline must be a positive number of seconds")
@@ -196,50 +528,86 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds if args.seeds is not None else list(profile.seeds)
     if any(seed < 0 for seed in seeds + args.variant_seeds):
         ap.error("seeds must be non-negative integers")
-    n_jobs = args.jobs if args.jobs is not None else (3 if device.type == "cuda" else 1)
+    n_jobs = args.jobs if args.jobs is not None else (2 if device.type == "cuda" else 1)
     if n_jobs <= 0:
         ap.error("--jobs must be positive")
+    data_folder = (args.data or default_data_folder()).resolve()
+    try:
+        data = D.load(data_folder)
+    except D.DataError as error:
+        ap.error(str(error))
+
     threads = threads_per_job(n_jobs)
-    graphs = args.cuda_graphs and device.type == "cuda"
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = "cpu"
-    print(f"gpu-run: profile {profile.name} on {name}, {n_jobs} concurrent jobs, {threads} CPU "
-          f"thread(s) each, CUDA graphs {'on' if graphs else 'off'}"
+    on_gpu = device.type == "cuda"
+    graphs = args.cuda_graphs and on_gpu
+    epoch_checkpoints = not on_gpu if args.epoch_checkpoints is None else args.epoch_checkpoints
+    name = torch.cuda.get_device_name(device) if on_gpu else "cpu"
+    commit = git_commit()
+    print(f"gpu-run: profile {profile.name} on {name}, {n_jobs} concurrent job(s) (one pretraining "
+          f"at a time), {threads} CPU thread(s) each, CUDA graphs {'on' if graphs else 'off'}, "
+          f"epoch checkpoints {'on' if epoch_checkpoints else 'off'}"
           + (f", deadline {args.deadline:.0f} s" if args.deadline else ""), flush=True)
-    started = time.time()
-    deadline = Deadline(args.deadline)
-    log_dir = results_root() / profile.name / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    run_london(profile, force=args.force)
-    jobs = jobs_for(profile.name, variants, seeds, args.variant_seeds)
-    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-        statuses = list(pool.map(lambda j: run_job(j, profile.name, str(device), log_dir,
-                                                   args.force, args.compile, threads, deadline,
-                                                   graphs),
-                                 jobs))
+    print(f"data: {data_folder}; commit: {commit}", flush=True)
+    if commit == "unknown":
+        print("warning: the records will name the commit 'unknown'; set BOOK_GIT_COMMIT where "
+              "the repository travels without its git folder", flush=True)
+
+    stop_at = (None if args.deadline is None
+               else started + args.deadline - packing_reserve(args.deadline))
+    folder = results_root() / profile.name
+    summary_path = folder / "gpu_run.json"
+    earlier = read_summary(summary_path)
+    invocation = {
+        "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "state": "running",
+        "device_name": name, "torch_version": torch.__version__,
+        "python_version": platform.python_version(), "git_commit": commit, "jobs": n_jobs,
+        "threads_per_job": threads, "cuda_graphs": graphs, "epoch_checkpoints": epoch_checkpoints,
+        "compile": args.compile, "deadline": args.deadline, "wall_time": 0.0,
+        "data": str(data_folder.relative_to(REPO_ROOT)) if data_folder.is_relative_to(REPO_ROOT)
+        else str(data_folder),
+    }
+
+    def save(entries: list[dict]) -> None:
+        """gpu_run.json merged with the earlier invocations', then the archive."""
+        invocation["wall_time"] = round(time.time() - started, 1)
+        atomic_write_json(summary_path, merged_summary(profile.name, earlier, invocation, entries))
+        if args.pack is not None:
+            pack(profile.name, args.pack)
+
+    env = job_environment(threads, data_folder, commit, cuda_graphs=graphs,
+                          epoch_checkpoints=epoch_checkpoints, compile_model=args.compile)
+    jobs = jobs_for(variants, seeds, args.variant_seeds)
+    matrix = Matrix(profile.name, jobs, n_jobs, str(device), env, stop_at=stop_at,
+                    force=args.force, changed=save, started=started)
+    matrix.durations = earlier_durations(earlier, name)
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        run_london(profile, data=data, force=args.force)
+        save([])
+        entries = matrix.run()
+        invocation["state"] = "finished"
+    except (Interrupted, KeyboardInterrupt) as why:
+        entries = matrix.entries_in_order()
+        invocation["state"] = f"interrupted ({why or 'keyboard'})"
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    save(entries)
+    if args.pack is not None:
+        print(f"packed: {args.pack}", flush=True)
+
     wall = time.time() - started
-    unfinished = [s for s in statuses if s["status"] != "done"]
-    atomic_write_json(results_root() / profile.name / "gpu_run.json", {
-        "profile": profile.name, "device_name": name, "jobs": n_jobs, "threads_per_job": threads,
-        "cuda_graphs": graphs,
-        "deadline": args.deadline, "wall_time": wall, "torch_version": torch.__version__,
-        "runs": statuses})
     print(f"\nsummary ({wall:.0f} s wall):")
-    for s in statuses:
-        speed = ", ".join(f"{phase} {v} steps/s" for phase, v in s.get("steps_per_second", {}).items())
-        print(f"  {s['run_id']:<40} {s['status']:<24} {s['seconds']:>7.0f} s  {speed}")
-    finished = [run_id("london")] + [rid for job in jobs for rid in phases(job).values()]
-    for rid in finished:
+    for entry in entries:
+        speed = ", ".join(f"{phase} {v} steps/s" for phase, v in entry.get("steps_per_second", {}).items())
+        print(f"  {entry['run_id']:<40} {entry['status']:<24} {entry['seconds']:>7.0f} s  {speed}")
+    for rid in [run_id("london")] + [rid for job in jobs for rid in phases(job).values()]:
         path = RunPaths.of(profile.name, rid).record
         if path.exists():
             print("  " + summary_line(read_record(path)))
-    if args.pack is not None:
-        print(f"packed: {pack(profile.name, args.pack)}")
-    if unfinished:
+    unfinished = [e for e in entries if e["status"] not in ("done", "already done")]
+    if unfinished or invocation["state"] != "finished":
         print(f"{len(unfinished)} job(s) unfinished: "
-              + ", ".join(f"{s['run_id']} ({s['status']})" for s in unfinished))
+              + ", ".join(f"{e['run_id']} ({e['status']})" for e in unfinished))
         return 1
     return 0
 

@@ -168,7 +168,7 @@ def run_london(profile: str | Profile, data: D.BirthplaceData | None = None,
 def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0,
                  device: str = "auto", force: bool = False, progress: bool = True,
                  data: D.BirthplaceData | None = None, compile_model: bool = False,
-                 cuda_graphs: bool = False) -> dict:
+                 cuda_graphs: bool = False, epoch_checkpoints: bool = True) -> dict:
     """Span-corruption pretraining on the profile's corpus, then the knowledge probe."""
     profile = get_profile(profile) if isinstance(profile, str) else profile
     rid = run_id("pretrain", variant, seed)
@@ -183,7 +183,8 @@ def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0
     result = train(model, dataset, profile.pretrain, seed=seed, state_path=paths.state,
                    log_path=paths.metrics, device=dev, progress=progress,
                    description=f"pretrain {variant} seed {seed}", snapshot_dir=paths.snapshots,
-                   compile_model=compile_model, cuda_graphs=cuda_graphs)
+                   compile_model=compile_model, cuda_graphs=cuda_graphs,
+                   epoch_checkpoints=epoch_checkpoints)
     meta = {"config": model.config.to_dict(), "run_id": rid, "profile": profile.name}
     save_weights(paths.weights, model, meta)
     train_time = time.time() - started
@@ -213,7 +214,7 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
                  pretrained: bool = False, device: str = "auto", force: bool = False,
                  progress: bool = True, data: D.BirthplaceData | None = None,
                  compile_model: bool = False, with_snapshots: bool = True,
-                 cuda_graphs: bool = False) -> dict:
+                 cuda_graphs: bool = False, epoch_checkpoints: bool = True) -> dict:
     """Finetune on the profile's questions (from scratch or from the pretrained model), evaluate."""
     profile = get_profile(profile) if isinstance(profile, str) else profile
     kind = "pretrain_finetune" if pretrained else "finetune"
@@ -231,7 +232,8 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
         # Weights without a record are a pretraining killed before it finished: redo it.
         if not (pre_paths.weights.exists() and pre_paths.record.exists()):
             run_pretrain(profile, variant, seed, device, force=True, progress=progress,
-                         data=data, compile_model=compile_model, cuda_graphs=cuda_graphs)
+                         data=data, compile_model=compile_model, cuda_graphs=cuda_graphs,
+                         epoch_checkpoints=epoch_checkpoints)
         pretrain_record = read_record(pre_paths.record)
         weights, _ = load_weights(pre_paths.weights)
         model.load_state_dict(weights)
@@ -240,7 +242,8 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
                                 source="train questions")
     result = train(model, dataset, cfg, seed=seed, state_path=paths.state, log_path=paths.metrics,
                    device=dev, progress=progress, description=f"{kind} {variant} seed {seed}",
-                   compile_model=compile_model, cuda_graphs=cuda_graphs)
+                   compile_model=compile_model, cuda_graphs=cuda_graphs,
+                   epoch_checkpoints=epoch_checkpoints)
     save_weights(paths.weights, model, {"config": model.config.to_dict(), "run_id": rid,
                                         "profile": profile.name})
     train_time = time.time() - started
@@ -267,7 +270,9 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
     })
     snapshot_scores = []
     if pretrained and with_snapshots:
-        snapshot_scores = _finetune_snapshots(profile, variant, seed, world, data, dev, cfg)
+        snapshot_scores = _finetune_snapshots(profile, variant, seed, world, data, dev, cfg,
+                                              cuda_graphs=cuda_graphs,
+                                              epoch_checkpoints=epoch_checkpoints)
     record = _base_record(kind, profile, variant, seed, world, data, dev)
     record.update(
         metrics={"dev": dev_score.to_dict(),
@@ -285,8 +290,10 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
 
 
 def _finetune_snapshots(profile: Profile, variant: str, seed: int, world: D.World,
-                        data: D.BirthplaceData, dev: torch.device, cfg) -> list[dict]:
-    """Finetune each pretraining snapshot the same way and score it: accuracy vs pretraining."""
+                        data: D.BirthplaceData, dev: torch.device, cfg, cuda_graphs: bool = False,
+                        epoch_checkpoints: bool = True) -> list[dict]:
+    """Finetune each pretraining snapshot the same way as the main finetune (the same step,
+    graphed or not) and score it: accuracy vs pretraining."""
     pre_paths = RunPaths.of(profile.name, run_id("pretrain", variant, seed))
     dataset = D.FinetuneDataset(world.train, data.vocab, profile.block_size, profile.text_mode,
                                 source="train questions")
@@ -296,7 +303,8 @@ def _finetune_snapshots(profile: Profile, variant: str, seed: int, world: D.Worl
         model = GPT(GPTConfig(**meta["config"]))
         model.load_state_dict(weights)
         state = pre_paths.snapshots / f".finetune-{snap.stem}.state.safetensors"
-        train(model, dataset, cfg, seed=seed, state_path=state, device=dev, progress=False)
+        train(model, dataset, cfg, seed=seed, state_path=state, device=dev, progress=False,
+              cuda_graphs=cuda_graphs, epoch_checkpoints=epoch_checkpoints)
         preds = predict(model, world.dev, data.vocab, profile.text_mode, device=dev)
         scores.append({"epoch": meta["epoch"], "step": meta["step"], "tokens": meta["tokens"],
                        "dev": score(preds.places, world.dev).to_dict()})
@@ -311,21 +319,28 @@ def graph_summary(result) -> dict:
 
 def run(kind: str, profile: str | Profile, variant: str = "vanilla", seed: int = 0,
         device: str = "auto", force: bool = False, progress: bool = True,
-        compile_model: bool | None = None, cuda_graphs: bool | None = None) -> dict:
+        compile_model: bool | None = None, cuda_graphs: bool | None = None,
+        epoch_checkpoints: bool | None = None) -> dict:
     """Dispatch one run of the experiment matrix by kind (`BOOK_COMPILE=1` turns on
-    torch.compile, `BOOK_CUDA_GRAPHS=1` fixed-shape steps replayed as CUDA graphs)."""
+    torch.compile, `BOOK_CUDA_GRAPHS=1` fixed-shape steps replayed as CUDA graphs,
+    `BOOK_EPOCH_CHECKPOINTS=0` no resumable state between epochs: what the GPU script sets
+    for its processes)."""
     if compile_model is None:
         compile_model = os.environ.get("BOOK_COMPILE") == "1"
     if cuda_graphs is None:
         cuda_graphs = os.environ.get("BOOK_CUDA_GRAPHS") == "1"
+    if epoch_checkpoints is None:
+        epoch_checkpoints = os.environ.get("BOOK_EPOCH_CHECKPOINTS") != "0"
     if kind == "london":
         return run_london(profile, force=force)
     if kind == "pretrain":
         return run_pretrain(profile, variant, seed, device, force, progress,
-                            compile_model=compile_model, cuda_graphs=cuda_graphs)
+                            compile_model=compile_model, cuda_graphs=cuda_graphs,
+                            epoch_checkpoints=epoch_checkpoints)
     if kind in ("finetune", "pretrain_finetune"):
         return run_finetune(profile, variant, seed, kind == "pretrain_finetune", device, force,
-                            progress, compile_model=compile_model, cuda_graphs=cuda_graphs)
+                            progress, compile_model=compile_model, cuda_graphs=cuda_graphs,
+                            epoch_checkpoints=epoch_checkpoints)
     raise ValueError(f"unknown run kind {kind!r}; choose one of {', '.join(KINDS)}")
 
 

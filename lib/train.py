@@ -163,6 +163,7 @@ def train(
     amp: bool | None = None,
     compile_model: bool = False,
     cuda_graphs: bool = False,
+    epoch_checkpoints: bool = True,
     log_every: int | None = None,
     stop_after_epochs: int | None = None,
     fault: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
@@ -173,8 +174,11 @@ def train(
     deleted once the run finishes, because the finished weights are the caller's to save.
     `stop_after_epochs` ends the call early (used by tests that simulate interruption);
     `fault` may replace the loss of a step (used by tests that inject a NaN).
-    `cuda_graphs` runs full batches as fixed-shape steps (`lib.graphed_step`), captured and
-    replayed as a CUDA graph on a GPU; the same arithmetic, a fraction of the host's work.
+    `cuda_graphs` runs every batch as a fixed-shape step (`lib.graphed_step`; a short last
+    batch is padded), captured and replayed as a CUDA graph on a GPU; the same arithmetic, a
+    fraction of the host's work.
+    `epoch_checkpoints=False` writes no resumable state between epochs (`checkpoint_every`
+    is ignored): for a machine whose files never come back, where each one only costs time.
     """
     device = torch.device(device)
     state_path = Path(state_path)
@@ -310,7 +314,7 @@ def train(
             set_learning_rate(optimizer, cfg.learning_rate * mult)
             scale = world / max(1, target_tokens)
             loss = runner(x, y, scale) if runner is not None and runner.fits(x) else None
-            if loss is None:  # eager: no fixed shapes asked for, a short last batch, or no graph
+            if loss is None:  # eager: no fixed shapes asked for, or the step cannot be captured
                 with autocast:
                     logits, _ = trained(x)
                     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
@@ -338,7 +342,8 @@ def train(
             save_weights(Path(snapshot_dir) / f"epoch{done:04d}.safetensors", model,
                          {"epoch": done, "step": step, "tokens": tokens,
                           "config": model.config.to_dict()})
-        if is_main and done < cfg.epochs and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
+        if (is_main and epoch_checkpoints and done < cfg.epochs and cfg.checkpoint_every
+                and done % cfg.checkpoint_every == 0):
             _save_state(state_path, model, optimizer, generator,
                         {"step": step, "tokens": tokens, "epoch": done,
                          "fingerprint": fingerprint})

@@ -116,3 +116,21 @@ def test_git_commit_is_dirty_for_code_changes_but_not_for_new_results(tmp_path, 
     assert records.git_commit() == clean
     (tmp_path / "lib" / "code.py").write_text("x = 2\n")
     assert records.git_commit() == clean + "+dirty"
+
+
+def test_the_gpu_scripts_settings_reach_every_training_snapshot_finetunes_included(scratch, monkeypatch):
+    """`BOOK_CUDA_GRAPHS=1` and `BOOK_EPOCH_CHECKPOINTS=0` (what `make gpu-run` sets on a GPU)
+    reach the pretraining, the finetune and each snapshot's finetune: one step for all of
+    them, and no training state written between epochs."""
+    import lib.train
+
+    real_train, seen, states = P.train, [], []
+    monkeypatch.setattr(P, "train", lambda *a, **k: seen.append(k) or real_train(*a, **k))
+    monkeypatch.setattr(lib.train, "_save_state", lambda *a, **k: states.append(a[0]))
+    monkeypatch.setenv("BOOK_CUDA_GRAPHS", "1")
+    monkeypatch.setenv("BOOK_EPOCH_CHECKPOINTS", "0")
+    record = P.run("pretrain_finetune", "smoke", device="cpu", progress=False)
+    snapshots = len(record["metrics"]["snapshots"])
+    assert snapshots == 2 and len(seen) == 2 + snapshots  # pretrain, finetune, snapshot finetunes
+    assert all(k["cuda_graphs"] is True and k["epoch_checkpoints"] is False for k in seen)
+    assert states == []

@@ -1,7 +1,8 @@
 """lib.graphed_step: the fixed-shape step a GPU captures as a CUDA graph. CI has no GPU, so
 these tests run the same step eagerly on the CPU and check everything but the capture: the
 same arithmetic as the ordinary step, the rate and loss scale read from where a graph would
-read them, short batches left to the ordinary step, resumable state."""
+read them, short batches padded to the graph's shape, resumable state, and leaving a failed
+capture."""
 
 from __future__ import annotations
 
@@ -61,15 +62,40 @@ def test_the_fixed_shape_step_is_the_ordinary_step_exactly():
     assert step.failure is None and step.replays == 0  # nothing is captured on a CPU
 
 
-def test_only_batches_of_its_shape_fit():
+def test_batches_of_its_width_and_at_most_its_rows_fit():
     model, optimizer = model_and_optimizer()
     step = StaticStep(model, optimizer, rows=4, width=15, grad_clip=1.0, device=torch.device("cpu"),
                       amp=False)
     assert step.fits(torch.zeros(4, 15, dtype=torch.long))
-    assert not step.fits(torch.zeros(3, 15, dtype=torch.long))  # the short last batch
+    assert step.fits(torch.zeros(3, 15, dtype=torch.long))  # the short last batch, padded
+    assert not step.fits(torch.zeros(5, 15, dtype=torch.long))
     assert not step.fits(torch.zeros(4, 12, dtype=torch.long))
     step.failure = "capture failed"
     assert not step.fits(torch.zeros(4, 15, dtype=torch.long))
+
+
+def test_a_short_batch_padded_to_the_graphs_rows_gives_the_loss_of_the_batch_alone():
+    """Padding rows have PAD targets: no loss, no gradient. The padded fixed-shape step must
+    equal the ordinary step on the short batch alone, before and after a full batch filled
+    the buffers (the padding must overwrite what that batch left behind)."""
+    ours, our_opt = model_and_optimizer()
+    theirs, their_opt = model_and_optimizer()
+    step = StaticStep(ours, our_opt, rows=4, width=15, grad_clip=CFG.grad_clip,
+                      device=torch.device("cpu"), amp=False)
+    x_full, y_full = batch(1)
+    x_short, y_short = batch(2)
+    x_short, y_short = x_short[:3], y_short[:3]
+    for x, y in [(x_short, y_short), (x_full, y_full), (x_short, y_short)]:
+        scale = 1 / int((y != D.PAD_ID).sum())
+        got, want = step(x, y, scale), ordinary_step(theirs, their_opt, x, y, scale)
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=0.0)
+        for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-7)
+    assert torch.equal(step.x[3], torch.full((15,), D.PAD_ID))
+    assert torch.equal(step.y[3], torch.full((15,), D.PAD_ID))
+    # AdamW turns rounding-sized gradient differences into small weight differences.
+    for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
 
 
 def test_a_rate_held_in_a_tensor_is_changed_in_place():
@@ -119,11 +145,21 @@ def run(corpus, tmp_path, cuda_graphs: bool, name: str, stop_after_epochs=None):
     return model, result
 
 
-def test_training_with_fixed_shapes_learns_what_ordinary_training_learns(corpus, tmp_path):
-    """Full-width batches add only padding, which the loss ignores and a causal model cannot
-    see from earlier positions: the same training up to rounding."""
-    assert len(corpus[0]) % 8, "the corpus should end in a short batch, left to the ordinary step"
+def test_training_with_fixed_shapes_learns_what_ordinary_training_learns(corpus, tmp_path, monkeypatch):
+    """Full-width and padded batches add only padding, which the loss ignores and a causal
+    model cannot see from earlier positions: the same training up to rounding, with every
+    step (the short last batch of each epoch too) taken by the fixed-shape step."""
+    assert len(corpus[0]) % 8, "the corpus should end in a short batch, padded to the full rows"
+    fixed_steps = []
+    real_call = StaticStep.__call__
+
+    def counted(self, x, y, scale):
+        fixed_steps.append(x.shape[0])
+        return real_call(self, x, y, scale)
+
+    monkeypatch.setattr(StaticStep, "__call__", counted)
     fixed, fixed_result = run(corpus, tmp_path, True, "fixed")
+    assert len(fixed_steps) == fixed_result.steps and min(fixed_steps) < 8
     plain, plain_result = run(corpus, tmp_path, False, "plain")
     assert fixed_result.steps == plain_result.steps
     assert fixed_result.final_loss == pytest.approx(plain_result.final_loss, rel=1e-4)
@@ -138,3 +174,49 @@ def test_fixed_shape_training_resumes_exactly(corpus, tmp_path):
     assert result.resumed_from_epoch == 1
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_failed_capture_is_ended_and_the_callers_stream_is_current_again(monkeypatch):
+    """Without a GPU, the CUDA calls are stand-ins; what is checked is the order of the
+    clean-up: end the broken capture (its error is expected and dropped), then switch back."""
+    from lib import graphed_step
+
+    calls = []
+
+    class BrokenGraph:
+        def capture_end(self):
+            calls.append("capture_end")
+            raise RuntimeError("operation failed due to a previous error during capture")
+
+    class CallersStream:
+        device = "cuda:0"
+
+    stream = CallersStream()
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_stream", lambda s: calls.append(("set_stream", s)))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append("synchronize"))
+    graphed_step.leave_capture(BrokenGraph(), stream)
+    assert calls == ["capture_end", ("set_stream", stream), "synchronize"]
+
+
+def test_a_failure_is_named_by_its_first_cause():
+    from lib.graphed_step import _first_line
+
+    try:
+        try:
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore")
+        except RuntimeError:
+            raise RuntimeError("operation failed due to a previous error during capture") from None
+    except RuntimeError as error:
+        suppressed = error
+    try:
+        try:
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore")
+        except RuntimeError:
+            raise RuntimeError("operation failed due to a previous error during capture")  # noqa: B904
+    except RuntimeError as error:
+        chained = error
+    assert _first_line(chained) == ("RuntimeError: CUDA error: operation not permitted when "
+                                    "stream is capturing")
+    assert _first_line(suppressed) == ("RuntimeError: operation failed due to a previous error "
+                                       "during capture")

@@ -747,7 +747,7 @@ class TestUntrustedFiles:
         def tripwire(*args, **kwargs):
             raise _TrainingStarted(f"work started although {what} should have been refused")
 
-        for owner, name in ((P, "run"), (P, "run_london"), (gpu_run, "run_job"), (lib.train, "train")):
+        for owner, name in ((P, "run"), (P, "run_london"), (gpu_run, "Matrix"), (lib.train, "train")):
             monkeypatch.setattr(owner, name, tripwire)
         ledger.bad_input("bad parameter")
         command = what.startswith(("CLI", "gpu-run"))

@@ -176,3 +176,19 @@ def test_cpu_bf16_runs_the_matrix_products_in_bf16_and_keeps_float32_weights(sma
         assert result.final_loss == result.final_loss  # finite, not NaN
         assert all(p.dtype == torch.float32 for p in model.parameters())
     assert seen == {False: {torch.float32}, True: {torch.bfloat16}}
+
+
+def test_without_epoch_checkpoints_no_state_is_written_between_epochs(small_setup, tmp_path):
+    """The GPU machine's setting: `checkpoint_every` is ignored, the weights are the same."""
+    dataset, cfg, config = small_setup
+    state = tmp_path / "s.state"
+    without = fresh(config)
+    train(without, dataset, cfg, seed=1, state_path=state, progress=False, stop_after_epochs=2,
+          epoch_checkpoints=False)
+    assert not state.exists()
+    with_them = fresh(config)
+    train(with_them, dataset, cfg, seed=1, state_path=tmp_path / "w.state", progress=False,
+          stop_after_epochs=2)
+    assert (tmp_path / "w.state").exists()
+    for a, b in zip(without.state_dict().values(), with_them.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
