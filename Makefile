@@ -10,7 +10,7 @@ export BIRTHPLACE_DATA
 # The GPU machine has no virtual environment: fall back to the system Python there.
 GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 
-.PHONY: setup book test lint experiments gpu-run london clean
+.PHONY: setup book pdf test lint experiments gpu-run london clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml
 
 book: setup
 	$(BIN)/jupyter-book build . --keep-going -W -n
+
+# The whole book as one PDF (_build/pdf/book.pdf): the single-page build printed by headless
+# Chromium, offline; chapters already executed by `make book` come from its cache.
+pdf: setup
+	$(BIN)/python -m lib.book_pdf
 
 test: setup
 	$(BIN)/python -m pytest -q
