@@ -10,7 +10,7 @@ export BIRTHPLACE_DATA
 # The GPU machine has no virtual environment: fall back to the system Python there.
 GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 
-.PHONY: setup book pdf test lint experiments gpu-run london clean
+.PHONY: setup book pdf test test-fast lint experiments gpu-run london clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ pdf: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Everything but the book build and the slow end-to-end runs: under a minute, for development.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not book"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -23,6 +23,17 @@ def cli(*args, env=None, cwd=REPO) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})}, timeout=600)
 
 
+def in_process(capsys, *args: str) -> tuple[int, str, str]:
+    """`python -m lib ARGS` without a new interpreter (seconds saved per call): exit status,
+    stdout and stderr. Usage errors exit through argparse, the others return their status."""
+    try:
+        status = C.main(list(args))
+    except SystemExit as exit_:
+        status = exit_.code
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
 def test_london_reports_five_percent():
     out = cli("london")
     assert out.returncode == 0, out.stderr
@@ -41,17 +52,19 @@ def test_london_reports_five_percent():
         (["evaluate", "--reading-params-path", "pyproject.toml"], "required"),
     ],
 )
-def test_bad_arguments_fail_before_any_work(args, message):
-    out = cli(*args)
-    assert out.returncode == 2
-    assert message in out.stderr
+def test_bad_arguments_fail_before_any_work(args, message, capsys):
+    status, _, err = in_process(capsys, *args)
+    assert status == 2
+    assert message in err
 
 
-def test_missing_data_folder_message(tmp_path):
-    out = cli("london", env={"BIRTHPLACE_DATA": str(tmp_path / "none")})
-    assert out.returncode == 2 and "BIRTHPLACE_DATA" in out.stderr
+def test_missing_data_folder_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BIRTHPLACE_DATA", str(tmp_path / "none"))
+    status, _, err = in_process(capsys, "london")
+    assert status == 2 and "BIRTHPLACE_DATA" in err
 
 
+@pytest.mark.slow
 def test_classic_workflow_pretrain_finetune_evaluate(tmp_path):
     """pretrain -> finetune -> evaluate through the CLI (smoke profile, real data)."""
     pre, fine, preds = tmp_path / "pre.params", tmp_path / "fine.params", tmp_path / "dev.predictions"
@@ -140,31 +153,32 @@ def test_handout_and_keyword_forms_mean_the_same(data_folder):
     assert pretrain["variant"] == "vanilla"
 
 
-def test_the_default_profile_is_the_classic_one_unless_book_profile_says(monkeypatch):
+def test_the_default_profile_is_the_classic_one_unless_book_profile_says(monkeypatch, capsys):
     monkeypatch.delenv("BOOK_PROFILE", raising=False)
     assert _parsed("pretrain vanilla --writing_params_path p")["profile"] == "full"
     monkeypatch.setenv("BOOK_PROFILE", "smoke")
     assert _parsed("pretrain vanilla --writing_params_path p")["profile"] == "smoke"
     assert _parsed("pretrain vanilla --writing_params_path p --profile mini")["profile"] == "mini"
     monkeypatch.setenv("BOOK_PROFILE", "tiny")
-    assert C.main(["london"]) == 2
+    status, _, err = in_process(capsys, "london")
+    assert status == 2 and "BOOK_PROFILE='tiny' is not a profile" in err
 
 
 def test_handout_form_conflicts_and_foreign_corpora_are_refused(tmp_path, capsys):
     params = str(REPO / "pyproject.toml")  # any existing file: the checks come before loading
-    assert C.main(["evaluate", "synthesizer", "--variant", "vanilla", "--reading_params_path", params, "--eval_corpus_path", "birth_dev.tsv", "--outputs_path",
-                   str(tmp_path / "p")]) == 2
-    assert "variant is given twice" in capsys.readouterr().err
+    outputs = str(tmp_path / "p")
+    status, _, err = in_process(capsys, "evaluate", "synthesizer", "--variant", "vanilla",
+                                "--reading_params_path", params, "--eval_corpus_path", "birth_dev.tsv",
+                                "--outputs_path", outputs)
+    assert status == 2 and "variant is given twice" in err
     other = tmp_path / "other.txt"
     other.write_text("Ada Lovelace. Born in London.\n", encoding="utf-8")
-    assert C.main(["evaluate", "vanilla", str(other), "--reading_params_path", params,
-                   "--eval_corpus_path", "birth_dev.tsv", "--outputs_path", str(tmp_path / "p")]) == 2
-    assert "other characters than the data folder's wiki.txt" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_status:
-        C.main(["finetune", "vanilla", "wiki.txt", "--writing_params_path", "x",
-                "--finetune_corpus_path", "no_such_file.tsv"])
-    assert exit_status.value.code == 2
-    assert "'no_such_file.tsv' does not exist (nor in the data folder" in capsys.readouterr().err
+    status, _, err = in_process(capsys, "evaluate", "vanilla", str(other), "--reading_params_path", params,
+                                "--eval_corpus_path", "birth_dev.tsv", "--outputs_path", outputs)
+    assert status == 2 and "other characters than the data folder's wiki.txt" in err
+    status, _, err = in_process(capsys, "finetune", "vanilla", "wiki.txt", "--writing_params_path", "x",
+                                "--finetune_corpus_path", "no_such_file.tsv")
+    assert status == 2 and "'no_such_file.tsv' does not exist (nor in the data folder" in err
 
 
 def _records_with_predictions(profile: str) -> list[dict]:
@@ -182,46 +196,47 @@ def test_score_reproduces_every_stored_records_accuracy(real_data, tmp_path, cap
     for record in records:
         assert record["world"] == world.description, record["run_id"]
         predictions = REPO / "results" / "mini" / record["files"]["predictions"]
-        assert C.main(["score", str(predictions), "--eval_corpus_path", str(questions)]) == 0
+        status, out, err = in_process(capsys, "score", str(predictions), "--eval_corpus_path", str(questions))
         dev = record["metrics"]["dev"]
         expected = f"Correct: {dev['correct']} out of {dev['total']}: {100 * dev['accuracy']:.2f}%"
-        assert capsys.readouterr().out.strip() == expected, record["run_id"]
+        assert status == 0 and out.strip() == expected, (record["run_id"], err)
 
 
 def test_score_names_what_is_wrong(tmp_path, capsys):
     short = tmp_path / "short.predictions"
     short.write_text("London\nParis\n", encoding="utf-8")
-    assert C.main(["score", str(short), "--eval_corpus_path", "birth_dev.tsv"]) == 2
-    err = capsys.readouterr().err
+    status, _, err = in_process(capsys, "score", str(short), "--eval_corpus_path", "birth_dev.tsv")
+    assert status == 2
     assert re.search(r"short.predictions has 2 lines but .*birth_dev.tsv has 500 questions", err), err
-    assert C.main(["score", str(short), "--eval_corpus_path", "birth_test_inputs.tsv"]) == 2
-    assert "questions without answers" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_status:
-        C.main(["score", str(tmp_path / "missing.predictions")])
-    assert exit_status.value.code == 2
-    assert "'" + str(tmp_path / "missing.predictions") + "' does not exist" in capsys.readouterr().err
+    status, _, err = in_process(capsys, "score", str(short), "--eval_corpus_path", "birth_test_inputs.tsv")
+    assert status == 2 and "questions without answers" in err
+    missing = str(tmp_path / "missing.predictions")
+    status, _, err = in_process(capsys, "score", missing)
+    assert status == 2 and f"'{missing}' does not exist" in err
 
 
 def test_score_defaults_to_the_dev_file(tmp_path, capsys):
     london = tmp_path / "london.predictions"
     london.write_text("London\n" * 500, encoding="utf-8")
-    assert C.main(["score", str(london)]) == 0
-    assert capsys.readouterr().out.strip() == "Correct: 25 out of 500: 5.00%"
+    status, out, _ = in_process(capsys, "score", str(london))
+    assert status == 0 and out.strip() == "Correct: 25 out of 500: 5.00%"
 
 
 def test_check_data_names_differing_and_missing_files(tmp_path, data_folder, capsys):
-    assert C.main(["check-data", str(data_folder)]) == 0
-    assert "all 4 files" in capsys.readouterr().out
+    status, out, _ = in_process(capsys, "check-data", str(data_folder))
+    assert status == 0 and "all 4 files" in out
     dev = (data_folder / "birth_dev.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
     folder = write_files(tmp_path / "copy", dev="".join(dev[:-1]))
     (folder / "birth_test_inputs.tsv").unlink()
-    assert C.main(["check-data", str(folder)]) == 1
-    lines = capsys.readouterr().out.splitlines()
+    status, out, _ = in_process(capsys, "check-data", str(folder))
+    assert status == 1
+    lines = out.splitlines()
     assert lines[0] == "ok       wiki.txt" and lines[1] == "ok       birth_places_train.tsv"
     assert lines[2].startswith("DIFFERS  birth_dev.tsv: SHA-256 ") and "499 lines" in lines[2]
     assert lines[3] == "MISSING  birth_test_inputs.tsv"
     assert "birth_dev.tsv, birth_test_inputs.tsv" in lines[4]
-    assert C.main(["check-data", str(tmp_path / "nowhere")]) == 2
+    status, _, err = in_process(capsys, "check-data", str(tmp_path / "nowhere"))
+    assert status == 2 and "nowhere does not exist" in err
 
 
 def test_pipeline_records_and_skipping(scratch):
