@@ -10,7 +10,7 @@ export BIRTHPLACE_DATA
 # The GPU machine has no virtual environment: fall back to the system Python there.
 GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 
-.PHONY: setup book test lint experiments gpu-run london clean
+.PHONY: setup book pdf test test-fast test-tools check-data lint experiments gpu-run london clean
 
 setup: $(STAMP)
 
@@ -25,8 +25,25 @@ $(STAMP): pyproject.toml
 book: setup
 	$(BIN)/jupyter-book build . --keep-going -W -n
 
-test: setup
+# The whole book as one PDF (_build/pdf/book.pdf): the single-page build printed by headless
+# Chromium, offline; chapters already executed by `make book` come from its cache.
+pdf: setup
+	$(BIN)/python -m lib.book_pdf
+
+# Installs what the tests need beyond Python (Chromium, pdftotext) when missing and allowed.
+test: setup test-tools
 	$(BIN)/python -m pytest -q
+
+# Everything but the book build and the slow end-to-end runs: under a minute, for development.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not book"
+
+test-tools:
+	@tools/ensure-test-tools
+
+# Compares the four data files with the reference copies: make check-data BIRTHPLACE_DATA=folder
+check-data: setup
+	$(BIN)/python -m lib check-data "$(BIRTHPLACE_DATA)"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,16 +1,32 @@
 """Command line: `python -m lib COMMAND ...`, mirroring the classic exercise's workflow.
 
+The exercise handout's command lines run unchanged (function and variant as positional
+arguments, the corpus after them, underscore flags); a relative data file name that is not
+in the current folder is looked up in the data folder:
+
+    python -m lib pretrain vanilla wiki.txt --writing_params_path vanilla.pretrain.params
+    python -m lib finetune vanilla wiki.txt --reading_params_path vanilla.pretrain.params \\
+        --writing_params_path vanilla.finetune.params --finetune_corpus_path birth_places_train.tsv
+    python -m lib evaluate vanilla wiki.txt --reading_params_path vanilla.finetune.params \\
+        --eval_corpus_path birth_dev.tsv --outputs_path vanilla.pretrain.dev.predictions
+
+and so do the keyword forms:
+
     python -m lib london
     python -m lib pretrain --variant vanilla --writing-params-path vanilla.pretrain.params
     python -m lib finetune --variant vanilla --reading-params-path vanilla.pretrain.params \\
         --writing-params-path vanilla.finetune.params --finetune-corpus-path birth_places_train.tsv
     python -m lib evaluate --variant vanilla --reading-params-path vanilla.finetune.params \\
         --eval-corpus-path birth_dev.tsv --outputs-path vanilla.pretrain.dev.predictions
+    python -m lib score vanilla.pretrain.dev.predictions --eval_corpus_path birth_dev.tsv
+    python -m lib check-data /path/to/birthplaces
     python -m lib run pretrain_finetune --profile cpu --seed 0
     python -m lib experiments --profile smoke
     torchrun --nproc_per_node 2 -m lib pretrain --profile smoke --writing-params-path p.params
 
-Arguments are checked before any work starts; errors are one clear line, exit status 2.
+The profile is `full` (the classic setting) unless `--profile` or `$BOOK_PROFILE` names
+another. Arguments are checked before any work starts; errors are one clear line, exit
+status 2.
 """
 
 from __future__ import annotations
@@ -43,6 +59,22 @@ def _existing_file(text: str) -> Path:
     return path
 
 
+def _data_file(text: str) -> Path:
+    """A data file as given, else (a relative name) the same name in the data folder.
+
+    So the handout's `wiki.txt` or `birth_dev.tsv` work from any folder once
+    `$BIRTHPLACE_DATA` names the folder of the four files.
+    """
+    path = Path(text)
+    if path.is_file():
+        return path
+    in_data_folder = D.data_dir() / path
+    if not path.is_absolute() and in_data_folder.is_file():
+        return in_data_folder
+    raise argparse.ArgumentTypeError(f"file {text!r} does not exist (nor in the data folder "
+                                     f"{D.data_dir()})")
+
+
 def _variant(text: str) -> str:
     if text not in available_variants():
         raise argparse.ArgumentTypeError(
@@ -68,43 +100,74 @@ def _device(text: str) -> str:
     return text
 
 
+def _default_profile() -> str:
+    """`$BOOK_PROFILE` when set (the tests run the handout's lines at `smoke`), else `full`."""
+    return os.environ.get("BOOK_PROFILE") or "full"
+
+
+def _path_flag(p: argparse.ArgumentParser, name: str, **options) -> None:
+    """One option under both spellings: `--eval-corpus-path` and the handout's `--eval_corpus_path`."""
+    p.add_argument("--" + name.replace("_", "-"), "--" + name, dest=name, **options)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m lib", description=__doc__.split("\n")[0])
     sub = top.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser, variant: bool = True) -> None:
-        p.add_argument("--profile", type=_profile, default="full",
+        p.add_argument("--profile", type=_profile, default=_default_profile(),
                        help=f"hyperparameters and world: {', '.join(PROFILES)}, optionally with "
-                            "recipe options such as mini+mixed (default: full, the classic setting)")
+                            "recipe options such as mini+mixed (default: $BOOK_PROFILE, else full, "
+                            "the classic setting)")
         p.add_argument("--seed", type=_seed, default=0)
         p.add_argument("--device", type=_device, default="auto", help="auto, cpu or cuda")
         if variant:
-            p.add_argument("--variant", type=_variant, default="vanilla",
-                           help="attention variant: " + ", ".join(available_variants()))
+            p.add_argument("--variant", type=_variant, default=None,
+                           help="attention variant (default vanilla): " + ", ".join(available_variants()))
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
+    def handout_positionals(p: argparse.ArgumentParser, corpus_role: str) -> None:
+        p.add_argument("positional_variant", nargs="?", type=_variant, metavar="VARIANT",
+                       help="the handout's form of --variant")
+        p.add_argument("corpus_path", nargs="?", type=_data_file, metavar="CORPUS",
+                       help=f"the handout's wiki.txt: {corpus_role}")
+
     london = sub.add_parser("london", help="always answer London; report dev accuracy")
-    london.add_argument("--eval-corpus-path", type=_existing_file, default=None)
-    london.add_argument("--outputs-path", type=Path, default=None)
+    _path_flag(london, "eval_corpus_path", type=_data_file, default=None)
+    _path_flag(london, "outputs_path", type=Path, default=None)
 
     pre = sub.add_parser("pretrain", help="span-corruption pretraining")
     common(pre)
-    pre.add_argument("--pretrain-corpus-path", type=_existing_file, default=None,
-                     help="default: wiki.txt of the profile's world")
-    pre.add_argument("--writing-params-path", type=Path, required=True)
+    handout_positionals(pre, "the pretraining corpus (default: wiki.txt of the profile's world)")
+    _path_flag(pre, "pretrain_corpus_path", type=_data_file, default=None,
+               help="the pretraining corpus, as CORPUS")
+    _path_flag(pre, "writing_params_path", type=Path, required=True)
 
     fine = sub.add_parser("finetune", help="finetune on questions (optionally from pretrained params)")
     common(fine)
-    fine.add_argument("--reading-params-path", type=_existing_file, default=None)
-    fine.add_argument("--writing-params-path", type=Path, required=True)
-    fine.add_argument("--finetune-corpus-path", type=_existing_file, default=None,
-                      help="default: the profile world's train questions")
+    handout_positionals(fine, "checked to have the data folder's vocabulary")
+    _path_flag(fine, "reading_params_path", type=_existing_file, default=None,
+               help="pretrained weights to start from (default: train from scratch)")
+    _path_flag(fine, "writing_params_path", type=Path, required=True)
+    _path_flag(fine, "finetune_corpus_path", type=_data_file, default=None,
+               help="default: the profile world's train questions")
 
     ev = sub.add_parser("evaluate", help="greedy answers for a question file")
     common(ev)
-    ev.add_argument("--reading-params-path", type=_existing_file, required=True)
-    ev.add_argument("--eval-corpus-path", type=_existing_file, required=True)
-    ev.add_argument("--outputs-path", type=Path, required=True)
+    handout_positionals(ev, "checked to have the data folder's vocabulary")
+    _path_flag(ev, "reading_params_path", type=_existing_file, required=True)
+    _path_flag(ev, "eval_corpus_path", type=_data_file, required=True)
+    _path_flag(ev, "outputs_path", type=Path, required=True)
+
+    sc = sub.add_parser("score", help="accuracy of a predictions file, scored as the book scores its runs")
+    sc.add_argument("predictions_path", type=_existing_file, metavar="PREDICTIONS",
+                    help="one answer per line, in the order of the questions")
+    _path_flag(sc, "eval_corpus_path", type=_data_file, default=None,
+               help="labelled questions (default: the data folder's birth_dev.tsv)")
+
+    check = sub.add_parser("check-data", help="compare a folder's four data files with the reference copies")
+    check.add_argument("folder", nargs="?", type=Path, default=None,
+                       help="default: $BIRTHPLACE_DATA, else data/")
 
     run = sub.add_parser("run", help="one run of the experiment matrix, with its result record")
     common(run)
@@ -120,6 +183,25 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--render-only", action="store_true",
                      help="never train: render stored notebooks for runs whose records exist")
     return top
+
+
+def _reconcile_handout_forms(args: argparse.Namespace) -> str | None:
+    """Merge the handout's positional variant and corpus into the keyword options.
+
+    Returns a usage error when the two forms disagree, else None.
+    """
+    positional = getattr(args, "positional_variant", None)
+    if hasattr(args, "variant"):
+        if positional is not None and args.variant is not None and positional != args.variant:
+            return f"the variant is given twice and differs: {positional} and --variant {args.variant}"
+        args.variant = positional or args.variant or "vanilla"
+    corpus = getattr(args, "corpus_path", None)
+    if args.command == "pretrain" and corpus is not None:
+        given = args.pretrain_corpus_path
+        if given is not None and given.resolve() != corpus.resolve():
+            return f"the pretraining corpus is given twice and differs: {corpus} and {given}"
+        args.pretrain_corpus_path = corpus
+    return None
 
 
 def _world_questions(profile_name: str, split: str, path: Path | None) -> list[D.Question]:
@@ -150,10 +232,41 @@ def _init_distributed(device) -> tuple[int, int]:
     return dist.get_world_size(), dist.get_rank()
 
 
+def _check_vocabulary(corpus: Path, vocab: D.Vocabulary) -> None:
+    """Every model here uses the vocabulary of the data folder's wiki.txt; the handout passes the
+    corpus to finetune and evaluate to build it, so a corpus with other characters is refused."""
+    if D.Vocabulary(D.read_corpus(corpus)).itos != vocab.itos:
+        raise ValueError(f"{corpus} has other characters than the data folder's wiki.txt "
+                         f"({D.data_dir()}), whose vocabulary every model here uses")
+
+
+def _check_data(folder: Path | None) -> int:
+    """Print one line per data file (ok, DIFFERS or MISSING); status 1 when any is not ok."""
+    folder = D.data_dir(folder)
+    checks = D.check_folder(folder)
+    for check in checks:
+        print(f"{check.status:<8} {check.name}{': ' + check.detail if check.detail else ''}")
+    bad = [c.name for c in checks if c.status != "ok"]
+    if bad:
+        print(f"{len(bad)} of {len(checks)} files in {folder} are not the reference copies "
+              f"({', '.join(bad)}); results from them are not comparable with the book's")
+        return 1
+    print(f"all {len(checks)} files in {folder} match the reference copies")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from lib.train import TrainingDiverged
 
+    if os.environ.get("BOOK_PROFILE") and os.environ["BOOK_PROFILE"] not in PROFILES:
+        print(f"error: BOOK_PROFILE={os.environ['BOOK_PROFILE']!r} is not a profile; choose one of "
+              f"{', '.join(sorted(PROFILES))}", file=sys.stderr)
+        return 2
     args = parser().parse_args(argv)
+    problem = _reconcile_handout_forms(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         return _dispatch(args)
     except (ValueError, D.DataError) as error:
@@ -180,6 +293,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             write_predictions(args.outputs_path, preds)
         print(f"London baseline: {result.correct}/{result.total} = {100 * result.accuracy:.1f} %")
         return 0
+    if args.command == "score":
+        from lib.evaluate import score_file
+
+        result = score_file(args.predictions_path, args.eval_corpus_path or D.data_file("dev"))
+        print(f"Correct: {result.correct} out of {result.total}: {100 * result.accuracy:.2f}%")
+        return 0
+    if args.command == "check-data":
+        return _check_data(args.folder)
     if args.command == "experiments":
         from lib.experiments import run_matrix
 
@@ -196,6 +317,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     device = P.resolve_device(args.device)
     data = D.load()
     progress = not args.no_progress
+    if args.command in ("finetune", "evaluate") and args.corpus_path is not None:
+        _check_vocabulary(args.corpus_path, data.vocab)
     if args.command in ("finetune", "evaluate") and args.reading_params_path is not None:
         _check_variant(args.reading_params_path, args.variant)
     if args.command == "pretrain":

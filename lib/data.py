@@ -103,6 +103,42 @@ def sha256(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+@dataclass(frozen=True)
+class FileCheck:
+    """One data file compared with its reference copy: `ok`, `DIFFERS` or `MISSING`."""
+
+    name: str
+    status: str
+    detail: str = ""
+
+
+def check_folder(folder: str | os.PathLike) -> list[FileCheck]:
+    """Compare the four files of `folder` with the reference copies' SHA-256.
+
+    Loading only warns about a differing copy; this says up front, file by file, whether a
+    newcomer's copies are the ones the book's figures were computed from.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"data folder {folder} does not exist")
+    checks = []
+    for name in FILES.values():
+        path = folder / name
+        if not path.is_file():
+            checks.append(FileCheck(name, "MISSING"))
+            continue
+        digest = sha256(path)
+        if digest == CHECKSUMS[name]:
+            checks.append(FileCheck(name, "ok"))
+            continue
+        raw = path.read_bytes()
+        lines = len(raw.rstrip(b"\r\n").split(b"\n")) if raw.strip() else 0
+        checks.append(FileCheck(name, "DIFFERS", (
+            f"SHA-256 {digest[:12]}... instead of {CHECKSUMS[name][:12]}..., {lines} lines "
+            f"(the reference copy has {REFERENCE_LINES[name]})")))
+    return checks
+
+
 def read_lines(path: str | os.PathLike) -> list[str]:
     """The lines of a UTF-8 text file, validated, with trailing empty lines dropped.
 

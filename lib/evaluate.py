@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from lib.atomic import atomic_write_text
-from lib.data import MASK_CHAR, MASK_ID, Question, Vocabulary, prepare_text
+from lib.data import MASK_CHAR, MASK_ID, Question, Vocabulary, parse_questions, prepare_text, read_lines
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,36 @@ def write_predictions(path: str | os.PathLike, predictions: Sequence[str]) -> Pa
 
 
 def read_predictions(path: str | os.PathLike) -> list[str]:
-    return Path(path).read_text(encoding="utf-8").split("\n")[:-1]
+    """One answer per line, as `write_predictions` writes them.
+
+    An empty line is an (empty) answer. Files written elsewhere may lack the final newline
+    or end lines with CRLF; neither changes the answers.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not valid UTF-8 (byte {error.start + 1})") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def score_file(predictions_path: str | os.PathLike, questions_path: str | os.PathLike) -> Score:
+    """Score a predictions file against a labelled question file, exactly as the book scores runs.
+
+    So a reader's own predictions (from this code or the exercise's) compare with the book's.
+    """
+    if "\t" not in read_lines(questions_path)[0]:
+        raise ValueError(f"{questions_path} holds questions without answers; score against a "
+                         "labelled file such as birth_dev.tsv")
+    rows = parse_questions(questions_path)
+    predictions = read_predictions(predictions_path)
+    if len(predictions) != len(rows):
+        raise ValueError(f"{predictions_path} has {len(predictions)} lines but {questions_path} has "
+                         f"{len(rows)} questions; a predictions file holds one answer per line, "
+                         "in the order of the questions")
+    return score(predictions, rows)
 
 
 def london_baseline(rows: Sequence[Question], place: str = "London") -> list[str]:

@@ -13,14 +13,18 @@ Then, on the built HTML:
     script comes from a CDN;
   * every <img> in every page points to an existing, non-empty image;
   * no internal link is broken (our own check, then `linkchecker` offline);
-  * screenshots of the landing page and one derivation page go to `test-artifacts/`.
+  * screenshots of the landing page and one derivation page go to `test-artifacts/`;
+  * `make pdf`'s single-page build, reusing this build's execution cache, prints to a PDF
+    (`test-artifacts/book.pdf`) that holds every page's title, rendered math and figures.
 
-A missing Chromium FAILS the browser checks (CI installs it); it never skips them.
+A missing Chromium or pdftotext FAILS these checks (`make test` installs them); it never
+skips them.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -357,6 +361,68 @@ def test_screenshots(build: Build):
         width, height = _png_size(target)
         assert (width, height) == (1280, 1600), (filename, width, height)
         assert target.stat().st_size > 20_000, f"{filename} looks blank"
+
+
+# --------------------------------------------------------------------------------------
+# The PDF
+# --------------------------------------------------------------------------------------
+def _title(name: str) -> str:
+    """A page's title as a reader sees it: its first level-1 heading, code marks dropped."""
+    source = ROOT / f"{name}.md"
+    if source.exists():
+        lines = source.read_text(encoding="utf-8").splitlines()
+    else:
+        cells = json.loads((ROOT / f"{name}.ipynb").read_text(encoding="utf-8"))["cells"]
+        lines = [ln for c in cells if c["cell_type"] == "markdown" for ln in "".join(c["source"]).splitlines()]
+    heading = next(ln for ln in lines if ln.startswith("# "))
+    return heading[2:].replace("`", "").strip()
+
+
+def _stored_run_pages() -> list[str]:
+    return [nb.relative_to(ROOT).with_suffix("").as_posix()
+            for nb in sorted((ROOT / "book" / "runs").glob("*/*.ipynb"))]
+
+
+def _poppler(tool: str) -> str:
+    found = shutil.which(tool)
+    if not found:
+        pytest.fail(f"{tool} (poppler-utils) reads the PDF and was not found; install it with "
+                    "`apt-get install -y poppler-utils` (`make test` does so when it may).")
+    return found
+
+
+# Math that MathJax did not typeset keeps its delimiters (Sphinx writes \( \) and \[ \]).
+RAW_TEX_IN_PDF = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\(?:frac|sum|mathbf|mathsf|mathbb|"
+                            r"alpha|top|sqrt|cdot|approx|varepsilon|lVert|qquad|text)\b")
+
+
+@pytest.mark.book
+@pytest.mark.slow
+def test_the_book_prints_as_one_pdf(build: Build):
+    """`make pdf` on this build's folder: the single-page build comes from the execution cache
+    the HTML build filled, so this costs one more Sphinx pass and one print."""
+    from lib.book_pdf import make_pdf
+
+    _html(build)
+    _chromium()
+    pdftotext, pdfimages = _poppler("pdftotext"), _poppler("pdfimages")
+    path_output = build.html.parent.parent
+    pdf = make_pdf(path_output, ARTIFACTS / "book.pdf")
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    text = subprocess.run([pdftotext, str(pdf), "-"], capture_output=True, text=True, check=True,
+                          timeout=300).stdout
+    flat = " ".join(text.split())
+    pages = _toc_files() + _stored_run_pages()
+    missing = [f"{name}: {_title(name)!r}" for name in pages if " ".join(_title(name).split()) not in flat]
+    assert not missing, "titles missing from the PDF:\n" + "\n".join(missing)
+    raw = [flat[max(0, m.start() - 40): m.end() + 40] for m in RAW_TEX_IN_PDF.finditer(flat)]
+    assert not raw, f"raw TeX in the PDF (MathJax did not typeset it): {raw[:5]}"
+    assert "Δ" in flat and "∑" in flat, "the derivations' symbols are missing: was the math typeset?"
+    figures = set(re.findall(r'src="(_images/[^"]+)"',
+                             (path_output / "_build" / "singlehtml" / "book.html").read_text(encoding="utf-8")))
+    listed = subprocess.run([pdfimages, "-list", str(pdf)], capture_output=True, text=True, check=True,
+                            timeout=300).stdout.splitlines()[2:]
+    assert len(figures) >= 20 and len(listed) >= len(figures), (len(listed), len(figures))
 
 
 # --------------------------------------------------------------------------------------

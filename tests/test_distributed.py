@@ -26,6 +26,7 @@ def run(args: list[str], tmp_path) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one(tmp_path):
     common = ["pretrain", "--profile", "smoke", "--device", "cpu", "--no-progress", "--seed", "3"]
     single = run([sys.executable, "-m", "lib", *common, "--writing-params-path", str(tmp_path / "one.params")],

@@ -92,6 +92,18 @@ def test_predictions_file_one_per_line_in_order(tmp_path, model, real_data):
     assert all(0.0 <= c <= 1.0 for c in preds.confidences)
 
 
+def test_predictions_written_elsewhere_read_the_same(tmp_path):
+    """A file without the final newline, or with CRLF endings, holds the same answers."""
+    for name, text in [("lf", "London\n\nParis\n"), ("no_final_newline", "London\n\nParis"),
+                       ("crlf", "London\r\n\r\nParis\r\n")]:
+        path = tmp_path / name
+        path.write_bytes(text.encode("utf-8"))
+        assert read_predictions(path) == ["London", "", "Paris"], name
+    (tmp_path / "latin1").write_bytes("Z\xfcrich\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        read_predictions(tmp_path / "latin1")
+
+
 def test_knowledge_probe_scores_gold_and_control(model, real_data):
     rows = real_data.dev[:10]
     probe = knowledge_probe(model, rows, real_data.biographies, real_data.vocab)

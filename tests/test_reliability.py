@@ -193,6 +193,7 @@ def logged_epoch(log: Path) -> int:
 
 
 # --------------------------------------------------------------------------------------
+@pytest.mark.slow
 class TestInterruption:
     """Interrupted runs resume to the same result.
 
@@ -354,6 +355,7 @@ class TestAtomicArtefacts:
         ledger.artefacts(checked=2, lost=int(first_left_something) + int(changed))
         assert not first_left_something and not changed and not leftovers
 
+    @pytest.mark.slow
     @pytest.mark.parametrize("kind", ARTEFACTS)
     def test_readers_never_see_a_torn_file_while_the_writer_is_killed(self, kind, tmp_path, monkeypatch,
                                                                       rng, ledger):
@@ -813,6 +815,7 @@ class TestNumericalFaults:
 
 
 # --------------------------------------------------------------------------------------
+@pytest.mark.slow
 class TestDeterminism:
     """Two CPU runs with one seed are bit-identical.
 
