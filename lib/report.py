@@ -210,8 +210,8 @@ def format_stat(values: list[float]) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f} %"
 
 
-PUBLISHED_COLUMNS = {"handout": "handout", "report": "original report (April 2023)",
-                     "write-up": "another public write-up"}
+# Short column heads (the page lists each source in full under the table).
+PUBLISHED_COLUMNS = {"handout": "handout", "report": "report", "write-up": "write-up"}
 
 
 def results_table(profile: str, root: Path | None = None) -> pd.DataFrame:
@@ -239,10 +239,10 @@ def results_table(profile: str, root: Path | None = None) -> pd.DataFrame:
         if variant not in ("vanilla", "none"):
             label += f" [{variant} attention]"
         quoted = PUBLISHED.get(kind, {}) if variant in ("vanilla", "none") else {}
-        rows.append({"configuration": label, "profile": profile,
+        rows.append({"configuration": label,
                      "seeds": ", ".join(map(str, s["seeds"])),
-                     "measured here (mean ± std)": value,
-                     **{f"published: {PUBLISHED_COLUMNS[src]}": quoted.get(src, "")
+                     "measured": value,
+                     **{f"published, {PUBLISHED_COLUMNS[src]}": quoted.get(src, "")
                         for src in PUBLISHED_SOURCES}})
     return pd.DataFrame(rows)
 

@@ -71,17 +71,17 @@ def test_results_table_has_every_configuration_with_profile_and_published_figure
     table = report.results_table("mini")
     rows = {r["configuration"]: r for r in table.to_dict("records")}
     pf = rows["pretrain, then finetune: dev accuracy"]
-    assert pf["profile"] == "mini" and pf["seeds"] == "0, 1, 2"
-    assert pf["measured here (mean ± std)"] == "5.0 ± 1.0 %"
-    assert pf["published: original report (April 2023)"] == "21.6 %"
-    assert pf["published: another public write-up"] == "24 %"
-    assert pf["published: handout"] == "at least 10 %"
+    assert pf["seeds"] == "0, 1, 2" and "profile" not in pf  # the caption names the profile
+    assert pf["measured"] == "5.0 ± 1.0 %"
+    assert pf["published, report"] == "21.6 %"
+    assert pf["published, write-up"] == "24 %"
+    assert pf["published, handout"] == "at least 10 %"
     scratch_row = rows["finetune only (no pretraining): dev accuracy"]
-    assert scratch_row["measured here (mean ± std)"] == "2.0 ± 1.0 %"
-    assert scratch_row["published: original report (April 2023)"] == "0.6 %"
-    assert rows["London baseline (always answer London): dev accuracy"]["measured here (mean ± std)"] == "5.0 %"
+    assert scratch_row["measured"] == "2.0 ± 1.0 %"
+    assert scratch_row["published, report"] == "0.6 %"
+    assert rows["London baseline (always answer London): dev accuracy"]["measured"] == "5.0 %"
     name_probe = [r for c, r in rows.items() if c.startswith("knowledge probe: NAME")][0]
-    assert name_probe["measured here (mean ± std)"] == "62.0 ± 2.0 % (control 3.0 ± 0.0 %)"
+    assert name_probe["measured"] == "62.0 ± 2.0 % (control 3.0 ± 0.0 %)"
 
 
 def test_research_variants_get_their_own_rows_without_published_figures(scratch):
@@ -89,7 +89,7 @@ def test_research_variants_get_their_own_rows_without_published_figures(scratch)
     add("mini", "pretrain_finetune", 0, {"dev": dev(7)}, variant="synthesizer")
     rows = report.results_table("mini").to_dict("records")
     synth = [r for r in rows if "[synthesizer attention]" in r["configuration"]]
-    assert len(synth) == 1 and synth[0]["published: original report (April 2023)"] == ""
+    assert len(synth) == 1 and synth[0]["published, report"] == ""
     assert rows[-1] is synth[0]  # vanilla's rows first, in reading order, then each variant's
     assert [r["configuration"].split(":")[0] for r in rows[:3]] == [
         "London baseline (always answer London)", "finetune only (no pretraining)",
