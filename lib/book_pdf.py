@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Virtual milliseconds Chromium lets the page run before printing: MathJax typesets every
 # formula of the single page well within it (virtual time passes only while the page idles).
 VIRTUAL_TIME_BUDGET_MS = 30_000
-CHROMIUM_FLAGS = [
+# Headless Chromium without a sandbox, a GPU or any network traffic of its own (the browser
+# tests use the same flags).
+HEADLESS_FLAGS = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -33,9 +35,9 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
-    f"--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}",
-    "--no-pdf-header-footer",
 ]
+CHROMIUM_FLAGS = [*HEADLESS_FLAGS, f"--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}",
+                  "--no-pdf-header-footer"]
 BUILD_TIMEOUT_S = 1800
 PRINT_TIMEOUT_S = 600
 

@@ -42,20 +42,13 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
+from lib.book_pdf import HEADLESS_FLAGS
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 BUILD_TIMEOUT_S = 1800
 BROWSER_TIMEOUT_S = 120
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--virtual-time-budget=5000",
-]
+CHROMIUM_FLAGS = [*HEADLESS_FLAGS, "--virtual-time-budget=5000"]
 # The derivation page whose screenshot is kept beside the landing page's.
 SCREENSHOT_CHAPTER = "book/attention/kqv_self_attention"
 
