@@ -73,6 +73,13 @@ def chapter_profile(root: Path | None = None) -> str | None:
     return None
 
 
+def vanilla_runs(profile: str, kind: str, root: Path | None = None) -> list[dict]:
+    """The vanilla-attention runs of one kind, by seed: what the knowledge-access chapters
+    discuss (the research variants have their own chapter)."""
+    return sorted((r for r in load_records(profile, root, kind) if r["variant"] == "vanilla"),
+                  key=lambda r: r["seed"])
+
+
 def load_data():
     """The data, from the folder the Makefile chooses, wherever the caller runs (chapters
     execute inside book/, where a relative `BIRTHPLACE_DATA` would point elsewhere)."""

@@ -360,3 +360,11 @@ def test_side_by_side_lists_whole_data_first_seed_by_seed_with_paired_tests(scra
     assert rows[4]["against London, same people"] == "not separated: 0 vs 1 people, p = 1.00"
     fig = figures.accuracy_by_profile(report.accuracy_points(), "test")
     assert len(fig.axes[0].get_legend().get_texts()) == 3  # two profiles and the published crosses
+
+
+def test_the_vanilla_chapters_read_vanilla_runs_only_in_seed_order(scratch):
+    for seed in (2, 0, 1):
+        add("mini", "pretrain", seed, {"probe": probe(1, 0)})
+    add("mini", "pretrain", 0, {"probe": probe(1, 0)}, variant="bigbird")  # sorts first by name
+    assert [(r["variant"], r["seed"]) for r in report.vanilla_runs("mini", "pretrain")] == [
+        ("vanilla", 0), ("vanilla", 1), ("vanilla", 2)]
