@@ -1,6 +1,6 @@
 """Training and decoding speed of `lib` against the plain reference, measured side by side.
 
-    python benchmarks/performance.py                       # CPU: cpu-profile and full-size models
+    python benchmarks/performance.py                       # CPU: mini-profile and full-size models
     python benchmarks/performance.py --quick               # fewer steps (tests)
 
 Writes `results/benchmarks/performance_<device>.json` and prints a table. Every ratio is
@@ -156,14 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="few steps and questions (for tests)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    ap.add_argument("--decode-weights", type=Path, default=ROOT / "checkpoints/cpu/pretrain_finetune-vanilla-seed0/model.safetensors")
+    ap.add_argument("--decode-weights", type=Path, default=ROOT / "checkpoints/mini/pretrain_finetune-vanilla-seed0/model.safetensors")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     data = D.load()
     device = torch.device("cpu")
     steps, repeats, questions = (2, 1, 20) if args.quick else (6, 3, 500)
-    cases = [training_case("training, cpu profile (mini world, 128-dim)", "cpu", data, steps, repeats, device),
+    cases = [training_case("training, mini profile (mini world, 128-dim)", "mini", data, steps, repeats, device),
              training_case("training, full size (256-dim, batch 128)", "full", data, max(1, steps // 2), repeats, device)]
     torch.manual_seed(0)
     random_full = GPT(model_config(get_profile("full"), len(data.vocab), "vanilla")).eval()
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.decode_weights.exists():
         from lib.pipeline import load_model
 
-        cases.append(decoding_case("decoding, finetuned cpu-profile model", load_model(args.decode_weights), data,
+        cases.append(decoding_case("decoding, finetuned mini-profile model", load_model(args.decode_weights), data,
                                    questions, str(args.decode_weights.relative_to(ROOT))))
     if torch.cuda.is_available():
         cases += gpu_cases(data, 20 if args.quick else 60)

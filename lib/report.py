@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +18,6 @@ import pandas as pd
 
 from lib.profiles import PROFILES
 from lib.records import load_records, results_root
-
-# lib.train imports tqdm.auto, which warns inside Jupyter without ipywidgets; the text bar
-# it falls back to is what chapters and stored notebooks want.
-warnings.filterwarnings("ignore", message="IProgress not found")
 
 PROFILE_ORDER = ("full", "cpu", "mini", "smoke")
 MATRIX_KINDS = ("london", "pretrain", "pretrain_finetune", "finetune")

@@ -20,7 +20,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+
+# The text bar, also inside Jupyter (tqdm.auto would want ipywidgets there and warn).
+from tqdm import tqdm
 
 from lib.atomic import atomic_write_text
 from lib.checkpoint import CheckpointError, load_tensors, save_tensors, save_weights
