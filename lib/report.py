@@ -443,6 +443,10 @@ def clearly_above(a: tuple[int, int], b: tuple[int, int], z: float = 3.0) -> boo
     return pa - pb > z * max(se, 1e-12)
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
 def _rate(pair: tuple[int, int]) -> str:
     hits, n = pair
     return f"{hits}/{n} = {percent(hits / n if n else float('nan'))}"
@@ -472,7 +476,7 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
                    "people's own place than the control's" if stored else
                    "the probes do not separate the own place from the control, so these "
                    "numbers do not show stored facts")
-        out["probe"] = (f"Knowledge probes after pretraining ({len(pre)} seed(s), counts pooled "
+        out["probe"] = (f"Knowledge probes after pretraining ({_seeds(len(pre))}, counts pooled "
                         f"over seeds): the name probe completes {_rate(own)} people with their "
                         f"own birthplace (control {_rate(ctrl)}), the biography probe "
                         f"{_rate(bio)} (control {_rate(bio_ctrl)}); {verdict}.")
@@ -483,28 +487,30 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
     if scratch is not None:
         relation = "above" if base is not None and clearly_above(scratch, base) else "not above"
         out["finetune"] = (f"Finetuning without pretraining answers {_rate(scratch)} (pooled over "
-                           f"{len(ft)} seed(s)), {relation} the London baseline.")
+                           f"{_seeds(len(ft))}), {relation} the London baseline.")
     extracted = None
     if pf:
         after = pooled(pf, "dev.correct", "dev.total")
         extracted = all(other is not None and clearly_above(after, other)
                         for other in (base, scratch))
         out["pretrain_finetune"] = (
-            f"Pretraining, then finetuning answers {_rate(after)} (pooled over {len(pf)} "
-            "seed(s)); " + ("that is clearly above both the London baseline and finetuning "
+            f"Pretraining, then finetuning answers {_rate(after)} (pooled over "
+            f"{_seeds(len(pf))}); " + ("that is clearly above both the London baseline and finetuning "
                             "alone." if extracted else "the numbers do not put it clearly above "
                             "both the London baseline and finetuning alone."))
     if stored and extracted is False:
         out["summary"] = ("So, measured so far under this profile: pretraining stores facts "
-                          "(the probes find them) but question finetuning does not extract them.")
+                          "(the probes find them), but these numbers do not show question "
+                          "finetuning extracting them; they do not show that it cannot either.")
     elif stored and extracted:
         out["summary"] = ("So under this profile pretraining stores facts and question "
                           "finetuning extracts them: the model answers questions about people "
                           "it was never asked about during finetuning.")
-    if profile != "full":
-        out["pending"] = ("The claim about answering questions rests on the `full` profile (the "
-                          "classic setting on the whole data); its runs are pending, and these "
-                          "pages will show them once their records exist.")
+    if not is_whole_data(profile, root):
+        out["pending"] = ("These are mini-world numbers. The exercise's questions are about the "
+                          "whole data (the `cpu` and `full` profiles); the results page shows "
+                          "whatever whole-data runs have finished, and these pages switch to a "
+                          "whole-data profile once its matrix is complete.")
     return out
 
 

@@ -157,17 +157,18 @@ def test_findings_say_stored_but_not_extracted_and_full_pending(scratch):
     stored_but_not_extracted()
     found = report.findings("mini")
     assert "has stored birthplaces" in found["probe"] and "186/300" in found["probe"]
-    assert "does not extract them" in found["summary"]
+    # Not separated is not "cannot": the sentence says what the numbers do not show.
+    assert "do not show question finetuning extracting them" in found["summary"]
     assert "not above the London baseline" in found["finetune"]
-    assert "pending" in found["pending"]
+    assert "mini-world numbers" in found["pending"]
 
 
 def test_findings_for_a_full_run_that_extracts(scratch):
-    add("full", "london", 0, {"dev": dev(25, 500)})
+    add("full", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
     for seed in range(3):
-        add("full", "pretrain", seed, {"probe": probe(200, 20, n=500)})
-        add("full", "pretrain_finetune", seed, {"dev": dev(110, 500)})
-        add("full", "finetune", seed, {"dev": dev(8, 500)})
+        add("full", "pretrain", seed, {"probe": probe(200, 20, n=500)}, whole_data=True)
+        add("full", "pretrain_finetune", seed, {"dev": dev(110, 500)}, whole_data=True)
+        add("full", "finetune", seed, {"dev": dev(8, 500)}, whole_data=True)
     found = report.findings("full")
     assert "clearly above both" in found["pretrain_finetune"]
     assert "extracts them" in found["summary"] and "pending" not in found
