@@ -345,15 +345,29 @@ def test_screenshots(build: Build):
     ARTIFACTS.mkdir(exist_ok=True)
     shots = {"landing.png": html / "book" / "intro.html",
              f"{PurePosixPath(SCREENSHOT_CHAPTER).name}.png": html / f"{SCREENSHOT_CHAPTER}.html"}
-    for filename, page in shots.items():
+    # Every page of parts 2-4 and the answers page, kept for a reader's look after each build.
+    for page in _toc_files():
+        if page.startswith(("book/knowledge/", "book/variants/", "book/considerations/")) \
+                or page == "book/answers":
+            shots[f"pages/{page.removeprefix('book/').replace('/', '_')}.png"] = html / f"{page}.html"
+    (ARTIFACTS / "pages").mkdir(exist_ok=True)
+
+    def shoot(item: tuple[str, Path]) -> tuple[str, Path, str]:
+        filename, page = item
         target = ARTIFACTS / filename
         target.unlink(missing_ok=True)
         proc = _run_chromium(binary, page.as_uri(),
                              [f"--screenshot={target}", "--window-size=1280,1600"])
-        assert target.exists(), f"no screenshot of {page}: {proc.stderr[-500:]}"
+        return filename, target, proc.stderr[-500:]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        taken = list(pool.map(shoot, shots.items()))
+    for filename, target, stderr in taken:
+        assert target.exists(), f"no screenshot {filename}: {stderr}"
         width, height = _png_size(target)
         assert (width, height) == (1280, 1600), (filename, width, height)
         assert target.stat().st_size > 20_000, f"{filename} looks blank"
+    assert len(taken) >= 14, sorted(shots)
 
 
 # --------------------------------------------------------------------------------------
