@@ -10,7 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from lib.report import snapshot_table, variant_rates
+from lib.report import PUBLISHED_VALUES, SHORT_CONFIGURATIONS, snapshot_table, variant_rates
 
 
 def training(log: list[dict], title: str) -> Figure:
@@ -125,8 +125,6 @@ def variant_bars(profile: str, title: str) -> Figure:
 def accuracy_by_profile(points: list[dict], title: str) -> Figure:
     """Dev accuracy of every run with its exact 95 % interval, one colour per profile, seeds
     side by side; published figures for the whole data as black crosses."""
-    from lib.report import PUBLISHED_VALUES, SHORT_CONFIGURATIONS
-
     kinds = list(SHORT_CONFIGURATIONS)
     profiles = list(dict.fromkeys(p["profile"] for p in points))
     fig, ax = plt.subplots(figsize=(8, 0.9 + 1.1 * len(kinds)), constrained_layout=True)
@@ -137,7 +135,7 @@ def accuracy_by_profile(points: list[dict], title: str) -> Figure:
         for i, point in enumerate(here):
             y = row + (i - (len(here) - 1) / 2) * 0.8 / max(1, len(here))
             rate = point["rate"]
-            label = point["profile"] + (" (whole data)" if point["whole_data"] else " (mini world)")
+            label = point["label"]
             ax.errorbar(100 * rate.value, y,
                         xerr=[[100 * (rate.value - rate.low)], [100 * (rate.high - rate.value)]],
                         fmt="o", ms=4, capsize=2, color=colours[point["profile"]],

@@ -18,6 +18,7 @@ import pandas as pd
 
 from lib.profiles import PROFILES
 from lib.records import load_records, results_root
+from lib.stats import exact_rate, format_p, mcnemar
 
 PROFILE_ORDER = ("full", "cpu", "mini", "smoke")
 MATRIX_KINDS = ("london", "pretrain", "pretrain_finetune", "finetune")
@@ -752,10 +753,9 @@ def accuracy_points(root: Path | None = None) -> list[dict]:
     """One entry per finished vanilla run (and London) of every profile with records: the
     dev rate with its exact interval and, for trained runs, McNemar's test against London
     on the same people."""
-    from lib.stats import exact_rate, mcnemar
-
     points = []
     for profile in profiles_with_records(root):
+        label = f"{profile} ({world_label(profile, root)})"
         records = [r for r in load_records(profile, root) if r["variant"] in ("vanilla", "none")
                    and r["kind"] in CONFIGURATIONS]
         london = next((r for r in records if r["kind"] == "london"), None)
@@ -766,10 +766,9 @@ def accuracy_points(root: Path | None = None) -> list[dict]:
                 versus = None
                 if kind != "london" and london_outcomes is not None:
                     versus = mcnemar(dev_outcomes(r, root), london_outcomes)
-                points.append({"profile": profile, "whole_data": is_whole_data(profile, root),
+                points.append({"profile": profile, "label": label,
                                "kind": kind, "seed": None if kind == "london" else r["seed"],
-                               "rate": exact_rate(d["correct"], d["total"]), "versus_london": versus,
-                               "commit": r.get("git_commit", "")[:7]})
+                               "rate": exact_rate(d["correct"], d["total"]), "versus_london": versus})
     return points
 
 
@@ -777,28 +776,23 @@ SHORT_CONFIGURATIONS = {"london": "London baseline", "finetune": "finetune only"
                         "pretrain_finetune": "pretrain, then finetune"}
 
 
-def side_by_side(root: Path | None = None) -> pd.DataFrame:
+def side_by_side(root: Path | None = None, points: list[dict] | None = None) -> pd.DataFrame:
     """The results page's first table: every run of every profile, one row each, seeds one
-    by one, each rate with its exact interval and its paired comparison with London."""
+    by one, each rate with its exact interval and its paired comparison with London
+    (`points`: `accuracy_points` already computed, which reads every run's answers)."""
     rows = []
-    for point in accuracy_points(root):
+    for point in accuracy_points(root) if points is None else points:
         versus = point["versus_london"]
         rows.append({
             "configuration": SHORT_CONFIGURATIONS[point["kind"]],
-            "profile": point["profile"] + (" (whole data)" if point["whole_data"] else " (mini world)"),
+            "profile": point["label"],
             "seed": "" if point["seed"] is None else str(point["seed"]),
             "dev accuracy (95 % CI)": point["rate"].text(),
             "against London, same people": "" if versus is None else
             f"{versus.verdict}: {versus.only_a} vs {versus.only_b} people, p = "
-            f"{_format_p(versus.p_value)}",
+            f"{format_p(versus.p_value)}",
         })
     return pd.DataFrame(rows)
-
-
-def _format_p(p: float) -> str:
-    from lib.stats import format_p
-
-    return format_p(p)
 
 
 # --------------------------------------------------------------------------------------
@@ -808,11 +802,12 @@ def world_label(profile: str, root: Path | None = None) -> str:
     return "whole data" if is_whole_data(profile, root) else "mini world"
 
 
-def answer_line(kind: str, root: Path | None = None) -> str:
+def answer_line(kind: str, root: Path | None = None, points: list[dict] | None = None) -> str:
     """The runs of `kind` (vanilla) on the first profile that has them, whole data first:
-    each seed's rate with its interval and its paired comparison with London."""
-    points = accuracy_points(root)
-    for profile in profiles_with_records(root):
+    each seed's rate with its interval and its paired comparison with London (`points`:
+    `accuracy_points` already computed)."""
+    points = accuracy_points(root) if points is None else points
+    for profile in dict.fromkeys(p["profile"] for p in points):
         here = [p for p in points if p["profile"] == profile and p["kind"] == kind]
         if not here:
             continue
@@ -821,8 +816,7 @@ def answer_line(kind: str, root: Path | None = None) -> str:
             versus = p["versus_london"]
             seed = "" if p["seed"] is None else f"seed {p['seed']}: "
             against = "" if versus is None else (
-                f", {'not separated from' if versus.verdict == 'not separated' else versus.verdict} "
-                f"London (McNemar p = {_format_p(versus.p_value)})")
+                f", {versus.relation} London (McNemar p = {format_p(versus.p_value)})")
             parts.append(f"{seed}{p['rate'].text()}{against}")
         return f"profile `{profile}` ({world_label(profile, root)}): " + "; ".join(parts)
     return "no finished run yet"
@@ -831,8 +825,6 @@ def answer_line(kind: str, root: Path | None = None) -> str:
 def variant_answer_line(variant: str, root: Path | None = None) -> str:
     """`variant` against vanilla after pretraining and finetuning, seed by seed on the same
     people, on the first profile (whole data first) that has both."""
-    from lib.stats import exact_rate, mcnemar
-
     for profile in profiles_with_records(root):
         records = load_records(profile, root, "pretrain_finetune")
         ours = {r["seed"]: r for r in records if r["variant"] == variant}
@@ -844,9 +836,8 @@ def variant_answer_line(variant: str, root: Path | None = None) -> str:
         for seed in shared:
             a, b = dev_outcomes(ours[seed], root), dev_outcomes(base[seed], root)
             paired = mcnemar(a, b)
-            verdict = {"above": "above", "below": "below",
-                       "not separated": "not separated from"}[paired.verdict]
             parts.append(f"seed {seed}: {exact_rate(sum(a), len(a)).text()} against vanilla's "
-                         f"{sum(b)}/{len(b)}, {verdict} vanilla (McNemar p = {_format_p(paired.p_value)})")
+                         f"{sum(b)}/{len(b)}, {paired.relation} vanilla "
+                         f"(McNemar p = {format_p(paired.p_value)})")
         return f"profile `{profile}` ({world_label(profile, root)}): " + "; ".join(parts)
     return "no finished run yet"

@@ -70,9 +70,11 @@ class Paired:
             return "not separated"
         return "above" if self.only_a > self.only_b else "below"
 
-    def text(self) -> str:
-        return (f"{self.only_a} people right only in the first, {self.only_b} only in the second; "
-                f"McNemar exact p = {format_p(self.p_value)}")
+    @property
+    def relation(self) -> str:
+        """The verdict as a relation to write before the other's name: 'above', 'below' or
+        'not separated from'."""
+        return "not separated from" if self.verdict == "not separated" else self.verdict
 
 
 def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> Paired:
