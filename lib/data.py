@@ -337,6 +337,15 @@ class FinetuneDataset:
         return self.x, self.y
 
 
+def encode_documents(docs: list[str], vocab: Vocabulary, width: int) -> torch.Tensor:
+    """(documents, width) ids: each document's first `width` characters, pad after its end."""
+    ids = torch.full((len(docs), width), PAD_ID, dtype=torch.long)
+    for i, doc in enumerate(docs):
+        enc = vocab.encode(doc[:width])
+        ids[i, : len(enc)] = torch.tensor(enc, dtype=torch.long)
+    return ids
+
+
 @dataclass(frozen=True)
 class Corruption:
     """The random choices behind one span-corruption example (for inspection and tests)."""
@@ -363,12 +372,7 @@ class SpanCorruptionDataset:
         self.max_len = int(block_size * 7 / 8)
         self.vocab = vocab
         self.docs = docs
-        longest = min(max(len(d) for d in docs), self.max_len)
-        ids = torch.full((len(docs), longest), PAD_ID, dtype=torch.long)
-        for i, doc in enumerate(docs):
-            enc = vocab.encode(doc[:longest])
-            ids[i, : len(enc)] = torch.tensor(enc, dtype=torch.long)
-        self.ids = ids
+        self.ids = encode_documents(docs, vocab, min(max(len(d) for d in docs), self.max_len))
         self.lengths = torch.tensor([len(d) for d in docs], dtype=torch.long)
 
     def __len__(self) -> int:
@@ -497,11 +501,7 @@ class CroppedSpanCorruption(SpanCorruptionDataset):
 
     def epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         docs = self.cropped(generator)
-        width = self.ids.shape[1]
-        ids = torch.full((len(docs), width), PAD_ID, dtype=torch.long)
-        for i, doc in enumerate(docs):
-            enc = self.vocab.encode(doc[:width])
-            ids[i, : len(enc)] = torch.tensor(enc, dtype=torch.long)
+        ids = encode_documents(docs, self.vocab, self.ids.shape[1])
         lengths = torch.tensor([len(d) for d in docs], dtype=torch.long)
         index = torch.arange(len(docs))
         return self.build(index, *self.draw_choices(generator, index, lengths), ids=ids)
