@@ -25,7 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.attention import AttentionSpec, CausalSelfAttention, check_spec, register_attention
+from lib.attention import (
+    AttentionSpec,
+    CausalSelfAttention,
+    attend,
+    check_spec,
+    register_attention,
+)
 
 __all__ = [
     "BigBirdAttention",
@@ -80,7 +86,7 @@ def attend_blocks(
     which is what makes a variant cheap when S is much smaller than the sequence.
     """
     batch, heads, n_blocks, b, d = q.shape
-    y = F.scaled_dot_product_attention(
+    y = attend(
         q.reshape(batch * heads, n_blocks, b, d),
         k.reshape(batch * heads, n_blocks, -1, d),
         v.reshape(batch * heads, n_blocks, -1, d),
@@ -186,7 +192,7 @@ class NaiveLinformerAttention(_QKVAttention):
         k_short = self.compress_k[:, :t] @ k  # (B, h, rows, D)
         v_short = self.compress_v[:, :t] @ v
         # No mask: every query sees every summary, and every summary mixes all positions.
-        y = F.scaled_dot_product_attention(q, k_short, v_short, dropout_p=self.dropout_p)
+        y = attend(q, k_short, v_short, dropout_p=self.dropout_p)
         return self.output(y)
 
 
