@@ -254,3 +254,43 @@ def test_rope_model_has_no_position_table_and_others_keep_theirs():
         GPTConfig(vocab_size=17, attention="vanilla", positions="rotary")
     # A stored config from before the field existed still means the learned table.
     assert GPTConfig(**{k: v for k, v in vanilla.config.to_dict().items() if k != "positions"}).positions == "learned"
+
+
+def test_attend_is_sdpa_on_the_cpu_with_and_without_dropout():
+    """`attend` changes the kernel only for dropout on a GPU; on the CPU it is SDPA exactly."""
+    from lib.attention import attend
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 16, 8) for _ in range(3))
+    mask = torch.rand(16, 16) > 0.3
+    assert torch.equal(attend(q, k, v, is_causal=True),
+                       F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    assert torch.equal(attend(q, k, v, attn_mask=mask),
+                       F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    torch.manual_seed(1)
+    ours = attend(q, k, v, dropout_p=0.3, is_causal=True)
+    torch.manual_seed(1)
+    reference = F.scaled_dot_product_attention(q, k, v, dropout_p=0.3, is_causal=True)
+    assert torch.equal(ours, reference)
+
+
+def test_no_attention_dropout_reaches_a_fused_kernel_directly():
+    """Every SDPA call that may drop out is inside `attend` (fused dropout broke training
+    under CUDA graphs); direct calls elsewhere are dropout-free."""
+    import ast
+    import inspect
+
+    import lib.attention
+    import lib.variants
+
+    found = []
+    for module in (lib.attention, lib.variants):
+        for function in ast.walk(ast.parse(inspect.getsource(module))):
+            if not isinstance(function, ast.FunctionDef):
+                continue
+            for node in ast.walk(function):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "scaled_dot_product_attention"
+                        and any(kw.arg == "dropout_p" for kw in node.keywords)):
+                    found.append(function.name)
+    assert found and set(found) == {"attend"}, found
