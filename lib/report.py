@@ -18,7 +18,7 @@ import pandas as pd
 
 from lib.profiles import PROFILES
 from lib.records import load_records, results_root
-from lib.stats import exact_rate, format_p, mcnemar
+from lib.stats import Paired, exact_rate, format_p, mcnemar
 
 PROFILE_ORDER = ("full", "cpu", "mini", "smoke")
 MATRIX_KINDS = ("london", "pretrain", "pretrain_finetune", "finetune")
@@ -434,16 +434,6 @@ def _dig(d: dict, dotted: str):
     return d
 
 
-def clearly_above(a: tuple[int, int], b: tuple[int, int], z: float = 3.0) -> bool:
-    """Whether rate a exceeds rate b by more than `z` standard errors of the difference."""
-    (ha, na), (hb, nb) = a, b
-    if not na or not nb:
-        return False
-    pa, pb = ha / na, hb / nb
-    se = math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb)
-    return pa - pb > z * max(se, 1e-12)
-
-
 def _seeds(n: int) -> str:
     return f"{n} seed" + ("" if n == 1 else "s")
 
@@ -453,56 +443,113 @@ def _rate(pair: tuple[int, int]) -> str:
     return f"{hits}/{n} = {percent(hits / n if n else float('nan'))}"
 
 
+def probe_outcomes(record: dict, probe: str, root: Path | None = None) -> tuple[list[bool], list[bool]]:
+    """Per person a probe asked (in the probe file's order): did its completion start with
+    the person's own place, and did it start with the control's? (The biography probe asks
+    only people whose place is written inside the window.)"""
+    from lib.analysis import probe_table  # the probe's own scoring rule
+
+    table = probe_table(details(record, root).get("probe", []))
+    if table.empty:
+        return [], []
+    asked = table[table[f"{probe}_probe"].notna()]
+    return ([bool(x) for x in asked[f"{probe}_probe"]],
+            [bool(x) for x in asked[f"{probe}_control"]])
+
+
+def _paired(test: Paired, other: str) -> str:
+    """'above London (12 vs 3 people, McNemar p = 0.035)'."""
+    return (f"{test.relation} {other} ({test.only_a} vs {test.only_b} people, "
+            f"McNemar {format_p(test.p_value)})")
+
+
+def _across(verdicts: list[str], word: str = "above") -> str:
+    """How many seeds gave the verdict `word`: '2 of 3 seeds', '0 of 1 seed'."""
+    n, k = len(verdicts), sum(v == word for v in verdicts)
+    return f"{k} of {_seeds(n)}"
+
+
 def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -> dict[str, str]:
     """What a profile's records support, as sentences whose every number comes from them.
 
     Keys (present when their runs exist): probe, london, finetune, pretrain_finetune,
-    summary, pending. A rate counts as above another only when the gap exceeds three
-    standard errors (hits pooled over seeds); otherwise the text says the numbers do not
-    separate them.
+    summary, pending. Comparisons are paired on the same people and made seed by seed
+    (`lib.stats.mcnemar`, the rule `lib.stats.ALPHA`); a claim across seeds is made only
+    when every seed supports it, and otherwise the text says how many did.
     """
     records = load_records(profile, root)
 
-    def of(kind: str) -> list[dict]:
-        return [r for r in records if r["kind"] == kind and r["variant"] in (variant, "none")]
+    def of(kind: str) -> dict[int, dict]:
+        return {r["seed"]: r for r in _runs_of(records, kind, variant)}
 
     pre, pf, ft = of("pretrain"), of("pretrain_finetune"), of("finetune")
+    london = next((r for r in records if r["kind"] == "london"), None)
+    london_right = dev_outcomes(london, root) if london else None
     out: dict[str, str] = {}
     stored = None
     if pre:
-        own, ctrl = _pooled_probe(pre, "name", "gold"), _pooled_probe(pre, "name", "control")
-        bio, bio_ctrl = _pooled_probe(pre, "bio", "gold"), _pooled_probe(pre, "bio", "control")
-        stored = clearly_above(own, ctrl) or clearly_above(bio, bio_ctrl)
-        verdict = ("the pretrained model has stored birthplaces: the probes find far more "
-                   "people's own place than the control's" if stored else
-                   "the probes do not separate the own place from the control, so these "
-                   "numbers do not show stored facts")
-        out["probe"] = (f"Knowledge probes after pretraining ({_seeds(len(pre))}, counts pooled "
-                        f"over seeds): the name probe completes {_rate(own)} people with their "
-                        f"own birthplace (control {_rate(ctrl)}), the biography probe "
-                        f"{_rate(bio)} (control {_rate(bio_ctrl)}); {verdict}.")
-    base = _london(records)
-    scratch = pooled(ft, "dev.correct", "dev.total") if ft else None
-    if base is not None:
-        out["london"] = f"The London baseline answers {_rate(base)} dev questions."
-    if scratch is not None:
-        relation = "above" if base is not None and clearly_above(scratch, base) else "not above"
-        out["finetune"] = (f"Finetuning without pretraining answers {_rate(scratch)} (pooled over "
-                           f"{_seeds(len(ft))}), {relation} the London baseline.")
+        parts, seed_stored = [], []
+        for seed, record in pre.items():
+            said, any_above = [], False
+            for probe, label in (("name", "the name probe"), ("bio", "the biography probe")):
+                own, control = probe_outcomes(record, probe, root)
+                if not own:
+                    continue
+                test = mcnemar(own, control)
+                any_above = any_above or test.verdict == "above"
+                said.append(f"{label} completes the own birthplace of "
+                            f"{exact_rate(sum(own), len(own)).text()} people and the control's "
+                            f"place of {sum(control)}, " + _paired(test, "the control"))
+            seed_stored.append("above" if any_above else "not")
+            parts.append(f"seed {seed}: " + "; ".join(said))
+        stored = all(v == "above" for v in seed_stored)
+        verdict = ("so the pretrained model has stored birthplaces" if stored else
+                   "so these numbers do not show stored facts in every seed")
+        out["probe"] = ("Knowledge probes after pretraining, seed by seed (every seed asks the "
+                        "same people): " + " ".join(p + "." for p in parts)
+                        + " A probe finds the own place more often than the control's in "
+                        f"{_across(seed_stored)}, {verdict}.")
+    if london is not None:
+        out["london"] = (f"The London baseline answers "
+                         f"{exact_rate(sum(london_right), len(london_right)).text()} dev questions.")
+    if ft:
+        parts, verdicts = [], []
+        for seed, record in ft.items():
+            right = dev_outcomes(record, root)
+            text = f"seed {seed}: {exact_rate(sum(right), len(right)).text()}"
+            if london_right is not None:
+                test = mcnemar(right, london_right)
+                verdicts.append(test.verdict)
+                text += ", " + _paired(test, "London")
+            parts.append(text)
+        summary = "" if not verdicts else f" Above the London baseline in {_across(verdicts)}."
+        out["finetune"] = "Finetuning without pretraining answers " + "; ".join(parts) + "." + summary
     extracted = None
     if pf:
-        after = pooled(pf, "dev.correct", "dev.total")
-        extracted = all(other is not None and clearly_above(after, other)
-                        for other in (base, scratch))
+        parts, verdicts = [], []
+        for seed, record in pf.items():
+            right = dev_outcomes(record, root)
+            text = f"seed {seed}: {exact_rate(sum(right), len(right)).text()}"
+            above_both = london_right is not None and seed in ft
+            if london_right is not None:
+                test = mcnemar(right, london_right)
+                above_both = above_both and test.verdict == "above"
+                text += ", " + _paired(test, "London")
+            if seed in ft:
+                test = mcnemar(right, dev_outcomes(ft[seed], root))
+                above_both = above_both and test.verdict == "above"
+                text += ", " + _paired(test, "finetuning alone (same seed)")
+            verdicts.append("above" if above_both else "not")
+            parts.append(text)
+        extracted = all(v == "above" for v in verdicts)
         out["pretrain_finetune"] = (
-            f"Pretraining, then finetuning answers {_rate(after)} (pooled over "
-            f"{_seeds(len(pf))}); " + ("that is clearly above both the London baseline and finetuning "
-                            "alone." if extracted else "the numbers do not put it clearly above "
-                            "both the London baseline and finetuning alone."))
+            "Pretraining, then finetuning answers " + "; ".join(parts) + ". "
+            + f"Above both the London baseline and finetuning alone in {_across(verdicts)}.")
     if stored and extracted is False:
         out["summary"] = ("So, measured so far under this profile: pretraining stores facts "
                           "(the probes find them), but these numbers do not show question "
-                          "finetuning extracting them; they do not show that it cannot either.")
+                          "finetuning extracting them in every seed; they do not show that it "
+                          "cannot either.")
     elif stored and extracted:
         out["summary"] = ("So under this profile pretraining stores facts and question "
                           "finetuning extracts them: the model answers questions about people "
@@ -591,9 +638,9 @@ def _runs_of(records: list[dict], kind: str, variant: str) -> list[dict]:
 def variant_table(profile: str, root: Path | None = None) -> pd.DataFrame:
     """One row per registered attention variant: what its pretrain + finetune runs measured.
 
-    Dev accuracy is mean ± std over seeds; probe counts are pooled over the seeds (each seed
-    asks the same people), with the control place beside them. A variant with no record is
-    listed as pending, not left out.
+    Dev accuracy is listed seed by seed (mean ± std from three seeds on); probe counts are
+    summed over the seeds, with the control place beside them, as a description (the paired
+    verdicts are `variant_findings`'). A variant with no record is listed as pending.
     """
     records = load_records(profile, root)
     rows = []
@@ -625,17 +672,20 @@ def variant_profile(root: Path | None = None) -> str | None:
 
 
 def variant_findings(profile: str, root: Path | None = None) -> dict[str, str]:
-    """Each research variant against vanilla attention on the seeds both ran, as sentences.
+    """Each research variant against vanilla attention, seed by seed on the seeds both ran.
 
-    A difference is named only when it exceeds three standard errors (counts pooled over the
-    shared seeds); otherwise the sentence says the numbers do not separate the two.
+    Every comparison is paired on the same people (McNemar's exact test, the rule
+    `lib.stats.ALPHA`): the probes of the two pretrained models, then the answers of the two
+    finetuned ones. Dev accuracy ranks the two in a seed only when one of them is above the
+    London baseline there; otherwise the sentence says it cannot.
     """
     records = load_records(profile, root)
 
     def runs(kind: str, variant: str) -> dict[int, dict]:
         return {r["seed"]: r for r in _runs_of(records, kind, variant)}
 
-    base = _london(records)
+    london = next((r for r in records if r["kind"] == "london"), None)
+    london_right = dev_outcomes(london, root) if london else None
     out: dict[str, str] = {}
     for variant in _variants():
         if variant == "vanilla":
@@ -645,26 +695,28 @@ def variant_findings(profile: str, root: Path | None = None) -> dict[str, str]:
         seeds = sorted(set(pre) & set(ref_pre) & set(pf) & set(ref_pf))
         if not seeds:
             continue
-        parts = []
-        for probe, label in (("bio", "biography probe"), ("name", "name probe")):
-            own = _pooled_probe([pre[s] for s in seeds], probe, "gold")
-            ref = _pooled_probe([ref_pre[s] for s in seeds], probe, "gold")
-            relation = ("above" if clearly_above(own, ref) else "below" if clearly_above(ref, own)
-                        else "not separable from")
-            parts.append(f"{label} {_rate(own)}, {relation} vanilla's {_rate(ref)}")
-        dev_own = pooled([pf[s] for s in seeds], "dev.correct", "dev.total")
-        dev_ref = pooled([ref_pf[s] for s in seeds], "dev.correct", "dev.total")
-        if base is not None and not clearly_above(dev_own, base) and not clearly_above(dev_ref, base):
-            dev_text = (f"dev accuracy {_rate(dev_own)} against vanilla's {_rate(dev_ref)}; neither "
-                        f"is clearly above the London baseline ({_rate(base)}), so dev accuracy "
-                        "cannot rank the two here")
-        else:
-            relation = ("above" if clearly_above(dev_own, dev_ref) else "below"
-                        if clearly_above(dev_ref, dev_own) else "not separable from")
-            dev_text = f"dev accuracy {_rate(dev_own)}, {relation} vanilla's {_rate(dev_ref)}"
-        seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-        out[variant] = (f"**{variant}** ({seed_text}, same data and recipe): "
-                        + "; ".join(parts) + f"; {dev_text}.")
+        per_seed = []
+        for seed in seeds:
+            parts = []
+            for probe, label in (("bio", "biography probe"), ("name", "name probe")):
+                own, _ = probe_outcomes(pre[seed], probe, root)
+                ref, _ = probe_outcomes(ref_pre[seed], probe, root)
+                if not own or len(own) != len(ref):
+                    continue
+                parts.append(f"{label} {_rate((sum(own), len(own)))}, "
+                             + _paired(mcnemar(own, ref), f"vanilla's {_rate((sum(ref), len(ref)))}"))
+            mine, theirs = dev_outcomes(pf[seed], root), dev_outcomes(ref_pf[seed], root)
+            dev_own, dev_ref = _rate((sum(mine), len(mine))), _rate((sum(theirs), len(theirs)))
+            if london_right is not None and not any(
+                    mcnemar(x, london_right).verdict == "above" for x in (mine, theirs)):
+                parts.append(f"dev accuracy {dev_own} against vanilla's {dev_ref}; neither is "
+                             "above the London baseline here, so dev accuracy cannot rank the two")
+            else:
+                parts.append(f"dev accuracy {dev_own}, "
+                             + _paired(mcnemar(mine, theirs), f"vanilla's {dev_ref}"))
+            per_seed.append(f"seed {seed}: " + "; ".join(parts))
+        out[variant] = (f"**{variant}** (against vanilla on the same people, same data and "
+                        "recipe): " + ". ".join(per_seed) + ".")
     spread = seed_spread(list(runs("pretrain", "vanilla").values()))
     if out and spread:
         out["spread"] = spread
@@ -674,8 +726,9 @@ def variant_findings(profile: str, root: Path | None = None) -> dict[str, str]:
 def seed_spread(pretrained: list[dict], probe: str = "name") -> str | None:
     """How far one configuration's probe count moves between seeds, against counting noise.
 
-    The three-standard-error rule above treats each count as binomial; different seeds add
-    variation of their own, and this sentence shows how much (None for fewer than 2 seeds).
+    The paired tests above compare two models within one seed; training another seed adds
+    variation of its own, and this sentence shows how much beside the binomial counting
+    noise of one count (None for fewer than 2 seeds).
     """
     runs = sorted(pretrained, key=lambda r: r["seed"])
     if len(runs) < 2:
@@ -789,7 +842,7 @@ def side_by_side(root: Path | None = None, points: list[dict] | None = None) -> 
             "seed": "" if point["seed"] is None else str(point["seed"]),
             "dev accuracy (95 % CI)": point["rate"].text(),
             "against London, same people": "" if versus is None else
-            f"{versus.verdict}: {versus.only_a} vs {versus.only_b} people, p = "
+            f"{versus.verdict}: {versus.only_a} vs {versus.only_b} people, "
             f"{format_p(versus.p_value)}",
         })
     return pd.DataFrame(rows)
@@ -816,7 +869,7 @@ def answer_line(kind: str, root: Path | None = None, points: list[dict] | None =
             versus = p["versus_london"]
             seed = "" if p["seed"] is None else f"seed {p['seed']}: "
             against = "" if versus is None else (
-                f", {versus.relation} London (McNemar p = {format_p(versus.p_value)})")
+                f", {versus.relation} London (McNemar {format_p(versus.p_value)})")
             parts.append(f"{seed}{p['rate'].text()}{against}")
         return f"profile `{profile}` ({world_label(profile, root)}): " + "; ".join(parts)
     return "no finished run yet"
@@ -838,6 +891,6 @@ def variant_answer_line(variant: str, root: Path | None = None) -> str:
             paired = mcnemar(a, b)
             parts.append(f"seed {seed}: {exact_rate(sum(a), len(a)).text()} against vanilla's "
                          f"{sum(b)}/{len(b)}, {paired.relation} vanilla "
-                         f"(McNemar p = {format_p(paired.p_value)})")
+                         f"(McNemar {format_p(paired.p_value)})")
         return f"profile `{profile}` ({world_label(profile, root)}): " + "; ".join(parts)
     return "no finished run yet"

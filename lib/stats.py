@@ -89,5 +89,5 @@ def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> Paired:
 
 
 def format_p(p: float) -> str:
-    """A p-value as a reader wants it: two significant digits, tiny ones as '< 0.001'."""
-    return "< 0.001" if p < 0.001 else f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
+    """A p-value as a reader wants it: 'p = 0.0078', 'p = 0.50', tiny ones as 'p < 0.001'."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}" if p < 0.1 else f"p = {p:.2f}"

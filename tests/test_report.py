@@ -29,6 +29,33 @@ def dev(correct: int, total: int = 100) -> dict:
     return {"correct": correct, "total": total, "accuracy": correct / total}
 
 
+def synthetic_details(metrics: dict) -> dict:
+    """Per-person rows that agree with `metrics`: person i of n is answered right when
+    i < correct, and a probe finds person i's own place when i < hits and the control's
+    place (the next person's) for the next `control` people. So two runs' discordant pairs
+    are the difference of their counts, which makes the paired tests' outcomes plain."""
+    place = "P{:04d}".format
+    out = {}
+    if "dev" in metrics:
+        k, n = metrics["dev"]["correct"], metrics["dev"]["total"]
+        out["dev"] = [{"name": f"person {i}", "gold": place(i),
+                       "prediction": place(i) if i < k else "elsewhere"} for i in range(n)]
+    if "probe" in metrics:
+        m = metrics["probe"]
+        n = m["name_gold_total"]
+
+        def completion(i: int, own: int, control: int) -> str:
+            return place(i) if i < own else place((i + 1) % n) if i < own + control else "nowhere"
+
+        out["probe"] = [{"name": f"person {i}", "place": place(i),
+                         "name_completion": completion(i, m["name_gold_correct"],
+                                                       m["name_control_correct"]),
+                         "bio_completion": completion(i, m["bio_gold_correct"],
+                                                      m["bio_control_correct"])}
+                        for i in range(n)]
+    return out
+
+
 def add(profile: str, kind: str, seed: int, metrics: dict, variant: str = "vanilla",
         whole_data: bool = False) -> dict:
     rid = "london" if kind == "london" else f"{kind}-{variant}-seed{seed}"
@@ -42,6 +69,9 @@ def add(profile: str, kind: str, seed: int, metrics: dict, variant: str = "vanil
               "config": {"mini_world": None if whole_data else [10, 10, 0]},
               "files": {"metrics_log": f"{rid}.metrics.jsonl", "details": f"{rid}.details.json"}}
     write_record(record)
+    details = synthetic_details(metrics)
+    if details:
+        atomic_write_json(results_root() / profile / record["files"]["details"], details)
     return record
 
 
@@ -111,7 +141,7 @@ def test_variant_table_lists_every_variant_and_marks_missing_ones_pending(scratc
     assert report.variant_profile() == "mini"
 
 
-def test_variant_findings_compare_on_shared_seeds_and_only_claim_clear_gaps(scratch):
+def test_variant_findings_compare_seed_by_seed_on_the_same_people(scratch):
     stored_but_not_extracted()  # vanilla seeds 0-2: name probe 60, 64, 62 of 100
     add("mini", "pretrain", 0, {"probe": probe(20, 2, 31, 1)}, variant="synthesizer")
     add("mini", "pretrain_finetune", 0, {"dev": dev(3)}, variant="synthesizer")
@@ -121,10 +151,13 @@ def test_variant_findings_compare_on_shared_seeds_and_only_claim_clear_gaps(scra
     assert set(found) == {"synthesizer", "linformer", "spread"}  # bigbird: no record, no sentence
     assert found["spread"].startswith("Seed to seed, vanilla's name probe found 60, 64, 62 of 100")
     assert "about what counting noise alone gives" in found["spread"]
-    assert "seed 0," in found["synthesizer"]  # compared with vanilla's seed 0 only
-    assert "name probe 20/100 = 20.0 %, below vanilla's 60/100 = 60.0 %" in found["synthesizer"]
-    assert "biography probe 31/100 = 31.0 %, not separable from vanilla's 30/100" in found["synthesizer"]
-    assert "name probe 58/100 = 58.0 %, not separable from" in found["linformer"]
+    assert "seed 0:" in found["synthesizer"] and "seed 1" not in found["synthesizer"]
+    # People 20-59 are found by vanilla's probe only: 0 vs 40 discordant pairs.
+    assert ("name probe 20/100 = 20.0 %, below vanilla's 60/100 = 60.0 % (0 vs 40 people, "
+            "McNemar p < 0.001)") in found["synthesizer"]
+    assert ("biography probe 31/100 = 31.0 %, not separated from vanilla's 30/100 = 30.0 % "
+            "(1 vs 0 people, McNemar p = 1.00)") in found["synthesizer"]
+    assert "name probe 58/100 = 58.0 %, not separated from" in found["linformer"]
     assert "cannot rank the two" in found["linformer"]
 
 
@@ -156,10 +189,15 @@ def test_variant_findings_rank_dev_accuracy_once_it_beats_london(scratch):
 def test_findings_say_stored_but_not_extracted_and_full_pending(scratch):
     stored_but_not_extracted()
     found = report.findings("mini")
-    assert "has stored birthplaces" in found["probe"] and "186/300" in found["probe"]
+    assert "has stored birthplaces" in found["probe"] and "in 3 of 3 seeds" in found["probe"]
+    assert ("seed 1: the name probe completes the own birthplace of 64/100 = 64.0 % "
+            "(95 % CI 53.8-73.4 %) people and the control's place of 3, above the control "
+            "(64 vs 3 people, McNemar p < 0.001)") in found["probe"]
     # Not separated is not "cannot": the sentence says what the numbers do not show.
     assert "do not show question finetuning extracting them" in found["summary"]
-    assert "not above the London baseline" in found["finetune"]
+    assert "seed 2: 3/100 = 3.0 %" in found["finetune"]
+    assert "not separated from London (0 vs 2 people, McNemar p = 0.50)" in found["finetune"]
+    assert found["finetune"].endswith("Above the London baseline in 0 of 3 seeds.")
     assert "mini-world numbers" in found["pending"]
 
 
@@ -170,8 +208,21 @@ def test_findings_for_a_full_run_that_extracts(scratch):
         add("full", "pretrain_finetune", seed, {"dev": dev(110, 500)}, whole_data=True)
         add("full", "finetune", seed, {"dev": dev(8, 500)}, whole_data=True)
     found = report.findings("full")
-    assert "clearly above both" in found["pretrain_finetune"]
+    assert "above London (85 vs 0 people" in found["pretrain_finetune"]
+    assert "above finetuning alone (same seed) (102 vs 0 people" in found["pretrain_finetune"]
+    assert found["pretrain_finetune"].endswith("in 3 of 3 seeds.")
     assert "extracts them" in found["summary"] and "pending" not in found
+
+
+def test_findings_claim_nothing_across_seeds_that_one_seed_contradicts(scratch):
+    add("full", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
+    for seed, hits in enumerate((110, 30)):
+        add("full", "pretrain", seed, {"probe": probe(200, 20, n=500)}, whole_data=True)
+        add("full", "pretrain_finetune", seed, {"dev": dev(hits, 500)}, whole_data=True)
+        add("full", "finetune", seed, {"dev": dev(8, 500)}, whole_data=True)
+    found = report.findings("full")
+    assert found["pretrain_finetune"].endswith("in 1 of 2 seeds.")
+    assert "do not show question finetuning extracting them in every seed" in found["summary"]
 
 
 def test_findings_do_not_claim_what_the_numbers_cannot_separate(scratch):
@@ -181,14 +232,9 @@ def test_findings_do_not_claim_what_the_numbers_cannot_separate(scratch):
     add("smoke", "finetune", 0, {"dev": dev(0, 20)})
     found = report.findings("smoke")
     assert "do not show stored facts" in found["probe"]
-    assert "do not put it clearly above" in found["pretrain_finetune"]
+    assert "not separated from London (1 vs 0 people, McNemar p = 1.00)" in found["pretrain_finetune"]
+    assert found["pretrain_finetune"].endswith("in 0 of 1 seed.")
     assert "summary" not in found
-
-
-def test_clearly_above_needs_three_standard_errors():
-    assert report.clearly_above((60, 100), (5, 100))
-    assert not report.clearly_above((6, 100), (5, 100))
-    assert not report.clearly_above((1, 0), (0, 0))
 
 
 def test_chapter_profile_prefers_full_then_cpu_then_smoke(scratch):

@@ -50,5 +50,5 @@ def test_mcnemar_needs_the_same_people():
 
 
 def test_p_values_print_as_readers_expect():
-    assert format_p(0.0001) == "< 0.001" and format_p(0.0078125) == "0.0078"
-    assert format_p(0.5) == "0.50"
+    assert format_p(0.0001) == "p < 0.001" and format_p(0.0078125) == "p = 0.0078"
+    assert format_p(0.5) == "p = 0.50"
