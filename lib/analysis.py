@@ -375,6 +375,13 @@ def confidences(rows: Sequence[dict]) -> np.ndarray:
     return np.exp(np.array([r["logprob"] for r in rows], dtype=float))
 
 
+def per_character_confidences(rows: Sequence[dict]) -> np.ndarray:
+    """The geometric mean of the probabilities of an answer's characters (closing mask
+    included): a confidence that does not fall just because an answer is longer, as the
+    whole answer's probability does."""
+    return np.exp(np.array([r["logprob"] / (len(r["prediction"]) + 1) for r in rows], dtype=float))
+
+
 def correctness(rows: Sequence[dict]) -> np.ndarray:
     return np.array([r["prediction"] == r["gold"] for r in rows], dtype=bool)
 

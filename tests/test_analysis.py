@@ -189,6 +189,15 @@ def test_confidences_are_probabilities_of_the_answer():
     assert A.correctness(rows).tolist() == [True, False]
 
 
+def test_per_character_confidence_does_not_fall_with_length():
+    """Every character (closing mask included) at probability 0.5: the whole answer's
+    probability halves with each character, the per-character one stays 0.5."""
+    rows = [{"prediction": place, "logprob": (len(place) + 1) * math.log(0.5)}
+            for place in ("Rome", "Saint Petersburg")]
+    assert A.confidences(rows)[1] < A.confidences(rows)[0] / 1000
+    assert A.per_character_confidences(rows).tolist() == pytest.approx([0.5, 0.5])
+
+
 def test_histogram_and_reliability_bins():
     conf = [0.05, 0.15, 0.95, 1.0, 0.96]
     right = [False, True, True, False, True]
