@@ -894,3 +894,102 @@ def variant_answer_line(variant: str, root: Path | None = None) -> str:
                          f"(McNemar {format_p(paired.p_value)})")
         return f"profile `{profile}` ({world_label(profile, root)}): " + "; ".join(parts)
     return "no finished run yet"
+
+
+# --------------------------------------------------------------------------------------
+# Every dev person: one searchable table
+# --------------------------------------------------------------------------------------
+def people_profile(root: Path | None = None) -> str | None:
+    """The profile the people table shows: the first, whole data first, with a finished
+    pretrain + finetune run of vanilla attention."""
+    for profile in profiles_with_records(root):
+        if vanilla_runs(profile, "pretrain_finetune", root):
+            return profile
+    return None
+
+
+def people_table(profile: str, root: Path | None = None) -> pd.DataFrame:
+    """One row per dev person of `profile`: gold place, where the biography writes it, each
+    vanilla run's answer (seed by seed, a right one marked ✓), and the probes' outcomes."""
+    from lib.analysis import LOCATIONS, locate, prefix_window, probe_table
+    from lib.data import biography_index
+    from lib.pipeline import world_for
+    from lib.profiles import get_profile
+
+    runs = {kind: vanilla_runs(profile, kind, root) for kind in ("finetune", "pretrain_finetune", "pretrain")}
+    first = (runs["pretrain_finetune"] or runs["finetune"])[0]
+    people = prediction_rows(first, root)[["name", "gold"]]
+    world = world_for(get_profile(profile), load_data())
+    window = prefix_window(get_profile(profile).block_size)
+    biographies = biography_index(world.corpus, list(people["name"]))
+    where = locate(people.to_dict("records"), biographies, window)
+    short = {LOCATIONS[0]: "in the window", LOCATIONS[1]: "after the window",
+             LOCATIONS[2]: "not written"}
+    table = pd.DataFrame({"person": people["name"], "born in": people["gold"],
+                          "biography": [short[w] for w in where]})
+    labels = {"finetune": "finetune only", "pretrain_finetune": "pretrain, finetune"}
+    for kind, label in labels.items():
+        for record in runs[kind]:
+            rows = prediction_rows(record, root)
+            if list(rows["name"]) != list(people["name"]):
+                raise ValueError(f"{record['run_id']} asks other people than {first['run_id']}")
+            table[f"{label}, seed {record['seed']}"] = [
+                f"✓ {p}" if ok else p for p, ok in zip(rows["prediction"], rows["correct"], strict=True)]
+    mark = {True: "✓ found", False: "✗", None: "not asked"}
+    for record in runs["pretrain"]:
+        probes = probe_table(details(record, root).get("probe", [])).set_index("name")
+        for probe, label in (("name", "name probe"), ("bio", "biography probe")):
+            table[f"{label}, seed {record['seed']}"] = [
+                mark[None if person not in probes.index or probes.at[person, f"{probe}_probe"] is None
+                     else bool(probes.at[person, f"{probe}_probe"])] for person in people["name"]]
+    return table
+
+
+_SEARCH_SCRIPT = """
+<script>
+(function () {
+  var box = document.getElementById("%(id)s-search");
+  var table = document.getElementById("%(id)s");
+  var count = document.getElementById("%(id)s-count");
+  var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+  function show() {
+    var words = box.value.toLowerCase().split(/\\s+/).filter(Boolean);
+    var shown = 0;
+    rows.forEach(function (row) {
+      var text = row.textContent.toLowerCase();
+      var keep = words.every(function (w) { return text.indexOf(w) >= 0; });
+      row.style.display = keep ? "" : "none";
+      shown += keep ? 1 : 0;
+    });
+    count.textContent = shown + " of " + rows.length + " people";
+  }
+  box.addEventListener("input", show);
+  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (cell, column) {
+    cell.style.cursor = "pointer";
+    cell.title = "sort by this column";
+    cell.addEventListener("click", function () {
+      var up = cell.getAttribute("data-order") !== "up";
+      cell.setAttribute("data-order", up ? "up" : "down");
+      rows.sort(function (a, b) {
+        var x = a.cells[column].textContent, y = b.cells[column].textContent;
+        return (up ? 1 : -1) * x.localeCompare(y);
+      });
+      rows.forEach(function (row) { table.tBodies[0].appendChild(row); });
+    });
+  });
+  show();
+})();
+</script>
+"""
+
+
+def searchable_html(table: pd.DataFrame, element_id: str = "people") -> str:
+    """`table` as HTML with a search box (every word must occur in a row) and columns sorted
+    by a click: plain inline JavaScript, nothing fetched, so it works in an offline copy."""
+    body = table.to_html(index=False, table_id=element_id, border=0, escape=True,
+                         classes="people-table")
+    return (f'<p><input id="{element_id}-search" type="search" placeholder="search: a name, a '
+            f'place, &#10003;, seed 0 ..." style="width: 100%; padding: 0.3em; font-size: 1em">'
+            f'<br><span id="{element_id}-count"></span></p>'
+            f'<div style="max-height: 36em; overflow: auto; font-size: 0.8em">{body}</div>'
+            + _SEARCH_SCRIPT % {"id": element_id})
