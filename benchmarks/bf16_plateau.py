@@ -66,7 +66,7 @@ def gradient_cosines(model_for, x, y) -> dict[str, dict[str, float]]:
     for mode in ("float32", "bf16"):
         got = grads(mode)
         out[mode] = {n: round(float(F.cosine_similarity(truth[n], got[n], dim=0)), 4)
-                     for n in WATCHED}
+                     for n in WATCHED if n in truth}
     return out
 
 

@@ -43,9 +43,13 @@ class TrainConfig:
     checkpoint_every: int = 1
     # How many weight snapshots to keep along the way (for "how much pretraining?").
     snapshots: int = 0
-    # bf16 autocast on the CPU too (CUDA always uses it): weights, optimizer and loss stay
-    # float32; matrix products run in bf16 where the CPU has bf16 instructions.
+    # bf16 autocast on the CPU: weights, optimizer and loss stay float32; matrix products run
+    # in bf16 where the CPU has bf16 instructions. Faster, but see `gpu_bf16`.
     cpu_bf16: bool = False
+    # bf16 autocast on a GPU. Off: on the whole data, part-way through pretraining, bf16
+    # gradients of the lower layers were found uncorrelated with the float64 ones (see the
+    # performance appendix), and training in float32 is what the classic exercise does.
+    gpu_bf16: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -171,6 +175,7 @@ DEPARTURE_REASONS = {
     "clamp_schedule": "the rate then stays at its floor instead of rising again",
     "length_grouped": "batches of similar-length examples, cut to their longest: less padding",
     "cpu_bf16": "bf16 autocast: faster steps on a CPU with bf16 instructions, see the performance appendix",
+    "gpu_bf16": "bf16 autocast on a GPU, see the performance appendix",
     "attn_dropout": "no dropout on the attention weights, so the fused attention kernel runs",
     "dropout": "less dropout for a smaller model",
     "n_embd": "a smaller model", "n_layer": "a smaller model", "n_head": "a smaller model",

@@ -186,7 +186,7 @@ def train(
     state_path = Path(state_path)
     log_path = Path(log_path) if log_path is not None else None
     on_gpu = device.type == "cuda"
-    amp = (on_gpu or cfg.cpu_bf16) if amp is None else amp
+    amp = (cfg.gpu_bf16 if on_gpu else cfg.cpu_bf16) if amp is None else amp
     model.to(device)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)

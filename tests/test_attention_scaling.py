@@ -38,3 +38,25 @@ def test_cpu_bf16_benchmark_writes_a_record(tmp_path, one_thread):
     record = json.loads(out.read_text())
     assert set(record["median_seconds"]) == {"float32", "bf16"}
     assert record["speedup"] == record["median_seconds"]["float32"] / record["median_seconds"]["bf16"]
+
+
+def test_bf16_plateau_gradient_cosines_are_one_in_float32(one_thread):
+    """The measurement behind `gpu_bf16` off: float32 gradients agree with float64 ones, so a
+    low bf16 cosine is bf16's doing, not the method's."""
+    import torch
+
+    from benchmarks.bf16_plateau import gradient_cosines
+    from lib.model import GPT, GPTConfig
+
+    config = GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16,
+                       dropout=0.0, attn_dropout=0.0)
+
+    def model_for():
+        torch.manual_seed(0)
+        return GPT(config)
+
+    x = torch.randint(2, 20, (4, 15))
+    cosines = gradient_cosines(model_for, x, x.roll(-1, dims=1))
+    assert set(cosines) == {"float32", "bf16"}
+    assert "tok_emb.weight" in cosines["float32"] and "blocks.3.attn.qkv.weight" not in cosines["float32"]
+    assert all(c > 0.9999 for c in cosines["float32"].values())
