@@ -17,8 +17,10 @@ RoPE when a `rope` variant is registered and the synthesizer, then Linformer and
 Who runs when, and what finishes first. Each training step is one CUDA-graph launch, so a
 training process keeps the GPU busy; two processes share it by time slicing and each trains
 at about half speed. Three pretrainings started together would all finish together, at
-three times the time of one, and a deadline would cut off all three (the last attempt, six
-eager processes at once, finished nothing in 500 s). So:
+three times the time of one, and a deadline would cut off all three (an early attempt, six
+eager processes at once, finished nothing in 500 s; with this plan, on an H200 a vanilla
+pretraining and its finetune took 167 s beside the three short finetunes, attention
+dropout on the unfused path: results/benchmarks/bf16_h200/full/gpu_run.json). So:
 
 - at most one job is in its pretraining phase at any time (`may_start`);
 - two jobs run at once on a GPU: while vanilla seed 0 pretrains, the second slot takes
