@@ -908,9 +908,18 @@ def people_profile(root: Path | None = None) -> str | None:
     return None
 
 
+PEOPLE_LEGEND = (
+    "**written**: where the biography writes the place: inside the window span corruption "
+    "shows (*window*), after it (*later*), or nowhere (*absent*); **ft N**: the answer of the "
+    "model finetuned without pretraining, seed N; **pt+ft N**: pretrained, then finetuned, "
+    "seed N; **name N**, **bio N**: the name and biography probes of the seed-N pretrained model "
+    "(*–*: not asked, the place is not in the window).")
+
+
 def people_table(profile: str, root: Path | None = None) -> pd.DataFrame:
-    """One row per dev person of `profile`: gold place, where the biography writes it, each
-    vanilla run's answer (seed by seed, a right one marked ✓), and the probes' outcomes."""
+    """One row per dev person of `profile`: gold place, where the biography writes it
+    (`PEOPLE_LEGEND`), each vanilla run's answer (seed by seed, a right one marked ✓), and the
+    probes' outcomes. Short column names keep the table on the page; the legend spells them out."""
     from lib.analysis import LOCATIONS, locate, prefix_window, probe_table
     from lib.data import biography_index
     from lib.pipeline import world_for
@@ -923,23 +932,22 @@ def people_table(profile: str, root: Path | None = None) -> pd.DataFrame:
     window = prefix_window(get_profile(profile).block_size)
     biographies = biography_index(world.corpus, list(people["name"]))
     where = locate(people.to_dict("records"), biographies, window)
-    short = {LOCATIONS[0]: "in the window", LOCATIONS[1]: "after the window",
-             LOCATIONS[2]: "not written"}
+    short = {LOCATIONS[0]: "window", LOCATIONS[1]: "later", LOCATIONS[2]: "absent"}
     table = pd.DataFrame({"person": people["name"], "born in": people["gold"],
-                          "biography": [short[w] for w in where]})
-    labels = {"finetune": "finetune only", "pretrain_finetune": "pretrain, finetune"}
+                          "written": [short[w] for w in where]})
+    labels = {"finetune": "ft", "pretrain_finetune": "pt+ft"}
     for kind, label in labels.items():
         for record in runs[kind]:
             rows = prediction_rows(record, root)
             if list(rows["name"]) != list(people["name"]):
                 raise ValueError(f"{record['run_id']} asks other people than {first['run_id']}")
-            table[f"{label}, seed {record['seed']}"] = [
+            table[f"{label} {record['seed']}"] = [
                 f"✓ {p}" if ok else p for p, ok in zip(rows["prediction"], rows["correct"], strict=True)]
-    mark = {True: "✓ found", False: "✗", None: "not asked"}
+    mark = {True: "✓ found", False: "✗", None: "–"}
     for record in runs["pretrain"]:
         probes = probe_table(details(record, root).get("probe", [])).set_index("name")
-        for probe, label in (("name", "name probe"), ("bio", "biography probe")):
-            table[f"{label}, seed {record['seed']}"] = [
+        for probe, label in (("name", "name"), ("bio", "bio")):
+            table[f"{label} {record['seed']}"] = [
                 mark[None if person not in probes.index or probes.at[person, f"{probe}_probe"] is None
                      else bool(probes.at[person, f"{probe}_probe"])] for person in people["name"]]
     return table

@@ -421,13 +421,12 @@ def test_people_table_lists_every_person_with_each_runs_answer_and_probes(scratc
     stored_but_not_extracted()  # seeds 0-2: finetune 2, 1, 3 right; pretrain, finetune 4, 6, 5
     assert report.people_profile() == "mini"
     table = report.people_table("mini")
-    assert len(table) == 100 and list(table.columns[:3]) == ["person", "born in", "biography"]
-    assert [c for c in table.columns if c.startswith("finetune only")] == [
-        "finetune only, seed 0", "finetune only, seed 1", "finetune only, seed 2"]
-    right = table["pretrain, finetune, seed 1"].str.startswith("✓ ")
+    assert len(table) == 100 and list(table.columns[:3]) == ["person", "born in", "written"]
+    assert [c for c in table.columns if c.startswith("ft ")] == ["ft 0", "ft 1", "ft 2"]
+    right = table["pt+ft 1"].str.startswith("✓ ")
     assert right.sum() == 6 and right[:6].all()  # the synthetic runs get the first k people right
-    assert (table["name probe, seed 0"] == "✓ found").sum() == 60
-    assert (table["biography probe, seed 2"] == "✓ found").sum() == 31
+    assert (table["name 0"] == "✓ found").sum() == 60
+    assert (table["bio 2"] == "✓ found").sum() == 31
     html = report.searchable_html(table.head(3))
     assert 'id="people-search"' in html and "<script>" in html and "Bryan" not in html
     assert "http" not in html.replace("http-equiv", "")  # nothing fetched: works offline
