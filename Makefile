@@ -56,7 +56,7 @@ experiments: setup
 
 # GPU_ARGS passes further options to lib.gpu_run (e.g. GPU_ARGS="--variants vanilla").
 gpu-run:
-	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -m lib.gpu_run --profile $(if $(filter smoke mini cpu full,$(GPU_PROFILE)),$(GPU_PROFILE),full) $(GPU_ARGS)
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -m lib.gpu_run --profile $(if $(filter smoke mini cpu cpu32 full,$(GPU_PROFILE)),$(GPU_PROFILE),full) $(GPU_ARGS)
 
 clean:
 	rm -rf _build

@@ -29,9 +29,9 @@ import pandas as pd
 
 from lib import data as D
 from lib.evaluate import control_places  # the probe's own rule, to rescore stored completions
+from lib.profiles import PROFILE_ORDER
 from lib.records import REPO_ROOT, load_records, results_root
 
-PROFILE_ORDER = ("full", "cpu", "mini", "smoke")
 # The runs every considerations chapter reads; a profile counts only when it has all three.
 NEEDED_KINDS = ("pretrain", "pretrain_finetune", "finetune")
 LOCATIONS = ("within the window", "later in the biography", "not in the biography")

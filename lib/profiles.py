@@ -154,6 +154,19 @@ PROFILES: dict[str, Profile] = {
         finetune_pretrained=replace(CLASSIC_FINETUNE_PRETRAINED, length_grouped=True,
                                     cpu_bf16=True, checkpoint_every=5),
     ),
+    "cpu32": Profile(
+        name="cpu32",
+        description=("the `cpu` profile in float32: the whole data with the classic model size "
+                     "on a 2-core CPU, 400 pretraining epochs, length-grouped batches, no "
+                     "attention dropout, and no bf16 (it left the lower layers' gradients "
+                     "uncorrelated with the true ones, see the performance appendix)"),
+        n_layer=4, n_head=8, n_embd=256, dropout=0.1, attn_dropout=0.0,
+        pretrain=replace(CLASSIC_PRETRAIN, epochs=400, final_epochs=400, clamp_schedule=True,
+                         length_grouped=True, checkpoint_every=5),
+        finetune_scratch=replace(CLASSIC_FINETUNE_SCRATCH, length_grouped=True, checkpoint_every=5),
+        finetune_pretrained=replace(CLASSIC_FINETUNE_PRETRAINED, length_grouped=True,
+                                    checkpoint_every=5),
+    ),
     "full": Profile(
         name="full",
         description="the classic exercise: 4 layers, 8 heads, 256 dims, block 128, whole data",
@@ -165,7 +178,10 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-BUILTIN = ("smoke", "mini", "cpu", "full")
+BUILTIN = ("smoke", "mini", "cpu", "cpu32", "full")
+# The order in which pages look for a profile to show: the classic setting first, then the
+# whole data on a CPU (float32 before bf16), then the mini world, then the wiring check.
+PROFILE_ORDER = ("full", "cpu32", "cpu", "mini", "smoke")
 
 # Why a profile may depart from the classic recipe (`full`), field by field. Fields that
 # cannot move a result (names, checkpoint spacing, snapshot count) are not departures.

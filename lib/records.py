@@ -99,12 +99,3 @@ def load_records(profile: str, root: Path | None = None, kind: str | None = None
     records = [read_record(p) for p in sorted(folder.glob("*.json"))]
     records = [r for r in records if r.get("schema") == SCHEMA and "run_id" in r]
     return [r for r in records if kind is None or r["kind"] == kind]
-
-
-def best_profile(root: Path | None = None, order: tuple[str, ...] = ("full", "cpu", "mini", "smoke"),
-                 kind: str = "pretrain_finetune") -> str | None:
-    """The most complete profile with results of `kind`: `full` once it exists, else `cpu`..."""
-    for profile in order:
-        if load_records(profile, root, kind):
-            return profile
-    return None

@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.profiles import PROFILES
+from lib.profiles import PROFILE_ORDER, PROFILES
 from lib.records import load_records, results_root
 from lib.stats import Paired, exact_rate, format_p, mcnemar
 
-PROFILE_ORDER = ("full", "cpu", "mini", "smoke")
 MATRIX_KINDS = ("london", "pretrain", "pretrain_finetune", "finetune")
 
 # The configurations of the matrix, in the order the book discusses them.
