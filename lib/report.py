@@ -3,7 +3,7 @@
 Chapters and stored notebooks call these functions instead of opening result files
 themselves, so every number on a page comes from a record under `results/<profile>/`
 (or the predictions, details and metrics log it names). The chapters present the best
-profile that has results: `full` once it exists, else `cpu`, else `mini`, else `smoke`.
+profile that has results: `full` once it exists, else `cpu32`, else `cpu`, else `mini`, else `smoke`.
 """
 
 from __future__ import annotations
