@@ -511,10 +511,10 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
     if london is not None:
         out["london"] = (f"The London baseline answers "
                          f"{exact_rate(sum(london_right), len(london_right)).text()} dev questions.")
+    ft_right = {seed: dev_outcomes(record, root) for seed, record in ft.items()}
     if ft:
         parts, verdicts = [], []
-        for seed, record in ft.items():
-            right = dev_outcomes(record, root)
+        for seed, right in ft_right.items():
             text = f"seed {seed}: {exact_rate(sum(right), len(right)).text()}"
             if london_right is not None:
                 test = mcnemar(right, london_right)
@@ -535,7 +535,7 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
                 above_both = above_both and test.verdict == "above"
                 text += ", " + _paired(test, "London")
             if seed in ft:
-                test = mcnemar(right, dev_outcomes(ft[seed], root))
+                test = mcnemar(right, ft_right[seed])
                 above_both = above_both and test.verdict == "above"
                 text += ", " + _paired(test, "finetuning alone (same seed)")
             verdicts.append("above" if above_both else "not")
