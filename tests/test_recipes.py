@@ -98,3 +98,37 @@ def test_a_recipe_run_records_its_recipe_and_trains_on_the_larger_corpus(scratch
     documents = n_train + n_dev + n_train  # biographies, then the training questions
     assert record["metrics"]["steps"] == profile.pretrain.epochs * math.ceil(documents / profile.pretrain.batch_size)
     assert (scratch / "results" / "smoke+mixed" / "pretrain-vanilla-seed0.json").is_file()
+
+
+def test_the_recipe_comparison_pairs_each_arm_with_vanilla_on_the_same_people(scratch):
+    from lib import recipe_report as RR
+    from lib.records import load_records
+    from lib.report import dev_outcomes
+    from lib.stats import mcnemar
+
+    for profile, variant in (("smoke", "vanilla"), ("smoke+mixed", "vanilla"), ("smoke+mixed", "rope")):
+        P.run("london", profile, progress=False)
+        P.run("pretrain_finetune", profile, variant=variant, progress=False)
+    root = scratch / "results"
+    (root / "smoke+unrelated").mkdir()  # a folder of another base is not an arm
+    found = RR.arms("smoke", root)
+    assert [a.label for a in found] == ["classic recipe (vanilla)", "mixed", "mixed + rope"]
+    measured = RR.measure("smoke", root)
+    assert [m.arm for m in measured] == found and {m.seed for m in measured} == {0}
+    reference, mixed = measured[0], measured[1]
+    assert reference.dev_vs_vanilla is None and reference.bio_vs_vanilla is None
+    records = {r["variant"]: r for r in load_records("smoke+mixed", root, kind="pretrain_finetune")}
+    vanilla = load_records("smoke", root, kind="pretrain_finetune")[0]
+    # Exactly the counts of the records, and McNemar on the two runs' own answers.
+    assert mixed.dev.k == records["vanilla"]["metrics"]["dev"]["correct"]
+    assert mixed.dev.n == 20
+    assert mixed.dev_vs_vanilla == mcnemar(dev_outcomes(records["vanilla"], root),
+                                           dev_outcomes(vanilla, root))
+    assert mixed.bio is not None and mixed.bio.n == mixed.bio_vs_vanilla.n
+    table = RR.recipe_table(measured)
+    assert list(table["what changes"]) == ["classic recipe (vanilla)", "mixed", "mixed + rope"]
+    assert table.loc[0, "against vanilla"] == "(reference)"
+    assert RR.provenance(measured, root).startswith("Every run compared here was made at commit ")
+    sentence = RR.verdict(mixed)
+    assert sentence.startswith("**mixed**, seed 0: ") and f"({mixed.dev.k} against " in sentence
+    assert ("answers more" in sentence) == (mixed.dev_vs_vanilla.verdict == "above")

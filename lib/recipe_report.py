@@ -1,0 +1,228 @@
+"""The recipes chapter's comparisons: each change to the classic recipe against vanilla
+attention with the classic recipe, on the same people of the same world.
+
+A configuration ("arm") is a profile (the base one or `base+option...`, see
+`lib.profiles.with_recipe`) and an attention variant. Every arm is compared with the base
+profile's vanilla runs seed by seed and person by person (McNemar's exact test, the rule of
+`lib.stats`): on the dev answers (extraction) and on the biography probe (storage).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from lib.records import load_records, results_root
+from lib.report import details, dev_outcomes
+from lib.stats import Paired, Rate, exact_rate, format_p, mcnemar
+
+# The attention variants this chapter compares; the cheaper-attention variants have their own.
+ARM_VARIANTS = ("vanilla", "rope")
+
+
+@dataclass(frozen=True)
+class Arm:
+    profile: str
+    variant: str
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The recipe options, then `rope` when the arm uses it: what the arm changes."""
+        return tuple(self.profile.split("+")[1:]) + (("rope",) if self.variant == "rope" else ())
+
+    @property
+    def label(self) -> str:
+        return " + ".join(self.options) if self.options else "classic recipe (vanilla)"
+
+
+def recipe_profiles(base: str, root: Path | None = None) -> list[str]:
+    """`base` and every `base+option...` profile with records, fewest options first, each
+    group in the order of `lib.data.RECIPES`."""
+    from lib.data import RECIPES
+
+    folder = root or results_root()
+    found = [p.name for p in folder.iterdir() if p.is_dir() and p.name.startswith(base + "+")] \
+        if folder.is_dir() else []
+    order = list(RECIPES)
+
+    def key(name: str) -> tuple:
+        options = name.split("+")[1:]
+        return (len(options), [order.index(o) if o in order else len(order) for o in options])
+
+    return [base] + sorted(found, key=key)
+
+
+def arms(base: str, root: Path | None = None) -> list[Arm]:
+    """Every arm with a pretrain + finetune record, the reference (base, vanilla) first,
+    then fewer changes before more."""
+    out = []
+    for profile in recipe_profiles(base, root):
+        kinds = {r["variant"] for r in load_records(profile, root, kind="pretrain_finetune")}
+        out += [Arm(profile, v) for v in ARM_VARIANTS if v in kinds]
+    return sorted(out, key=lambda a: (len(a.options), a.options != ("rope",)))
+
+
+def _by_seed(arm: Arm, kind: str, root: Path | None) -> dict[int, dict]:
+    return {r["seed"]: r for r in load_records(arm.profile, root, kind=kind)
+            if r["variant"] == arm.variant}
+
+
+def _bio_hits(record: dict | None, root: Path | None) -> dict[str, bool]:
+    """Per person the biography probe asked: did it find the person's own place?"""
+    if record is None:
+        return {}
+    from lib.analysis import probe_table  # the probe's own scoring rule
+
+    table = probe_table(details(record, root).get("probe", []))
+    if table.empty:
+        return {}
+    asked = table[table["bio_probe"].notna()]
+    return dict(zip(asked["name"], (bool(x) for x in asked["bio_probe"]), strict=True))
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One arm's seed: its dev answers and probe, each against the reference's same seed."""
+
+    arm: Arm
+    seed: int
+    dev: Rate
+    dev_vs_vanilla: Paired | None  # None for the reference itself or without its seed
+    dev_vs_london: Paired | None
+    bio: Rate | None
+    bio_vs_vanilla: Paired | None
+    answered_of_stored: Rate | None  # dev people the biography probe finds, answered right
+    final_loss: float | None
+
+
+def measure(base: str, root: Path | None = None) -> list[Measured]:
+    """Every arm's seeds, in the order of `arms`, then by seed."""
+    found = arms(base, root)
+    if not found:
+        return []
+    reference = Arm(base, "vanilla")
+    ref_pf = _by_seed(reference, "pretrain_finetune", root)
+    ref_pre = _by_seed(reference, "pretrain", root)
+    london = next(iter(load_records(base, root, kind="london")), None)
+    london_right = dev_outcomes(london, root) if london else None
+    out = []
+    for arm in found:
+        pre = _by_seed(arm, "pretrain", root)
+        for seed, record in sorted(_by_seed(arm, "pretrain_finetune", root).items()):
+            right = dev_outcomes(record, root)
+            names = [row["name"] for row in details(record, root).get("dev", [])]
+            bio = _bio_hits(pre.get(seed), root)
+            ref_bio = _bio_hits(ref_pre.get(seed), root)
+            both = [n for n in bio if n in ref_bio]
+            stored = [ok for name, ok in zip(names, right, strict=True) if bio.get(name)]
+            compared = arm != reference and seed in ref_pf
+            out.append(Measured(
+                arm=arm, seed=seed, dev=exact_rate(sum(right), len(right)),
+                dev_vs_vanilla=mcnemar(right, dev_outcomes(ref_pf[seed], root)) if compared else None,
+                dev_vs_london=mcnemar(right, london_right) if london_right is not None else None,
+                bio=exact_rate(sum(bio.values()), len(bio)) if bio else None,
+                bio_vs_vanilla=(mcnemar([bio[n] for n in both], [ref_bio[n] for n in both])
+                                if arm != reference and both else None),
+                answered_of_stored=exact_rate(sum(stored), len(stored)) if bio else None,
+                final_loss=pre[seed]["metrics"].get("final_loss") if seed in pre else None))
+    return out
+
+
+def _versus(test: Paired | None, missing: str = "(reference)") -> str:
+    if test is None:
+        return missing
+    return f"{test.verdict}: {test.only_a} vs {test.only_b} people, {format_p(test.p_value)}"
+
+
+def _short(rate: Rate | None) -> str:
+    if rate is None or not rate.n:
+        return "n/a"
+    return f"{rate.k}/{rate.n} = {100 * rate.value:.0f} % ({100 * rate.low:.0f}-{100 * rate.high:.0f})"
+
+
+def recipe_table(measured: list[Measured]) -> pd.DataFrame:
+    """One row per arm and seed: extraction (dev answers) and storage (biography probe),
+    each with its exact interval and its paired comparison with vanilla on the same seed."""
+    return pd.DataFrame([{
+        "what changes": m.arm.label, "seed": m.seed,
+        "dev accuracy (95 % CI)": _short(m.dev),
+        "against vanilla": _versus(m.dev_vs_vanilla),
+        "against London": "n/a" if m.dev_vs_london is None else m.dev_vs_london.verdict,
+        "biography probe (95 % CI)": _short(m.bio),
+        "probe against vanilla": _versus(m.bio_vs_vanilla),
+        "answered, of those stored": _short(m.answered_of_stored),
+    } for m in measured])
+
+
+def verdict(m: Measured) -> str:
+    """What one arm's seed shows against vanilla, in the words of the rule, no further."""
+    if m.dev_vs_vanilla is None:
+        return f"**{m.arm.label}**, seed {m.seed}: no vanilla run of this seed to compare with."
+    store = ("stores more" if m.bio_vs_vanilla and m.bio_vs_vanilla.verdict == "above" else
+             "stores less" if m.bio_vs_vanilla and m.bio_vs_vanilla.verdict == "below" else
+             "is not shown to store more or less")
+    answer = {"above": "answers more dev questions", "below": "answers fewer dev questions",
+              "not separated": "is not shown to answer more or fewer dev questions"}[
+        m.dev_vs_vanilla.verdict]
+    return (f"**{m.arm.label}**, seed {m.seed}: {answer} than vanilla ({m.dev.k} against "
+            f"{m.dev_vs_vanilla.b_correct} of {m.dev.n}; {_versus(m.dev_vs_vanilla)}) and {store} "
+            f"by the biography probe ({_versus(m.bio_vs_vanilla, 'no probe to compare')}). "
+            f"Of the people whose place its probe finds, it answers "
+            f"{_short(m.answered_of_stored)}.")
+
+
+def provenance(measured: list[Measured], root: Path | None = None) -> str:
+    """Which commits the compared runs come from and, where they differ, what the recorded
+    check (`benchmarks/same_arithmetic.py`) says about the code in between."""
+    commits: dict[str, list[str]] = {}
+    for m in measured:
+        record = next(r for r in load_records(m.arm.profile, root, kind="pretrain_finetune")
+                      if r["variant"] == m.arm.variant and r["seed"] == m.seed)
+        label = f"{m.arm.label} seed {m.seed}"
+        commits.setdefault(record["git_commit"][:7], [])
+        if label not in commits[record["git_commit"][:7]]:
+            commits[record["git_commit"][:7]].append(label)
+    if len(commits) == 1:
+        return f"Every run compared here was made at commit {next(iter(commits))}."
+    parts = [f"{', '.join(labels)} at commit {commit}" for commit, labels in commits.items()]
+    text = "The runs come from different commits: " + "; ".join(parts) + "."
+    folder = (root or results_root()) / "benchmarks"
+    checked, unlike = [], []
+    for old in commits:
+        for new in commits:
+            path = folder / f"same_arithmetic_{old}_{new}.json"
+            if old != new and path.exists():
+                result = _same_arithmetic(json.loads(path.read_text(encoding="utf-8")))
+                (checked if result is not None else unlike).append((old, new, result))
+    linked = {c for old, new, _ in checked for c in (old, new)}
+    if unlike:
+        text += (" Run at " + " and ".join(f"{o} and {n}" for o, n, _ in unlike) + ", the same "
+                 "small job did not train alike: those runs are not comparable as they stand.")
+    if checked:
+        worst = max(r for _, _, r in checked)
+        text += (" The same small job (`benchmarks/same_arithmetic.py`: the smoke profile with "
+                 "dropout on) run at " + ", ".join(f"{o} and {n}" for o, n, _ in checked)
+                 + " logged the same steps and learning rates, losses equal to a relative "
+                 f"{worst:.0e} at most, and identical answers and probe completions: the "
+                 "training arithmetic did not change in between. Over hundreds of epochs "
+                 "rounding differences can grow, so a rerun at the newer commit would match "
+                 "closely, not digit for digit.")
+    missing = [c for c in commits if c not in linked and len(commits) > 1]
+    if missing:
+        text += (" No check that the code trains alike links commit "
+                 + ", ".join(missing) + " to the others.")
+    return text
+
+
+def _same_arithmetic(record: dict) -> float | None:
+    """The largest relative loss difference of a same-arithmetic check that found the same
+    steps, rates, answers and completions at both commits; None if it found a difference."""
+    files = record["files (share of answers or completions that are identical)"]
+    logs = [v for k, v in files.items() if k.endswith(".metrics.jsonl")]
+    answers = [share for k, v in files.items() if k.endswith(".details.json") for share in v.values()]
+    if not logs or not all(v["same steps and rates"] for v in logs) or any(a != 1 for a in answers):
+        return None
+    return max(v["largest relative loss difference"] for v in logs)
