@@ -10,9 +10,13 @@ and `lib`, reads the data from the repository's `data/`, takes the commit from
 jobs on the CPU, which is how the tests exercise it with the smoke profile.
 
 Order by value. London first, in this process (no training). Then vanilla seed 0 with
-pretraining and without (the book's main comparison), the other vanilla seeds' finetunes
-without pretraining and then with it (the seed-to-seed spread), then the research variants:
-RoPE when a `rope` variant is registered and the synthesizer, then Linformer and BigBird.
+pretraining and without (the book's main comparison) and the other vanilla seeds' finetunes
+without pretraining (short). Then the first seed of RoPE and of each pretraining recipe
+(`--recipes`, default `RECIPES`: the options that did best on the CPU testbed, see the
+recipes chapter), each a configuration the book has not measured on the whole data; then
+the other vanilla seeds with pretraining (the seed-to-seed spread), then the other research
+variants: the synthesizer, then Linformer and BigBird. A recipe's runs go to
+results/<profile>+<options>, as `python -m lib run --profile full+mixed` would write them.
 
 Who runs when, and what finishes first. Each training step is one CUDA-graph launch, so a
 training process keeps the GPU busy; two processes share it by time slicing and each trains
@@ -48,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import glob
 import json
 import os
 import platform
@@ -56,7 +61,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -71,6 +76,10 @@ from lib.records import REPO_ROOT, git_commit, read_record, results_root
 
 # Research variants in order of value; registered variants not named here come last.
 VARIANT_ORDER = ("vanilla", "rope", "synthesizer", "linformer", "bigbird")
+# Variants whose first seed runs before vanilla's other seeds with pretraining.
+EARLY_VARIANTS = ("rope",)
+# Pretraining recipes the full matrix includes, as OPTIONS[:VARIANT] (`parse_recipe`).
+RECIPES = ("mixed+crop:rope",)
 # Seconds kept free before the deadline to stop the jobs and pack (at most a tenth of it).
 PACKING_RESERVE_S = 20.0
 STOP_GRACE_S = 10.0  # after SIGTERM, before SIGKILL
@@ -84,29 +93,59 @@ class Job(NamedTuple):
     kind: str
     variant: str
     seed: int
+    recipe: tuple[str, ...] = ()  # pretraining recipe options (`lib.data.RECIPES`)
 
     @property
     def run_id(self) -> str:
-        return run_id(self.kind, self.variant, self.seed)
+        """Unique in an invocation: a recipe's run is named with its options in front."""
+        rid = run_id(self.kind, self.variant, self.seed)
+        return "/".join(("+".join(self.recipe), rid)) if self.recipe else rid
+
+    def profile(self, base: str) -> str:
+        """The profile the job runs under: `base`, or `base+option...` for a recipe."""
+        return "+".join((base, *self.recipe))
+
+
+def parse_recipe(spec: str) -> tuple[tuple[str, ...], str]:
+    """'mixed+crop:rope' -> (('mixed', 'crop'), 'rope'); the variant defaults to vanilla.
+    Options are checked as profiles check them (known, distinct, in `lib.data.RECIPES` order)."""
+    options, _, variant = spec.partition(":")
+    parsed = tuple(options.split("+")) if options else ()
+    from lib.profiles import with_recipe
+
+    with_recipe(PROFILES["smoke"], parsed)  # raises ValueError with the valid choices
+    return parsed, variant or "vanilla"
 
 
 def variant_rank(variant: str) -> tuple[int, str]:
     return (VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER), variant)
 
 
-def jobs_for(variants: list[str], seeds: list[int], variant_seeds: list[int]) -> list[Job]:
-    """(kind, variant, seed) jobs, most valuable first (see the module's docstring): vanilla
-    seed 0 with and without pretraining, the other seeds' finetunes without pretraining and
-    then with it, then each research variant's pretrain + finetune over `variant_seeds`."""
-    jobs: list[Job] = []
+def jobs_for(variants: list[str], seeds: list[int], variant_seeds: list[int],
+             recipes: Sequence[tuple[tuple[str, ...], str]] = ()) -> list[Job]:
+    """Jobs, most valuable first (see the module's docstring): vanilla seed 0 with and without
+    pretraining and the other seeds' finetunes without it; the first of `variant_seeds` of
+    RoPE and of each recipe; the other vanilla seeds with pretraining; then the rest of
+    RoPE's and the recipes' seeds and the other research variants over `variant_seeds`.
+    A recipe runs only when its variant is among `variants`."""
+    first_jobs: list[Job] = []
+    later: list[Job] = []
     if "vanilla" in variants and seeds:
         first, *others = seeds
-        jobs += [Job("pretrain_finetune", "vanilla", first), Job("finetune", "vanilla", first)]
-        jobs += [Job("finetune", "vanilla", seed) for seed in others]
-        jobs += [Job("pretrain_finetune", "vanilla", seed) for seed in others]
-    for variant in sorted(set(variants) - {"vanilla"}, key=variant_rank):
-        jobs += [Job("pretrain_finetune", variant, seed) for seed in variant_seeds]
-    return jobs
+        first_jobs += [Job("pretrain_finetune", "vanilla", first), Job("finetune", "vanilla", first)]
+        first_jobs += [Job("finetune", "vanilla", seed) for seed in others]
+        later += [Job("pretrain_finetune", "vanilla", seed) for seed in others]
+    researched = sorted(set(variants) - {"vanilla"}, key=variant_rank)
+    early = [(variant, ()) for variant in researched if variant in EARLY_VARIANTS]
+    early += [(variant, tuple(options)) for options, variant in recipes if variant in variants]
+    for variant, recipe in early:
+        runs = [Job("pretrain_finetune", variant, seed, recipe) for seed in variant_seeds]
+        first_jobs += runs[:1]
+        later += runs[1:]
+    for variant in researched:
+        if variant not in EARLY_VARIANTS:
+            later += [Job("pretrain_finetune", variant, seed) for seed in variant_seeds]
+    return first_jobs + later
 
 
 def threads_per_job(n_jobs: int, cpus: int | None = None) -> int:
@@ -123,7 +162,7 @@ def packing_reserve(deadline: float) -> float:
 def phases(job: tuple) -> dict[str, str]:
     """The training phases of a (kind, variant, seed) job and the run id of each (pretrain +
     finetune has two, each with its own record and metrics log)."""
-    kind, variant, seed = job
+    kind, variant, seed = job[:3]
     if kind == "pretrain_finetune":
         return {"pretrain": run_id("pretrain", variant, seed), "finetune": run_id(kind, variant, seed)}
     return {kind: run_id(kind, variant, seed)}
@@ -137,7 +176,7 @@ def finished_before(profile: str, job: tuple) -> bool:
 def needs_pretraining(profile: str, job: tuple, force: bool) -> bool:
     """Whether the job will pretrain (the finetune redoes a pretraining whose weights are
     missing, as on a fresh GPU machine that holds only the committed records)."""
-    kind, variant, seed = job
+    kind, variant, seed = job[:3]
     if kind != "pretrain_finetune":
         return False
     pre = RunPaths.of(profile, run_id("pretrain", variant, seed))
@@ -208,7 +247,7 @@ class Matrix:
         self.log_dir = results_root() / self.profile / "logs"
 
     def command(self, job: Job) -> list[str]:
-        cmd = [sys.executable, "-m", "lib", "run", job.kind, "--profile", self.profile,
+        cmd = [sys.executable, "-m", "lib", "run", job.kind, "--profile", job.profile(self.profile),
                "--variant", job.variant, "--seed", str(job.seed), "--device", self.device,
                "--no-progress"]
         return cmd + (["--force"] if self.force else [])
@@ -217,7 +256,7 @@ class Matrix:
         """Every job's entry (status, seconds, speed...), in the order of `jobs`."""
         try:
             for job in list(self.pending):
-                if not self.force and finished_before(self.profile, job):
+                if not self.force and finished_before(job.profile(self.profile), job):
                     self.pending.remove(job)
                     self._note(job, "already done")
             while self.pending or self.running:
@@ -247,7 +286,7 @@ class Matrix:
 
     def may_start(self, job: Job) -> bool:
         """A job that will pretrain waits while another job pretrains."""
-        return not (needs_pretraining(self.profile, job, self.force)
+        return not (needs_pretraining(job.profile(self.profile), job, self.force)
                     and any(r.pretraining for r in self.running))
 
     def estimate(self, job: Job) -> float | None:
@@ -275,9 +314,10 @@ class Matrix:
         return started
 
     def _start(self, job: Job) -> Running:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_dir / f"{job.run_id}.log", "w")  # closed when reaped or stopped
-        pretraining = needs_pretraining(self.profile, job, self.force)
+        path = self.log_dir / f"{job.run_id}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(path, "w")  # closed when reaped or stopped
+        pretraining = needs_pretraining(job.profile(self.profile), job, self.force)
         process = subprocess.Popen(self.command(job), cwd=REPO_ROOT, stdout=log,
                                    stderr=subprocess.STDOUT, env=self.environment)
         print(f"  started: {job.run_id}" + (" (pretraining)" if pretraining else ""), flush=True)
@@ -287,8 +327,8 @@ class Matrix:
         for running in self.running:
             if not running.pretraining:
                 continue
-            record = RunPaths.of(self.profile, run_id("pretrain", running.job.variant,
-                                                      running.job.seed)).record
+            record = RunPaths.of(running.job.profile(self.profile),
+                                 run_id("pretrain", running.job.variant, running.job.seed)).record
             try:
                 done = record.stat().st_mtime >= running.started
             except FileNotFoundError:
@@ -338,12 +378,14 @@ class Matrix:
               pretrained_at: float | None = None, reason: str | None = None) -> dict:
         entry = {"run_id": job.run_id, "kind": job.kind, "variant": job.variant, "seed": job.seed,
                  "status": status, "returncode": returncode, "seconds": 0.0}
+        if job.recipe:
+            entry["recipe"] = list(job.recipe)
         if started is not None:
             entry.update(started_s=round(started - self.started, 1),
                          seconds=round((ended or time.time()) - started, 1),
                          log=f"logs/{job.run_id}.log",
-                         steps_per_second=training_speed(self.profile, job),
-                         cuda_graphs=graph_use(self.profile, job))
+                         steps_per_second=training_speed(job.profile(self.profile), job),
+                         cuda_graphs=graph_use(job.profile(self.profile), job))
         if pretrained_at is not None:
             entry["pretrained_after_s"] = round(pretrained_at - started, 1)
         if reason is not None:
@@ -428,22 +470,24 @@ def merged_summary(profile: str, earlier: dict, invocation: dict, entries: list[
 
 
 def pack(profile: str, archive: Path) -> Path:
-    """Every file under results/<profile> (records, predictions, metrics and job logs, the
-    run's summary) in one gzipped tar, paths relative to the repository root; written beside
-    the archive and renamed over it, so the archive is always a whole one."""
-    folder = results_root() / profile
+    """Every file under results/<profile> and its recipes' results/<profile>+<options>
+    (records, predictions, metrics and job logs, the run's summary) in one gzipped tar, paths
+    relative to the repository root; written beside the archive and renamed over it, so the
+    archive is always a whole one."""
+    root = results_root()
+    folders = [root / profile] + sorted(root.glob(glob.escape(profile) + "+*"))
     archive = Path(archive)
     archive.parent.mkdir(parents=True, exist_ok=True)
     partial = archive.with_name(archive.name + ".partial")
     try:
         with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
-            for path in sorted(folder.rglob("*")):
+            for path in sorted(p for folder in folders for p in folder.rglob("*")):
                 # Skip half-written files of atomic writes (a record appears by a rename).
                 if path in (archive, partial) or (path.name.startswith(".") and path.suffix == ".tmp"):
                     continue
                 try:
                     if path.is_file():
-                        tar.add(path, arcname=str(Path("results") / profile / path.relative_to(folder)))
+                        tar.add(path, arcname=str(Path("results") / path.relative_to(root)))
                 except FileNotFoundError:  # renamed away while we packed
                     continue
         partial.replace(archive)
@@ -497,6 +541,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
     ap.add_argument("--variants", nargs="+", default=None, help="default: every registered variant")
     ap.add_argument("--variant-seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--recipes", nargs="*", default=list(RECIPES), metavar="OPTIONS[:VARIANT]",
+                    help="pretraining recipes to run over --variant-seeds when their variant is among "
+                    "--variants, e.g. mixed+crop:rope "
+                    f"(default: {' '.join(RECIPES)}; none: --recipes with no value)")
     ap.add_argument("--data", type=Path, default=None, metavar="FOLDER",
                     help="the data folder (default: the repository's data/ when it holds the "
                     "files, else $BIRTHPLACE_DATA)")
@@ -527,6 +575,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(variants) - set(available_variants())
     if unknown:
         ap.error(f"unknown variants {sorted(unknown)}; choose from {available_variants()}")
+    try:
+        recipes = [parse_recipe(spec) for spec in args.recipes]
+    except ValueError as error:
+        ap.error(f"--recipes: {error}")
+    unknown = {variant for _, variant in recipes} - set(available_variants())
+    if unknown:
+        ap.error(f"--recipes: unknown variants {sorted(unknown)}; choose from {available_variants()}")
     seeds = args.seeds if args.seeds is not None else list(profile.seeds)
     if any(seed < 0 for seed in seeds + args.variant_seeds):
         ap.error("seeds must be non-negative integers")
@@ -578,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = job_environment(threads, data_folder, commit, cuda_graphs=graphs,
                           epoch_checkpoints=epoch_checkpoints, compile_model=args.compile)
-    jobs = jobs_for(variants, seeds, args.variant_seeds)
+    jobs = jobs_for(variants, seeds, args.variant_seeds, recipes)
     matrix = Matrix(profile.name, jobs, n_jobs, str(device), env, stop_at=stop_at,
                     force=args.force, changed=save, started=started)
     matrix.durations = earlier_durations(earlier, name)
@@ -602,8 +657,9 @@ def main(argv: list[str] | None = None) -> int:
     for entry in entries:
         speed = ", ".join(f"{phase} {v} steps/s" for phase, v in entry.get("steps_per_second", {}).items())
         print(f"  {entry['run_id']:<40} {entry['status']:<24} {entry['seconds']:>7.0f} s  {speed}")
-    for rid in [run_id("london")] + [rid for job in jobs for rid in phases(job).values()]:
-        path = RunPaths.of(profile.name, rid).record
+    for where, rid in [(profile.name, run_id("london"))] + [
+            (job.profile(profile.name), rid) for job in jobs for rid in phases(job).values()]:
+        path = RunPaths.of(where, rid).record
         if path.exists():
             print("  " + summary_line(read_record(path)))
     unfinished = [e for e in entries if e["status"] not in ("done", "already done")]

@@ -101,11 +101,30 @@ def test_jobs_run_most_valuable_first():
     from lib.gpu_run import jobs_for
 
     jobs = jobs_for(["bigbird", "vanilla", "linformer", "synthesizer", "rope"], [0, 1, 2], [0])
-    assert jobs == [("pretrain_finetune", "vanilla", 0), ("finetune", "vanilla", 0),
+    assert [job[:3] for job in jobs] == [("pretrain_finetune", "vanilla", 0), ("finetune", "vanilla", 0),
                     ("finetune", "vanilla", 1), ("finetune", "vanilla", 2),
+                    ("pretrain_finetune", "rope", 0),
                     ("pretrain_finetune", "vanilla", 1), ("pretrain_finetune", "vanilla", 2),
-                    ("pretrain_finetune", "rope", 0), ("pretrain_finetune", "synthesizer", 0),
+                    ("pretrain_finetune", "synthesizer", 0),
                     ("pretrain_finetune", "linformer", 0), ("pretrain_finetune", "bigbird", 0)]
+
+
+def test_recipes_run_their_first_seed_before_vanillas_other_seeds_under_their_own_profile():
+    from lib.gpu_run import jobs_for, parse_recipe
+
+    recipes = [parse_recipe("mixed+crop:rope"), parse_recipe("mixed"), parse_recipe("crop:synthesizer")]
+    assert recipes == [(("mixed", "crop"), "rope"), (("mixed",), "vanilla"), (("crop",), "synthesizer")]
+    jobs = jobs_for(["vanilla", "rope"], [0, 1], [0, 1], recipes)
+    assert [(j.run_id, j.profile("full")) for j in jobs if j.kind == "pretrain_finetune"] == [
+        ("pretrain_finetune-vanilla-seed0", "full"), ("pretrain_finetune-rope-seed0", "full"),
+        ("mixed+crop/pretrain_finetune-rope-seed0", "full+mixed+crop"),
+        ("mixed/pretrain_finetune-vanilla-seed0", "full+mixed"),
+        ("pretrain_finetune-vanilla-seed1", "full"), ("pretrain_finetune-rope-seed1", "full"),
+        ("mixed+crop/pretrain_finetune-rope-seed1", "full+mixed+crop"),
+        ("mixed/pretrain_finetune-vanilla-seed1", "full+mixed")]  # no synthesizer asked for
+    for bad in ("crop+mixed", "bogus", "mixed+mixed"):
+        with pytest.raises(ValueError):
+            parse_recipe(bad)
 
 
 def test_without_a_rope_variant_the_order_goes_on_without_it_and_new_variants_come_last():
@@ -115,7 +134,7 @@ def test_without_a_rope_variant_the_order_goes_on_without_it_and_new_variants_co
     assert [(j.variant, j.seed) for j in jobs if j.kind == "pretrain_finetune"] == [
         ("vanilla", 0), ("synthesizer", 0), ("synthesizer", 1), ("bigbird", 0), ("bigbird", 1),
         ("performer", 0), ("performer", 1)]
-    assert jobs_for(["synthesizer"], [0, 1], [0]) == [("pretrain_finetune", "synthesizer", 0)]
+    assert jobs_for(["synthesizer"], [0, 1], [0]) == [("pretrain_finetune", "synthesizer", 0, ())]
 
 
 def test_each_process_gets_an_equal_share_of_the_cpu():
@@ -250,9 +269,14 @@ def test_the_archive_leaves_out_half_written_files_and_is_replaced_whole(tmp_pat
     (folder / "london.json").write_text("{}")
     (folder / "logs" / "a.log").write_text("log")
     (folder / ".london.json.x1y2.tmp").write_text("{ half")
+    (tmp_path / "results" / "smoke+mixed").mkdir()
+    (tmp_path / "results" / "smoke+mixed" / "pretrain-vanilla-seed0.json").write_text("{}")
+    (tmp_path / "results" / "smokey").mkdir()  # another profile's folder stays out
+    (tmp_path / "results" / "smokey" / "london.json").write_text("{}")
     archive = pack("smoke", tmp_path / "out" / "smoke.tgz")
     with tarfile.open(archive) as tar:
-        assert sorted(tar.getnames()) == ["results/smoke/logs/a.log", "results/smoke/london.json"]
+        assert sorted(tar.getnames()) == ["results/smoke+mixed/pretrain-vanilla-seed0.json",
+                                          "results/smoke/logs/a.log", "results/smoke/london.json"]
     assert [p.name for p in archive.parent.iterdir()] == ["smoke.tgz"]
 
 
@@ -396,3 +420,25 @@ def test_the_jobs_are_told_the_data_the_commit_and_to_skip_epoch_checkpoints(tmp
     assert env["OMP_NUM_THREADS"] == "8"
     assert "BOOK_GIT_COMMIT" not in job_environment(1, tmp_path, "unknown", cuda_graphs=False,
                                                     epoch_checkpoints=True, compile_model=False)
+
+
+def test_a_recipe_job_writes_under_its_own_profile_and_comes_back_in_the_archive(tmp_path):
+    env = {**os.environ, "BOOK_RESULTS": str(tmp_path / "results"),
+           "BOOK_CHECKPOINTS": str(tmp_path / "checkpoints")}
+    archive = tmp_path / "out" / "smoke.tgz"
+    base = [sys.executable, "-m", "lib.gpu_run", "--profile", "smoke", "--variants", "vanilla",
+            "--device", "cpu", "--seeds", "0"]
+    bad = subprocess.run(base + ["--recipes", "crop+mixed"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "write recipe options in this order: mixed+crop" in bad.stderr
+    proc = subprocess.run(base + ["--recipes", "mixed", "--pack", str(archive)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    members = archive_members(archive)
+    assert "results/smoke+mixed/pretrain_finetune-vanilla-seed0.json" in members
+    assert "results/smoke/logs/mixed/pretrain_finetune-vanilla-seed0.log" in members
+    summary = json.loads((tmp_path / "results" / "smoke" / "gpu_run.json").read_text())
+    entry = next(e for e in summary["runs"] if e["run_id"] == "mixed/pretrain_finetune-vanilla-seed0")
+    assert entry["status"] == "done" and entry["recipe"] == ["mixed"]
+    record = json.loads((tmp_path / "results" / "smoke+mixed" / "pretrain-vanilla-seed0.json").read_text())
+    assert record["config"]["recipe"] == ["mixed"]
