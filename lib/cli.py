@@ -174,6 +174,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("kind", choices=["london", "pretrain", "finetune", "pretrain_finetune"])
     run.add_argument("--force", action="store_true", help="redo a finished run")
 
+    unread = sub.add_parser("probe-unread", help="add the never-read people's probe to a finished "
+                            "pretraining's record (runs made before pretraining did it)")
+    common(unread)
+
     exp = sub.add_parser("experiments", help="the whole matrix of a profile through papermill")
     exp.add_argument("--profile", type=_profile, required=True)
     exp.add_argument("--seeds", type=_seed, nargs="+", default=None)
@@ -306,6 +310,17 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         run_matrix(args.profile, seeds=args.seeds, variants=args.variants, device=args.device,
                    force=args.force, render_only=args.render_only)
+        return 0
+    if args.command == "probe-unread":
+        try:
+            record = P.add_unread_probe(args.profile, args.variant or "vanilla", args.seed, args.device)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        u = record["metrics"]["probe_unread"]
+        print(f"{record['profile']} {record['run_id']}: never-read people, name probe "
+              f"{u['name_gold_correct']}/{u['name_gold_total']}, biography probe "
+              f"{u['bio_gold_correct']}/{u['bio_gold_total']}")
         return 0
     if args.command == "run":
         record = P.run(args.kind, args.profile, args.variant, args.seed, args.device, args.force,

@@ -598,6 +598,23 @@ def mini_world(data: BirthplaceData, n_train: int, n_dev: int, seed: int) -> Wor
                  f"{len(corpus)} biographies, {sum(map(len, corpus)):,} characters")
 
 
+def unread_people(data: BirthplaceData, world: World, n: int, seed: int = 0) -> list[Question]:
+    """A seeded sample of up to `n` people whose biography exists but is not in the world's
+    corpus (none for the whole data): the probes' control for "stored". A model that never
+    read someone can still guess their place from the name or from the biography's opening;
+    what a probe finds for these people is that guess rate."""
+    read = set(world.corpus)
+    bios = data.biographies
+    seen: set[str] = set()
+    pool = []
+    for q in data.train + data.dev:
+        if q.place is not None and q.name in bios and bios[q.name] not in read and q.name not in seen:
+            seen.add(q.name)
+            pool.append(q)
+    rng = np.random.default_rng(seed)
+    return [pool[i] for i in sorted(rng.choice(len(pool), min(n, len(pool)), replace=False))]
+
+
 def full_world(data: BirthplaceData) -> World:
     return World(data.corpus, data.train, data.dev,
                  f"whole data: {len(data.train)} train and {len(data.dev)} dev questions, "

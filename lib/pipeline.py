@@ -21,6 +21,7 @@ from lib import data as D
 from lib.atomic import atomic_write_json
 from lib.checkpoint import load_weights, save_weights
 from lib.evaluate import (
+    ProbeResult,
     knowledge_probe,
     london_baseline,
     predict,
@@ -198,15 +199,50 @@ def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0
         snapshots.append({"epoch": snap_meta["epoch"], "step": snap_meta["step"],
                           "tokens": snap_meta["tokens"], "probe": snap_probe.summary(),
                           "file": str(snap.relative_to(checkpoints_root()))})
-    atomic_write_json(paths.details, {"probe": probe.per_person()})
+    unread = unread_probe(model, world, data, dev)
+    atomic_write_json(paths.details, {"probe": probe.per_person(),
+                                      **({"unread": unread.per_person()} if unread else {})})
     record = _base_record("pretrain", profile, variant, seed, world, data, dev)
     record.update(
         metrics={"final_loss": result.final_loss, "steps": result.steps, "tokens": result.tokens,
-                 "probe": probe.summary(), "snapshots": snapshots},
+                 "probe": probe.summary(), "snapshots": snapshots,
+                 **({"probe_unread": unread.summary()} if unread else {})},
         wall_time=time.time() - started, train_time=train_time,
         parameters=model.num_parameters(), cuda_graphs=graph_summary(result),
         files={"metrics_log": paths.metrics.name, "details": paths.details.name},
     )
+    return read_record(write_record(record))
+
+
+def unread_probe(model, world: D.World, data: D.BirthplaceData,
+                 device: torch.device) -> ProbeResult | None:
+    """Both probes on as many people the model never read as the world has dev people
+    (`lib.data.unread_people`); None for the whole data, where everyone was read."""
+    people = D.unread_people(data, world, len(world.dev))
+    return knowledge_probe(model, people, data.biographies, data.vocab, device=device) if people else None
+
+
+def add_unread_probe(profile: str, variant: str = "vanilla", seed: int = 0,
+                     device: str = "auto") -> dict:
+    """Probe a finished pretraining's stored weights on never-read people and add the result
+    to its record and details, for runs made before the pretraining did so itself. The
+    addition names its own commit and time; the rest of the record is left as it was."""
+    paths = RunPaths.of(profile, run_id("pretrain", variant, seed))
+    if not paths.record.exists() or not paths.weights.exists():
+        raise FileNotFoundError(f"{profile} {run_id('pretrain', variant, seed)}: the record and "
+                                f"the weights ({paths.weights}) are both needed")
+    dev = resolve_device(device)
+    data = D.load()
+    world = world_for(get_profile(profile), data)
+    unread = unread_probe(load_model(paths.weights, dev), world, data, dev)
+    if unread is None:
+        raise ValueError(f"profile {profile} reads every biography: no never-read people to probe")
+    details = json.loads(paths.details.read_text(encoding="utf-8"))
+    atomic_write_json(paths.details, {**details, "unread": unread.per_person()})
+    record = read_record(paths.record)
+    record["metrics"]["probe_unread"] = unread.summary()
+    record["probe_unread_added"] = {k: v for k, v in provenance(dev).items()
+                                    if k in ("git_commit", "created", "torch_version")}
     return read_record(write_record(record))
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from lib.profiles import PROFILE_ORDER, PROFILES
 from lib.records import load_records, results_root
-from lib.stats import Paired, exact_rate, format_p, mcnemar
+from lib.stats import Paired, exact_rate, fisher, format_p, mcnemar
 
 MATRIX_KINDS = ("london", "pretrain", "pretrain_finetune", "finetune")
 
@@ -488,26 +488,38 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
     stored = None
     if pre:
         parts, seed_stored = [], []
+        unread_everywhere = all("probe_unread" in r["metrics"] for r in pre.values())
         for seed, record in pre.items():
             said, any_above = [], False
+            unread = record["metrics"].get("probe_unread")
             for probe, label in (("name", "the name probe"), ("bio", "the biography probe")):
                 own, control = probe_outcomes(record, probe, root)
                 if not own:
                     continue
                 test = mcnemar(own, control)
-                any_above = any_above or test.verdict == "above"
-                said.append(f"{label} completes the own birthplace of "
-                            f"{exact_rate(sum(own), len(own)).text()} people and the control's "
-                            f"place of {sum(control)}, " + _paired(test, "the control"))
+                above = test.verdict == "above"
+                text = (f"{label} completes the own birthplace of "
+                        f"{exact_rate(sum(own), len(own)).text()} people and the control's "
+                        f"place of {sum(control)}, " + _paired(test, "the control"))
+                if unread is not None:
+                    hits, n = unread[f"{probe}_gold_correct"], unread[f"{probe}_gold_total"]
+                    versus = fisher(sum(own), len(own), hits, n)
+                    above = above and versus.verdict == "above"
+                    text += (f"; on people it never read it finds {hits}/{n}, and the people it "
+                             f"read are {versus.relation} them (Fisher {format_p(versus.p_value)})")
+                any_above = any_above or above
+                said.append(text)
             seed_stored.append("above" if any_above else "not")
             parts.append(f"seed {seed}: " + "; ".join(said))
         stored = all(v == "above" for v in seed_stored)
         verdict = ("so the pretrained model has stored birthplaces" if stored else
                    "so these numbers do not show stored facts in every seed")
+        beyond = (" and than on people it never read (what it can guess from a name or a "
+                  "biography's opening)" if unread_everywhere else "")
         out["probe"] = ("Knowledge probes after pretraining, seed by seed (every seed asks the "
                         "same people): " + " ".join(p + "." for p in parts)
-                        + " A probe finds the own place more often than the control's in "
-                        f"{_across(seed_stored)}, {verdict}.")
+                        + f" A probe finds the own place more often than the control's{beyond} "
+                        f"in {_across(seed_stored)}, {verdict}.")
     if london is not None:
         out["london"] = (f"The London baseline answers "
                          f"{exact_rate(sum(london_right), len(london_right)).text()} dev questions.")
@@ -578,6 +590,11 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
                                                  f" of {p['name_gold_total']}")
             row["biography probe (own / control)"] = (f"{p['bio_gold_correct']} / "
                                                       f"{p['bio_control_correct']} of {p['bio_gold_total']}")
+            if "probe_unread" in m:
+                u = m["probe_unread"]
+                row["never-read people (name / biography)"] = (
+                    f"{u['name_gold_correct']}/{u['name_gold_total']} / "
+                    f"{u['bio_gold_correct']}/{u['bio_gold_total']}")
         if "final_loss" in m:
             row["final loss"] = round(m["final_loss"], 4)
             row["steps"] = m["steps"]

@@ -91,3 +91,33 @@ def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> Paired:
 def format_p(p: float) -> str:
     """A p-value as a reader wants it: 'p = 0.0078', 'p = 0.50', tiny ones as 'p < 0.001'."""
     return "p < 0.001" if p < 0.001 else f"p = {p:.2g}" if p < 0.1 else f"p = {p:.2f}"
+
+
+@dataclass(frozen=True)
+class Unpaired:
+    """Two rates over different people (no pairing possible), compared by Fisher's exact test."""
+
+    a: Rate
+    b: Rate
+    p_value: float  # two-sided
+
+    @property
+    def verdict(self) -> str:
+        """'above', 'below' or 'not separated' for a against b, by the rule `ALPHA`."""
+        if self.p_value >= ALPHA or self.a.value == self.b.value:
+            return "not separated"
+        return "above" if self.a.value > self.b.value else "below"
+
+    @property
+    def relation(self) -> str:
+        return "not separated from" if self.verdict == "not separated" else self.verdict
+
+
+def fisher(a_hits: int, a_n: int, b_hits: int, b_n: int) -> Unpaired:
+    """Fisher's exact test of two rates over different people: used where no person is in
+    both groups (people a model read against people it never read), never for paired data."""
+    from scipy.stats import fisher_exact
+
+    table = [[a_hits, a_n - a_hits], [b_hits, b_n - b_hits]]
+    p = 1.0 if min(a_n, b_n) == 0 else float(fisher_exact(table).pvalue)
+    return Unpaired(exact_rate(a_hits, a_n), exact_rate(b_hits, b_n), p)

@@ -52,3 +52,15 @@ def test_mcnemar_needs_the_same_people():
 def test_p_values_print_as_readers_expect():
     assert format_p(0.0001) == "p < 0.001" and format_p(0.0078125) == "p = 0.0078"
     assert format_p(0.5) == "p = 0.50"
+
+
+def test_fisher_matches_the_tea_tasting_experiment_and_states_its_direction():
+    from lib.stats import fisher
+
+    tea = fisher(3, 4, 1, 4)  # Fisher's lady tasting tea: 3 of 4 cups right each way
+    assert tea.p_value == pytest.approx(34 / 70, abs=1e-12) and tea.verdict == "not separated"
+    clear = fisher(40, 50, 5, 50)
+    assert clear.p_value < 1e-10 and clear.verdict == "above" and clear.relation == "above"
+    assert fisher(5, 50, 40, 50).verdict == "below"
+    assert fisher(0, 0, 3, 10).p_value == 1.0
+    assert clear.a.k == 40 and clear.b.n == 50
