@@ -155,6 +155,31 @@ def gather(data: D.BirthplaceData, profile: str | None = None, root: Path | None
     return Evidence(profile, variant, seed, records, details, world, data)
 
 
+def gather_seeds(evidence: Evidence, root: Path | None = None) -> list[Evidence]:
+    """The same profile and variant for every seed with finished runs of every kind, in seed
+    order (`evidence` itself among them): what the essays' seed-by-seed tables read."""
+    if evidence.source != "stored runs":
+        return [evidence]
+    seeds = sorted({r["seed"] for r in load_records(evidence.profile, root, NEEDED_KINDS[0])
+                    if r.get("variant") == evidence.variant})
+    out = []
+    for seed in seeds:
+        try:
+            out.append(evidence if seed == evidence.seed else
+                       gather(evidence.data, evidence.profile, root, evidence.variant, seed))
+        except LookupError:  # this seed's matrix is not finished
+            continue
+    return out
+
+
+def seeds_line(evidences: Sequence[Evidence]) -> str:
+    """How many seeds a page reads, for its note: 'seeds 0, 1 and 2 (3 seeds)'."""
+    seeds = [str(e.seed) for e in evidences]
+    listed = seeds[0] if len(seeds) == 1 else ", ".join(seeds[:-1]) + " and " + seeds[-1]
+    return (f"seed {listed} (one seed)" if len(seeds) == 1
+            else f"seeds {listed} ({len(seeds)} seeds)")
+
+
 def _code_hash() -> str:
     digest = hashlib.sha256()
     for path in sorted((REPO_ROOT / "lib").glob("*.py")):

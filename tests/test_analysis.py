@@ -422,3 +422,13 @@ def test_control_places_match_the_knowledge_probe(real_data):
     assert result.control_places[0] != "London"
     table = A.probe_table(result.per_person())
     assert table["control"].tolist() == result.control_places
+
+
+def test_the_essays_read_every_finished_seed_of_their_profile(real_data):
+    first = A.gather(real_data, "mini")
+    every = A.gather_seeds(first)
+    assert [e.seed for e in every] == [0, 1, 2] and every[0] is first
+    assert all(e.profile == "mini" and e.variant == "vanilla" for e in every)
+    assert every[1].records["pretrain_finetune"]["seed"] == 1
+    assert A.seeds_line(every) == "seeds 0, 1 and 2 (3 seeds)"
+    assert A.seeds_line(every[:1]) == "seed 0 (one seed)"
