@@ -926,10 +926,11 @@ def people_profile(root: Path | None = None) -> str | None:
 
 PEOPLE_LEGEND = (
     "**written**: where the biography writes the place: inside the window span corruption "
-    "shows (*window*), after it (*later*), or nowhere (*absent*); **ft N**: the answer of the "
-    "model finetuned without pretraining, seed N; **pt+ft N**: pretrained, then finetuned, "
-    "seed N; **name N**, **bio N**: the name and biography probes of the seed-N pretrained model "
-    "(*–*: not asked, the place is not in the window).")
+    "shows (*window*), after it (*later*), or nowhere (*absent*); **finetune only** and "
+    "**pretrain, finetune**: each seed's answer in seed order, separated by ·, a right one "
+    "marked ✓; **name probe**, **bio probe**: one mark per seed of the pretrained model, ✓ where "
+    "the probe completes the person's place, ✗ where it does not, – where it was not asked "
+    "(the place is not in the window).")
 
 
 def people_table(profile: str, root: Path | None = None) -> pd.DataFrame:
@@ -951,21 +952,28 @@ def people_table(profile: str, root: Path | None = None) -> pd.DataFrame:
     short = {LOCATIONS[0]: "window", LOCATIONS[1]: "later", LOCATIONS[2]: "absent"}
     table = pd.DataFrame({"person": people["name"], "born in": people["gold"],
                           "written": [short[w] for w in where]})
-    labels = {"finetune": "ft", "pretrain_finetune": "pt+ft"}
+    labels = {"finetune": "finetune only", "pretrain_finetune": "pretrain, finetune"}
     for kind, label in labels.items():
+        answers = []
         for record in runs[kind]:
             rows = prediction_rows(record, root)
             if list(rows["name"]) != list(people["name"]):
                 raise ValueError(f"{record['run_id']} asks other people than {first['run_id']}")
-            table[f"{label} {record['seed']}"] = [
-                f"✓ {p}" if ok else p for p, ok in zip(rows["prediction"], rows["correct"], strict=True)]
-    mark = {True: "✓ found", False: "✗", None: "–"}
-    for record in runs["pretrain"]:
-        probes = probe_table(details(record, root).get("probe", [])).set_index("name")
-        for probe, label in (("name", "name"), ("bio", "bio")):
-            table[f"{label} {record['seed']}"] = [
-                mark[None if person not in probes.index or probes.at[person, f"{probe}_probe"] is None
-                     else bool(probes.at[person, f"{probe}_probe"])] for person in people["name"]]
+            answers.append([f"✓ {p}" if ok else p
+                            for p, ok in zip(rows["prediction"], rows["correct"], strict=True)])
+        if answers:
+            table[label] = [" · ".join(per_seed) for per_seed in zip(*answers, strict=True)]
+    mark = {True: "✓", False: "✗", None: "–"}
+    for probe in ("name", "bio"):
+        marks = []
+        for record in runs["pretrain"]:
+            probes = probe_table(details(record, root).get("probe", [])).set_index("name")
+            marks.append([mark[None if person not in probes.index
+                               or probes.at[person, f"{probe}_probe"] is None
+                               else bool(probes.at[person, f"{probe}_probe"])]
+                          for person in people["name"]])
+        if marks:
+            table[f"{probe} probe"] = ["".join(per_seed) for per_seed in zip(*marks, strict=True)]
     return table
 
 

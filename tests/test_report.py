@@ -422,11 +422,15 @@ def test_people_table_lists_every_person_with_each_runs_answer_and_probes(scratc
     assert report.people_profile() == "mini"
     table = report.people_table("mini")
     assert len(table) == 100 and list(table.columns[:3]) == ["person", "born in", "written"]
-    assert [c for c in table.columns if c.startswith("ft ")] == ["ft 0", "ft 1", "ft 2"]
-    right = table["pt+ft 1"].str.startswith("✓ ")
+    assert list(table.columns[3:]) == ["finetune only", "pretrain, finetune", "name probe", "bio probe"]
+    per_seed = table["pretrain, finetune"].str.split(" · ")
+    assert per_seed.map(len).eq(3).all()  # one answer per seed, in seed order
+    right = per_seed.str[1].str.startswith("✓ ")
     assert right.sum() == 6 and right[:6].all()  # the synthetic runs get the first k people right
-    assert (table["name 0"] == "✓ found").sum() == 60
-    assert (table["bio 2"] == "✓ found").sum() == 31
+    assert table["finetune only"].str.split(" · ").str[2].str.startswith("✓ ").sum() == 3
+    assert (table["name probe"].str[0] == "✓").sum() == 60
+    assert (table["bio probe"].str[2] == "✓").sum() == 31
+    assert table["name probe"].str.len().eq(3).all()
     html = report.searchable_html(table.head(3))
     assert 'id="people-search"' in html and "<script>" in html and "Bryan" not in html
     assert "http" not in html.replace("http-equiv", "")  # nothing fetched: works offline
