@@ -55,7 +55,7 @@ class Evidence:
 
     @property
     def window(self) -> int:
-        return prefix_window(self.records["pretrain"]["config"]["block_size"])
+        return D.prefix_window(self.records["pretrain"]["config"]["block_size"])
 
     @property
     def label(self) -> str:
@@ -233,11 +233,6 @@ def gather_for_book(data: D.BirthplaceData, root: Path | None = None,
 # --------------------------------------------------------------------------------------
 # (a) Where the knowledge is
 # --------------------------------------------------------------------------------------
-def prefix_window(block_size: int) -> int:
-    """The longest document prefix span corruption ever shows: 7/8 of the block."""
-    return int(block_size * 7 / 8)
-
-
 def place_location(place: str, biography: str | None, window: int) -> str:
     """Whether a place is written in a biography, and whether that mention fits the window.
 

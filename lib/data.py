@@ -23,6 +23,12 @@ PAD_CHAR = "\u25a1"  # □, id 0
 MASK_CHAR = "\u2047"  # ⁇, id 1
 PAD_ID, MASK_ID = 0, 1
 
+
+def prefix_window(block_size: int) -> int:
+    """The longest document prefix span corruption ever shows: 7/8 of the block (the classic
+    exercise's rule), which the probes and the essays also use."""
+    return int(block_size * 7 / 8)
+
 FILES = {
     "wiki": "wiki.txt",
     "train": "birth_places_train.tsv",
@@ -369,7 +375,7 @@ class SpanCorruptionDataset:
         if block_size < 8:
             raise ValueError(f"block_size must be at least 8 for span corruption, got {block_size}")
         self.block_size = block_size
-        self.max_len = int(block_size * 7 / 8)
+        self.max_len = prefix_window(block_size)
         self.vocab = vocab
         self.docs = docs
         self.ids = encode_documents(docs, vocab, min(max(len(d) for d in docs), self.max_len))

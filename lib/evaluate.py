@@ -18,7 +18,16 @@ import numpy as np
 import torch
 
 from lib.atomic import atomic_write_text
-from lib.data import MASK_CHAR, MASK_ID, Question, Vocabulary, parse_questions, prepare_text, read_lines
+from lib.data import (
+    MASK_CHAR,
+    MASK_ID,
+    Question,
+    Vocabulary,
+    parse_questions,
+    prefix_window,
+    prepare_text,
+    read_lines,
+)
 
 
 @dataclass(frozen=True)
@@ -290,7 +299,7 @@ def knowledge_probe(model, rows: Sequence[Question], biographies: dict[str, str]
     as a control, against the place of the next person in the list with a different place.
     """
     block = model.config.block_size
-    max_prefix = int(block * 7 / 8) if max_prefix is None else max_prefix
+    max_prefix = prefix_window(block) if max_prefix is None else max_prefix
     rows = [r for r in rows if r.place is not None]
     places = [r.place for r in rows]
     controls = control_places(places)

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.attention import AttentionSpec, build_attention
+from lib.data import PAD_ID
 
-PAD_ID = 0
 # Attention variants that encode positions themselves (no learned position table).
 ROTARY = ("rope",)
 

@@ -226,3 +226,15 @@ def _same_arithmetic(record: dict) -> float | None:
     if not logs or not all(v["same steps and rates"] for v in logs) or any(a != 1 for a in answers):
         return None
     return max(v["largest relative loss difference"] for v in logs)
+
+
+def pretraining_logs(base: str, seed: int = 0, root: Path | None = None) -> dict[str, list[dict]]:
+    """Each arm's pretraining metrics log for one seed, by the arm's label."""
+    from lib.report import metrics_log
+
+    out = {}
+    for arm in arms(base, root):
+        record = _by_seed(arm, "pretrain", root).get(seed)
+        if record is not None:
+            out[arm.label] = metrics_log(record, root)
+    return out

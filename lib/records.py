@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from lib.atomic import atomic_write_json
+from lib.data import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = 1
 
 

@@ -937,8 +937,8 @@ def people_table(profile: str, root: Path | None = None) -> pd.DataFrame:
     """One row per dev person of `profile`: gold place, where the biography writes it
     (`PEOPLE_LEGEND`), each vanilla run's answer (seed by seed, a right one marked ✓), and the
     probes' outcomes. Short column names keep the table on the page; the legend spells them out."""
-    from lib.analysis import LOCATIONS, locate, prefix_window, probe_table
-    from lib.data import biography_index
+    from lib.analysis import LOCATIONS, locate, probe_table
+    from lib.data import biography_index, prefix_window
     from lib.pipeline import world_for
     from lib.profiles import get_profile
 

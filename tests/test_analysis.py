@@ -52,8 +52,8 @@ def test_auroc_equals_pairwise_count():
 # (a) where the knowledge is
 # --------------------------------------------------------------------------------------
 def test_prefix_window_is_seven_eighths_of_the_block():
-    assert A.prefix_window(128) == 112
-    assert A.prefix_window(64) == 56
+    assert D.prefix_window(128) == 112
+    assert D.prefix_window(64) == 56
 
 
 def test_place_location_uses_where_the_first_mention_ends():
