@@ -1021,7 +1021,9 @@ def searchable_html(table: pd.DataFrame, element_id: str = "people") -> str:
     body = table.to_html(index=False, table_id=element_id, border=0, escape=True,
                          classes="people-table")
     return (f'<p><input id="{element_id}-search" type="search" placeholder="search: a name, a '
-            f'place, &#10003;, seed 0 ..." style="width: 100%; padding: 0.3em; font-size: 1em">'
+            f'place, &#10003; ..." style="width: 100%; padding: 0.3em; font-size: 1em">'
             f'<br><span id="{element_id}-count"></span></p>'
-            f'<div style="max-height: 36em; overflow: auto; font-size: 0.8em">{body}</div>'
+            f'<style>#{element_id} {{width: 100%; table-layout: auto}} #{element_id} th, '
+            f'#{element_id} td {{padding: 0.2em 0.35em; white-space: normal}}</style>'
+            f'<div style="max-height: 36em; overflow-y: auto; font-size: 0.8em">{body}</div>'
             + _SEARCH_SCRIPT % {"id": element_id})
