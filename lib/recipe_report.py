@@ -35,7 +35,7 @@ class Arm:
 
     @property
     def label(self) -> str:
-        return " + ".join(self.options) if self.options else "classic recipe (vanilla)"
+        return " + ".join(self.options) if self.options else "vanilla (classic)"
 
 
 def recipe_profiles(base: str, root: Path | None = None) -> list[str]:
@@ -134,7 +134,7 @@ def measure(base: str, root: Path | None = None) -> list[Measured]:
 def _versus(test: Paired | None, missing: str = "(reference)") -> str:
     if test is None:
         return missing
-    return f"{test.verdict}: {test.only_a} vs {test.only_b} people, {format_p(test.p_value)}"
+    return f"{test.verdict} ({test.only_a} vs {test.only_b}, {format_p(test.p_value)})"
 
 
 def _short(rate: Rate | None) -> str:
@@ -145,12 +145,12 @@ def _short(rate: Rate | None) -> str:
 
 def recipe_table(measured: list[Measured]) -> pd.DataFrame:
     """One row per arm and seed: extraction (dev answers) and storage (biography probe),
-    each with its exact interval and its paired comparison with vanilla on the same seed."""
+    each with its exact interval and its paired comparison with vanilla on the same seed
+    (people right only here vs only there, McNemar's p)."""
     return pd.DataFrame([{
         "what changes": m.arm.label, "seed": m.seed,
         "dev accuracy (95 % CI)": _short(m.dev),
         "against vanilla": _versus(m.dev_vs_vanilla),
-        "against London": "n/a" if m.dev_vs_london is None else m.dev_vs_london.verdict,
         "biography probe (95 % CI)": _short(m.bio),
         "probe against vanilla": _versus(m.bio_vs_vanilla),
         "answered, of those stored": _short(m.answered_of_stored),

@@ -112,7 +112,7 @@ def test_the_recipe_comparison_pairs_each_arm_with_vanilla_on_the_same_people(sc
     root = scratch / "results"
     (root / "smoke+unrelated").mkdir()  # a folder of another base is not an arm
     found = RR.arms("smoke", root)
-    assert [a.label for a in found] == ["classic recipe (vanilla)", "mixed", "mixed + rope"]
+    assert [a.label for a in found] == ["vanilla (classic)", "mixed", "mixed + rope"]
     measured = RR.measure("smoke", root)
     assert [m.arm for m in measured] == found and {m.seed for m in measured} == {0}
     reference, mixed = measured[0], measured[1]
@@ -126,7 +126,7 @@ def test_the_recipe_comparison_pairs_each_arm_with_vanilla_on_the_same_people(sc
                                            dev_outcomes(vanilla, root))
     assert mixed.bio is not None and mixed.bio.n == mixed.bio_vs_vanilla.n
     table = RR.recipe_table(measured)
-    assert list(table["what changes"]) == ["classic recipe (vanilla)", "mixed", "mixed + rope"]
+    assert list(table["what changes"]) == ["vanilla (classic)", "mixed", "mixed + rope"]
     assert table.loc[0, "against vanilla"] == "(reference)"
     assert RR.provenance(measured, root).startswith("Every run compared here was made at commit ")
     sentence = RR.verdict(mixed)
