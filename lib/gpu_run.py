@@ -78,8 +78,10 @@ from lib.records import REPO_ROOT, git_commit, read_record, results_root
 VARIANT_ORDER = ("vanilla", "rope", "synthesizer", "linformer", "bigbird")
 # Variants whose first seed runs before vanilla's other seeds with pretraining.
 EARLY_VARIANTS = ("rope",)
-# Pretraining recipes the full matrix includes, as OPTIONS[:VARIANT] (`parse_recipe`).
-RECIPES = ("mixed+crop:rope",)
+# Pretraining recipes the full matrix includes, as OPTIONS[:VARIANT] (`parse_recipe`). On the
+# mini-world testbed (recipes chapter, seed 0) rope stored more and mixed answered a larger
+# share of what was stored, while crop stored far less: so mixed with rope, without crop.
+RECIPES = ("mixed:rope",)
 # Seconds kept free before the deadline to stop the jobs and pack (at most a tenth of it).
 PACKING_RESERVE_S = 20.0
 STOP_GRACE_S = 10.0  # after SIGTERM, before SIGKILL
@@ -543,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--recipes", nargs="*", default=list(RECIPES), metavar="OPTIONS[:VARIANT]",
                     help="pretraining recipes to run over --variant-seeds when their variant is among "
-                    "--variants, e.g. mixed+crop:rope "
+                    "--variants, e.g. mixed:rope "
                     f"(default: {' '.join(RECIPES)}; none: --recipes with no value)")
     ap.add_argument("--data", type=Path, default=None, metavar="FOLDER",
                     help="the data folder (default: the repository's data/ when it holds the "

@@ -96,6 +96,7 @@ class Measured:
     bio_vs_vanilla: Paired | None
     answered_of_stored: Rate | None  # dev people the biography probe finds, answered right
     final_loss: float | None
+    name: Rate | None = None  # the name probe, which no recipe's reading order favours
 
 
 def measure(base: str, root: Path | None = None) -> list[Measured]:
@@ -127,8 +128,14 @@ def measure(base: str, root: Path | None = None) -> list[Measured]:
                 bio_vs_vanilla=(mcnemar([bio[n] for n in both], [ref_bio[n] for n in both])
                                 if arm != reference and both else None),
                 answered_of_stored=exact_rate(sum(stored), len(stored)) if bio else None,
-                final_loss=pre[seed]["metrics"].get("final_loss") if seed in pre else None))
+                final_loss=pre[seed]["metrics"].get("final_loss") if seed in pre else None,
+                name=_name_rate(pre.get(seed))))
     return out
+
+
+def _name_rate(record: dict | None) -> Rate | None:
+    probe = (record or {}).get("metrics", {}).get("probe")
+    return None if probe is None else exact_rate(probe["name_gold_correct"], probe["name_gold_total"])
 
 
 def _versus(test: Paired | None, missing: str = "(reference)") -> str:
@@ -153,6 +160,7 @@ def recipe_table(measured: list[Measured]) -> pd.DataFrame:
         "against vanilla": _versus(m.dev_vs_vanilla),
         "biography probe (95 % CI)": _short(m.bio),
         "probe against vanilla": _versus(m.bio_vs_vanilla),
+        "name probe": "n/a" if m.name is None else f"{m.name.k}/{m.name.n}",
         "answered, of those stored": _short(m.answered_of_stored),
     } for m in measured])
 
@@ -167,9 +175,12 @@ def verdict(m: Measured) -> str:
     answer = {"above": "answers more dev questions", "below": "answers fewer dev questions",
               "not separated": "is not shown to answer more or fewer dev questions"}[
         m.dev_vs_vanilla.verdict]
+    dev, bio = m.dev_vs_vanilla, m.bio_vs_vanilla
+    stores = ("no probe to compare" if bio is None else
+              f"{bio.only_a} vs {bio.only_b} people, {format_p(bio.p_value)}")
     return (f"**{m.arm.label}**, seed {m.seed}: {answer} than vanilla ({m.dev.k} against "
-            f"{m.dev_vs_vanilla.b_correct} of {m.dev.n}; {_versus(m.dev_vs_vanilla)}) and {store} "
-            f"by the biography probe ({_versus(m.bio_vs_vanilla, 'no probe to compare')}). "
+            f"{dev.b_correct} of {m.dev.n}; {dev.only_a} vs {dev.only_b} people, "
+            f"{format_p(dev.p_value)}) and {store} by the biography probe ({stores}). "
             f"Of the people whose place its probe finds, it answers "
             f"{_short(m.answered_of_stored)}.")
 
