@@ -196,8 +196,8 @@ def training_speed(profile: str, job: tuple) -> dict[str, float]:
             first, last = json.loads(lines[0]), json.loads(lines[-1])
         except (OSError, IndexError, json.JSONDecodeError):
             continue
-        # Between the first and last log lines: a resumed run's clock restarts, its step count
-        # does not.
+        # Between the first and last log lines (a resumed run's clock continues from the time
+        # its log recorded, as its step count does).
         if last["time"] > first["time"]:
             speed[phase] = round((last["step"] - first["step"]) / (last["time"] - first["time"]), 1)
     return speed

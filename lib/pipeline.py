@@ -186,6 +186,7 @@ def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0
                    description=f"pretrain {variant} seed {seed}", snapshot_dir=paths.snapshots,
                    compile_model=compile_model, cuda_graphs=cuda_graphs,
                    epoch_checkpoints=epoch_checkpoints)
+    started -= result.earlier_seconds  # a resumed run's times count its earlier processes
     meta = {"config": model.config.to_dict(), "run_id": rid, "profile": profile.name}
     save_weights(paths.weights, model, meta)
     train_time = time.time() - started
@@ -282,6 +283,7 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
                    epoch_checkpoints=epoch_checkpoints)
     save_weights(paths.weights, model, {"config": model.config.to_dict(), "run_id": rid,
                                         "profile": profile.name})
+    started -= result.earlier_seconds  # a resumed run's times count its earlier processes
     train_time = time.time() - started
     preds = predict(model, world.dev, data.vocab, profile.text_mode, device=dev,
                     source="dev questions")

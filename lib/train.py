@@ -79,12 +79,22 @@ class TrainResult:
     tokens: int
     epochs: int
     final_loss: float
-    wall_time: float
+    wall_time: float  # seconds of training, earlier interrupted processes' included
     resumed_from_epoch: int
     log_path: str | None
     # Steps replayed from a captured CUDA graph, and why capture failed if it did.
     graphed_steps: int = 0
     graph_failure: str | None = None
+    earlier_seconds: float = 0.0  # the part of wall_time spent by earlier processes
+
+
+def _logged_seconds(log_path: Path | None) -> float:
+    """The training time an earlier process logged last (0 without a log): a resumed run's
+    clock continues from it, so its log and record count every process's time."""
+    if log_path is None or not log_path.exists():
+        return 0.0
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    return float(json.loads(lines[-1])["time"]) if lines else 0.0
 
 
 def _batches(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> list[torch.Tensor]:
@@ -207,6 +217,7 @@ def train(
                    "model_config": model.config.to_dict()}
 
     step, tokens, start_epoch = 0, 0, 0
+    earlier = 0.0
     if state_path.exists():
         meta = _load_state(state_path, model, optimizer, generator)
         if meta["fingerprint"] != json.loads(json.dumps(fingerprint)):
@@ -217,6 +228,7 @@ def train(
         step, tokens, start_epoch = meta["step"], meta["tokens"], meta["epoch"]
         if log_path is not None:
             _truncate_log(log_path, step)
+            earlier = _logged_seconds(log_path)
     elif log_path is not None and log_path.exists():
         log_path.unlink()
     if log_path is not None:
@@ -241,7 +253,7 @@ def train(
 
     bar = tqdm(total=total_steps, initial=step, desc=description, disable=not (progress and is_main),
                unit="step", dynamic_ncols=True)
-    started = time.time()
+    started = time.time() - earlier
     loss_sum = torch.zeros((), device=device)
     loss_count = 0
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
@@ -352,7 +364,8 @@ def train(
         if stop_after_epochs is not None and done - start_epoch >= stop_after_epochs:
             bar.close()
             return TrainResult(step, tokens, done, last_loss, time.time() - started,
-                               start_epoch, str(log_path) if log_path else None, *graph_report())
+                               start_epoch, str(log_path) if log_path else None, *graph_report(),
+                               earlier)
     bar.close()
     if world > 1:
         dist.barrier()
@@ -360,7 +373,7 @@ def train(
         state_path.unlink(missing_ok=True)
     model.eval()
     return TrainResult(step, tokens, cfg.epochs, last_loss, time.time() - started, start_epoch,
-                       str(log_path) if log_path else None, *graph_report())
+                       str(log_path) if log_path else None, *graph_report(), earlier)
 
 
 def distributed_world() -> tuple[int, int]:

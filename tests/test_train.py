@@ -192,3 +192,19 @@ def test_without_epoch_checkpoints_no_state_is_written_between_epochs(small_setu
     assert (tmp_path / "w.state").exists()
     for a, b in zip(without.state_dict().values(), with_them.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_resumed_runs_clock_continues_from_the_time_its_log_recorded(small_setup, tmp_path):
+    dataset, cfg, config = small_setup
+    state, log = tmp_path / "c.state", tmp_path / "c.jsonl"
+    first = train(fresh(config), dataset, cfg, seed=1, state_path=state, log_path=log,
+                  progress=False, stop_after_epochs=2)
+    # Pretend the first process trained for an hour: its log says so.
+    lines = read_log(log)
+    lines[-1]["time"] = 3600.0
+    log.write_text("".join(json.dumps(row) + "\n" for row in lines))
+    second = train(GPT(config), dataset, cfg, seed=1, state_path=state, log_path=log, progress=False)
+    assert first.earlier_seconds == 0.0 and second.earlier_seconds == 3600.0
+    assert second.wall_time >= 3600.0
+    times = [row["time"] for row in read_log(log)]
+    assert times[len(lines):] and min(times[len(lines):]) >= 3600.0  # no restart at zero
