@@ -109,6 +109,7 @@ def measure(base: str, root: Path | None = None) -> list[Measured]:
     ref_pre = _by_seed(reference, "pretrain", root)
     london = next(iter(load_records(base, root, kind="london")), None)
     london_right = dev_outcomes(london, root) if london else None
+    ref_bios = {seed: _bio_hits(record, root) for seed, record in ref_pre.items()}
     out = []
     for arm in found:
         pre = _by_seed(arm, "pretrain", root)
@@ -116,7 +117,7 @@ def measure(base: str, root: Path | None = None) -> list[Measured]:
             right = dev_outcomes(record, root)
             names = [row["name"] for row in details(record, root).get("dev", [])]
             bio = _bio_hits(pre.get(seed), root)
-            ref_bio = _bio_hits(ref_pre.get(seed), root)
+            ref_bio = ref_bios.get(seed, {})
             both = [n for n in bio if n in ref_bio]
             stored = [ok for name, ok in zip(names, right, strict=True) if bio.get(name)]
             compared = arm != reference and seed in ref_pf
