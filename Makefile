@@ -28,7 +28,7 @@ book: setup
 # The whole book as one PDF (_build/pdf/book.pdf): the single-page build printed by headless
 # Chromium, offline; chapters already executed by `make book` come from its cache.
 pdf: setup
-	$(BIN)/python -m lib.book_pdf
+	$(BIN)/python -m tools.book_pdf
 
 # Installs what the tests need beyond Python (Chromium, pdftotext) when missing and allowed.
 test: setup test-tools
@@ -54,9 +54,9 @@ london: setup
 experiments: setup
 	$(BIN)/python -m lib experiments --profile $(PROFILE)
 
-# GPU_ARGS passes further options to lib.gpu_run (e.g. GPU_ARGS="--variants vanilla").
+# GPU_ARGS passes further options to lib.runs.gpu_run (e.g. GPU_ARGS="--variants vanilla").
 gpu-run:
-	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -m lib.gpu_run --profile $(if $(filter smoke mini cpu cpu32 full,$(GPU_PROFILE)),$(GPU_PROFILE),full) $(GPU_ARGS)
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -m lib.runs.gpu_run --profile $(if $(filter smoke mini cpu cpu32 full,$(GPU_PROFILE)),$(GPU_PROFILE),full) $(GPU_ARGS)
 
 clean:
 	rm -rf _build

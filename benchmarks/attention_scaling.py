@@ -57,8 +57,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # running as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from lib.attention import AttentionSpec, available_variants, build_attention  # noqa: E402
-from lib.variants import NaiveLinformerAttention  # noqa: E402
+from lib.core.attention import (  # noqa: E402
+    AttentionSpec,
+    NaiveLinformerAttention,  # noqa: E402
+    available_variants,
+    build_attention,
+)
 
 N_EMBD, N_HEAD = 256, 8
 REFERENCE = "linformer_naive"  # not causal: shown for what compression costs without causality
@@ -344,7 +348,7 @@ def flex_attention_check(lengths: list[int], device: str = "cpu", repeats: int =
     gathered BigBird core (`BigBirdAttention.attend`), and causal SDPA; and records whether
     flex attention's backward runs on this device.
     """
-    from lib.variants import BigBirdAttention, bigbird_key_blocks
+    from lib.core.attention import BigBirdAttention, bigbird_key_blocks
 
     try:
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention

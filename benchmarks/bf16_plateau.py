@@ -35,13 +35,13 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lib import data as D  # noqa: E402
-from lib.atomic import atomic_write_json  # noqa: E402
-from lib.model import GPT  # noqa: E402
-from lib.pipeline import model_config, world_for  # noqa: E402
-from lib.profiles import get_profile  # noqa: E402
-from lib.records import git_commit  # noqa: E402
-from lib.train import read_log, train  # noqa: E402
+from lib.core import data as D  # noqa: E402
+from lib.core.atomic import atomic_write_json  # noqa: E402
+from lib.core.model import GPT  # noqa: E402
+from lib.core.train.loop import read_log, train  # noqa: E402
+from lib.runs.pipeline import model_config, world_for  # noqa: E402
+from lib.runs.profiles import get_profile  # noqa: E402
+from lib.runs.records import git_commit  # noqa: E402
 
 WATCHED = ("tok_emb.weight", "pos_emb", "blocks.0.attn.qkv.weight", "blocks.0.mlp.fc.weight",
            "blocks.1.attn.qkv.weight", "blocks.2.attn.qkv.weight", "blocks.3.attn.qkv.weight",

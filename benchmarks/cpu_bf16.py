@@ -26,13 +26,13 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lib import data as D  # noqa: E402
-from lib.atomic import atomic_write_json  # noqa: E402
-from lib.model import GPT, GPTConfig  # noqa: E402
-from lib.pipeline import model_config, world_for  # noqa: E402
-from lib.profiles import get_profile  # noqa: E402
-from lib.records import git_commit  # noqa: E402
-from lib.train import make_optimizer  # noqa: E402
+from lib.core import data as D  # noqa: E402
+from lib.core.atomic import atomic_write_json  # noqa: E402
+from lib.core.model import GPT, GPTConfig  # noqa: E402
+from lib.core.train.loop import make_optimizer  # noqa: E402
+from lib.runs.pipeline import model_config, world_for  # noqa: E402
+from lib.runs.profiles import get_profile  # noqa: E402
+from lib.runs.records import git_commit  # noqa: E402
 
 
 def cpu_flags() -> list[str]:

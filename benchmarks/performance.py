@@ -30,14 +30,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from reference import as_reference, reference_decode, reference_epoch_batches, reference_train_steps  # noqa: E402
 
-from lib import data as D  # noqa: E402
-from lib.atomic import atomic_write_json  # noqa: E402
-from lib.evaluate import decode_batched, question_prompts  # noqa: E402
-from lib.model import GPT  # noqa: E402
-from lib.pipeline import model_config, world_for  # noqa: E402
-from lib.profiles import get_profile  # noqa: E402
-from lib.records import git_commit  # noqa: E402
-from lib.train import make_optimizer, train  # noqa: E402
+from lib.core import data as D  # noqa: E402
+from lib.core.atomic import atomic_write_json  # noqa: E402
+from lib.core.evaluate import decode_batched, question_prompts  # noqa: E402
+from lib.core.model import GPT  # noqa: E402
+from lib.core.train.loop import make_optimizer, train  # noqa: E402
+from lib.runs.pipeline import model_config, world_for  # noqa: E402
+from lib.runs.profiles import get_profile  # noqa: E402
+from lib.runs.records import git_commit  # noqa: E402
 
 # Dense bf16 peak of known GPUs (vendor datasheets), for model FLOPs utilisation.
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "T4": 65e12}
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     cases.append(decoding_case("decoding, full size, untrained (32 chars each)", random_full, data, questions,
                                "random initialisation", reference_every=1 if args.quick else 5))
     if args.decode_weights.exists():
-        from lib.pipeline import load_model
+        from lib.runs.pipeline import load_model
 
         cases.append(decoding_case("decoding, finetuned mini-profile model", load_model(args.decode_weights), data,
                                    questions, str(args.decode_weights.relative_to(ROOT))))

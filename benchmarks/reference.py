@@ -14,8 +14,8 @@ import time
 import torch
 from torch import nn
 
-from lib.data import MASK_ID, PAD_ID
-from lib.model import GPT
+from lib.core.data import MASK_ID, PAD_ID
+from lib.core.model import GPT
 
 
 class ExplicitAttention(nn.Module):

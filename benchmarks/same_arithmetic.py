@@ -35,8 +35,12 @@ import sys
 sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
 sys.path.insert(0, {root!r})
 from dataclasses import replace
-import lib.pipeline as P
-import lib.profiles as PR
+try:
+    import lib.runs.pipeline as P
+    import lib.runs.profiles as PR
+except ModuleNotFoundError:  # a commit from before lib was split into layers
+    import lib.pipeline as P
+    import lib.profiles as PR
 PR.PROFILES[{profile!r}] = replace(PR.PROFILES[{profile!r}], **{changes!r})
 P.run({kind!r}, {profile!r}, progress=False)
 """

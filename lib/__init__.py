@@ -1,14 +1,15 @@
-"""`lib`: the package every chapter and experiment of the book runs on.
+"""`lib`: the package every chapter and experiment of the book runs on, in layers.
 
-Modules, one job each:
-- `data`: reading and validating the birthplace files, vocabulary, datasets;
-- `attention`: the registry of causal self-attention variants;
-- `model`: the character-level GPT;
-- `train`: pretraining and finetuning with checkpoints and a metrics log;
-- `evaluate`: batched greedy decoding, accuracy, the London baseline, knowledge probes;
-- `profiles`: the named experiment profiles (smoke, cpu, full) as data;
-- `records`: result records with provenance;
-- `single_query`: the single-query attention helper of the derivation chapters.
+Imports point one way, downwards in this list (a test checks it):
+- `cli`: the command line (`python -m lib ...`), on top of everything;
+- `report`: what the pages show: choosing a profile, reading records and logs, statistics,
+  tables, findings, figures and the essays' analyses. It reads records and data and never
+  imports the trainer;
+- `runs`: profiles, the one experiment matrix, running one run, result records, notebooks
+  through papermill, and the GPU script;
+- `core`: data, model, attention variants, training, evaluation, checkpoints;
+- `demos`: the small worked examples of the chapters (single-query attention, the lookup
+  task, causality checks), on top of `core` only.
 """
 
 __all__ = ["__version__"]

@@ -37,9 +37,9 @@ import sys
 import time
 from pathlib import Path
 
-from lib import data as D
-from lib.attention import available_variants
-from lib.profiles import PROFILES, get_profile
+from lib.core import data as D
+from lib.core.attention import available_variants
+from lib.runs.profiles import PROFILES, get_profile
 
 
 def _seed(text: str) -> int:
@@ -91,7 +91,7 @@ def _profile(text: str) -> str:
 
 
 def _device(text: str) -> str:
-    from lib.pipeline import resolve_device
+    from lib.runs.pipeline import resolve_device
 
     try:
         resolve_device(text)
@@ -209,7 +209,7 @@ def _reconcile_handout_forms(args: argparse.Namespace) -> str | None:
 
 
 def _world_questions(profile_name: str, split: str, path: Path | None) -> list[D.Question]:
-    from lib.pipeline import world_for
+    from lib.runs.pipeline import world_for
 
     if path is not None:
         return D.parse_questions(path)
@@ -218,7 +218,7 @@ def _world_questions(profile_name: str, split: str, path: Path | None) -> list[D
 
 
 def _check_variant(params: Path, variant: str) -> None:
-    from lib.checkpoint import load_weights
+    from lib.core.checkpoint import load_weights
 
     stored = load_weights(params)[1]["config"]["attention"]
     if stored != variant:
@@ -260,7 +260,7 @@ def _check_data(folder: Path | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lib.train import TrainingDiverged
+    from lib.core.train.loop import TrainingDiverged
 
     if os.environ.get("BOOK_PROFILE") and os.environ["BOOK_PROFILE"] not in PROFILES:
         print(f"error: BOOK_PROFILE={os.environ['BOOK_PROFILE']!r} is not a profile; choose one of "
@@ -283,11 +283,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from lib import pipeline as P
-    from lib.checkpoint import load_weights, save_weights
-    from lib.evaluate import london_baseline, predict, score, write_predictions
-    from lib.model import GPT
-    from lib.train import train
+    from lib.core.checkpoint import load_weights, save_weights
+    from lib.core.evaluate import london_baseline, predict, score, write_predictions
+    from lib.core.model import GPT
+    from lib.core.train.loop import train
+    from lib.runs import pipeline as P
 
     if args.command == "london":
         rows = D.parse_questions(args.eval_corpus_path or D.data_file("dev"))
@@ -298,7 +298,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"London baseline: {result.correct}/{result.total} = {100 * result.accuracy:.1f} %")
         return 0
     if args.command == "score":
-        from lib.evaluate import score_file
+        from lib.core.evaluate import score_file
 
         result = score_file(args.predictions_path, args.eval_corpus_path or D.data_file("dev"))
         print(f"Correct: {result.correct} out of {result.total}: {100 * result.accuracy:.2f}%")
@@ -306,7 +306,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-data":
         return _check_data(args.folder)
     if args.command == "experiments":
-        from lib.experiments import run_matrix
+        from lib.runs.experiments import run_matrix
 
         run_matrix(args.profile, seeds=args.seeds, variants=args.variants, device=args.device,
                    force=args.force, render_only=args.render_only)

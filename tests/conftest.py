@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib import data as D
+from lib.core import data as D
 
 REPO = Path(__file__).resolve().parent.parent
 # The same default as the Makefile: data/ when it holds the files, else the shared copy.
@@ -52,7 +52,7 @@ def smoke_matrix(tmp_path_factory) -> Path:
     """The smoke experiment matrix run once through papermill into a scratch folder (its
     results/, checkpoints/ and runs/); shared by the notebook and gpu-run checks. Tests
     that change files copy it first."""
-    from lib.experiments import run_matrix
+    from lib.runs.experiments import run_matrix
 
     root = tmp_path_factory.mktemp("smoke-matrix")
     with pytest.MonkeyPatch.context() as mp:

@@ -2,7 +2,7 @@
 
 Also a ledger of what each test did (faults injected, bad inputs tried, artefacts checked
 after a fault and how many were lost or torn). With `BOOK_RELIABILITY_LEDGER` set, the
-ledger is written to that JSON file, which `python -m lib.reliability` turns into the
+ledger is written to that JSON file, which `python -m tools.reliability` turns into the
 record the reliability appendix reads.
 
 Run as a module, it is the writer the atomic-write tests kill:
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from lib.profiles import Profile, TrainConfig, get_profile
+from lib.runs.profiles import Profile, TrainConfig, get_profile
 
 REPO = Path(__file__).resolve().parent.parent
 LEDGER_ENV = "BOOK_RELIABILITY_LEDGER"
@@ -175,7 +175,7 @@ def artefact_path(kind: str, root: Path) -> Path:
 
 
 def _model(version: int):
-    from lib.model import GPT, GPTConfig
+    from lib.core.model import GPT, GPTConfig
 
     torch.manual_seed(version)
     return GPT(GPTConfig(vocab_size=64, block_size=64, n_layer=2, n_head=2, n_embd=128))
@@ -195,22 +195,22 @@ def _notebook(version: int):
 def write_version(kind: str, path: Path, version: int) -> None:
     """Write version 0 or 1 of an artefact with the writer the project uses for it."""
     if kind == "weights":
-        from lib.checkpoint import save_weights
+        from lib.core.checkpoint import save_weights
 
         model = _model(version)
         save_weights(path, model, {"config": model.config.to_dict(), "version": version})
     elif kind == "record":
-        from lib.records import write_record
+        from lib.runs.records import write_record
 
         write_record({"run_id": path.stem, "kind": "finetune", "profile": path.parent.name,
                       "metrics": {"version": version}, "padding": [version] * 100_000},
                      root=path.parent.parent)
     elif kind == "predictions":
-        from lib.evaluate import write_predictions
+        from lib.core.evaluate import write_predictions
 
         write_predictions(path, [f"Place {version}.{i}" for i in range(50_000)])
     elif kind == "details":
-        from lib.atomic import atomic_write_json
+        from lib.core.atomic import atomic_write_json
 
         atomic_write_json(path, {"dev": [{"name": f"N{i}", "prediction": f"P{version}"}
                                          for i in range(20_000)]})
@@ -221,12 +221,12 @@ def write_version(kind: str, path: Path, version: int) -> None:
 
 
 def _store_notebook(path: Path, version: int) -> None:
-    """Store a run notebook through `lib.experiments.execute`, with papermill's execution
+    """Store a run notebook through `lib.runs.experiments.execute`, with papermill's execution
     replaced by writing a ready notebook (the write under test is the storing, not the run)."""
     import nbformat
     import papermill
 
-    from lib import experiments
+    from lib.runs import experiments
 
     def fake_execute(template, out, **_):
         nbformat.write(_notebook(version), out)
@@ -243,7 +243,7 @@ def _store_notebook(path: Path, version: int) -> None:
 def read_version(kind: str, path: Path) -> object:
     """Read an artefact with the reader the project uses for it (raises if it is torn)."""
     if kind == "weights":
-        from lib.checkpoint import load_weights
+        from lib.core.checkpoint import load_weights
 
         tensors, meta = load_weights(path)
         digest = hashlib.sha256()
@@ -251,11 +251,11 @@ def read_version(kind: str, path: Path) -> object:
             digest.update(key.encode() + tensors[key].numpy().tobytes())
         return meta["version"], digest.hexdigest()
     if kind == "record":
-        from lib.records import read_record
+        from lib.runs.records import read_record
 
         return read_record(path)
     if kind == "predictions":
-        from lib.evaluate import read_predictions
+        from lib.core.evaluate import read_predictions
 
         return read_predictions(path)
     if kind == "details":

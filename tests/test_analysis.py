@@ -1,4 +1,4 @@
-"""lib.analysis: the counting behind the considerations essays, pinned on small fixtures."""
+"""lib.report.analysis: the counting behind the considerations essays, pinned on small fixtures."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from lib import analysis as A
-from lib import data as D
-from lib.evaluate import ProbeResult
-from lib.strangers import invented_names
+from lib.core import data as D
+from lib.core.evaluate import ProbeResult
+from lib.core.strangers import invented_names
+from lib.report import analysis as A
 
 
 # --------------------------------------------------------------------------------------
@@ -408,8 +408,8 @@ def test_control_places_match_the_knowledge_probe(real_data):
     # follow the probe's own rule (checked here on a tiny untrained model).
     import torch
 
-    from lib.evaluate import knowledge_probe
-    from lib.model import GPT, GPTConfig
+    from lib.core.evaluate import knowledge_probe
+    from lib.core.model import GPT, GPTConfig
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=len(real_data.vocab), n_layer=1, n_head=1, n_embd=8,

@@ -13,7 +13,7 @@ def test_tiny_benchmark_writes_slopes_and_ratios_for_every_variant(tmp_path, one
                                    "--repeats", "2", "--fit-from", "64", "--no-flex-check"])
     assert code == 0
     record = json.loads(out.read_text())
-    from lib.attention import available_variants
+    from lib.core.attention import available_variants
 
     assert set(record["summary"]) == {*available_variants(), attention_scaling.REFERENCE}
     for name, item in record["variants"].items():
@@ -46,7 +46,7 @@ def test_bf16_plateau_gradient_cosines_are_one_in_float32(one_thread):
     import torch
 
     from benchmarks.bf16_plateau import gradient_cosines
-    from lib.model import GPT, GPTConfig
+    from lib.core.model import GPT, GPTConfig
 
     config = GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16,
                        dropout=0.0, attn_dropout=0.0)

@@ -42,7 +42,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from lib.book_pdf import HEADLESS_FLAGS
+from tools.book_pdf import HEADLESS_FLAGS
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -408,7 +408,7 @@ RAW_TEX_IN_PDF = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\(?:frac|sum|m
 def test_the_book_prints_as_one_pdf(build: Build):
     """`make pdf` on this build's folder: the single-page build comes from the execution cache
     the HTML build filled, so this costs one more Sphinx pass and one print."""
-    from lib.book_pdf import make_pdf
+    from tools.book_pdf import make_pdf
 
     _html(build)
     _chromium()

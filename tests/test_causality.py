@@ -1,7 +1,7 @@
 """Every registered attention variant is causal, alone and inside the whole GPT.
 
 The parametrisation runs over `available_variants()`, so a newly registered variant is
-checked without touching this file. Equality is exact (see `lib.causality` for why).
+checked without touching this file. Equality is exact (see `lib.demos.causality` for why).
 """
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib.attention import AttentionSpec, available_variants, build_attention
-from lib.causality import boundary_positions, check_causality
-from lib.model import GPT, GPTConfig
-from lib.variants import NaiveLinformerAttention
+from lib.core.attention import AttentionSpec, NaiveLinformerAttention, available_variants, build_attention
+from lib.core.model import GPT, GPTConfig
+from lib.demos.causality import boundary_positions, check_causality
 
 SPEC = AttentionSpec(n_embd=32, n_head=4, block_size=128)
 VARIANTS = available_variants()

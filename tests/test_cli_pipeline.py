@@ -12,10 +12,10 @@ import sys
 import pytest
 
 from lib import cli as C
-from lib import pipeline as P
-from lib.evaluate import read_predictions
-from lib.profiles import get_profile
-from lib.records import load_records
+from lib.core.evaluate import read_predictions
+from lib.runs import pipeline as P
+from lib.runs.profiles import get_profile
+from lib.runs.records import load_records
 from tests.conftest import REPO, write_files
 
 
@@ -126,7 +126,7 @@ def test_the_handouts_command_lines_run_unchanged(tmp_path):
     assert scored.returncode == 0, scored.stderr
     assert scored.stdout.strip() == evaluated
     # The weights say which profile made them: smoke, as BOOK_PROFILE asked.
-    from lib.checkpoint import load_weights
+    from lib.core.checkpoint import load_weights
 
     assert load_weights(tmp_path / "vanilla.finetune.params")[1]["profile"] == "smoke"
 
@@ -263,7 +263,7 @@ def test_pipeline_records_and_skipping(scratch):
 def test_git_commit_is_dirty_for_code_changes_but_not_for_new_results(tmp_path, monkeypatch):
     import subprocess
 
-    from lib import records
+    from lib.runs import records
 
     def git(*args: str) -> None:
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
@@ -289,11 +289,11 @@ def test_the_gpu_scripts_settings_reach_every_training_snapshot_finetunes_includ
     """`BOOK_CUDA_GRAPHS=1` and `BOOK_EPOCH_CHECKPOINTS=0` (what `make gpu-run` sets on a GPU)
     reach the pretraining, the finetune and each snapshot's finetune: one step for all of
     them, and no training state written between epochs."""
-    import lib.train
+    import lib.core.train.loop
 
     real_train, seen, states = P.train, [], []
     monkeypatch.setattr(P, "train", lambda *a, **k: seen.append(k) or real_train(*a, **k))
-    monkeypatch.setattr(lib.train, "_save_state", lambda *a, **k: states.append(a[0]))
+    monkeypatch.setattr(lib.core.train.loop, "_save_state", lambda *a, **k: states.append(a[0]))
     monkeypatch.setenv("BOOK_CUDA_GRAPHS", "1")
     monkeypatch.setenv("BOOK_EPOCH_CHECKPOINTS", "0")
     record = P.run("pretrain_finetune", "smoke", device="cpu", progress=False)

@@ -1,4 +1,4 @@
-"""lib.data: reading and validating the files, the vocabulary, the finetuning dataset."""
+"""lib.core.data: reading and validating the files, the vocabulary, the finetuning dataset."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from lib import data as D
+from lib.core import data as D
 from tests.conftest import write_files
 
 

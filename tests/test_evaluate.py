@@ -1,12 +1,12 @@
-"""lib.evaluate: cached batched decoding equals recomputation; baselines; probes; predictions."""
+"""lib.core.evaluate: cached batched decoding equals recomputation; baselines; probes; predictions."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lib import data as D
-from lib.evaluate import (
+from lib.core import data as D
+from lib.core.evaluate import (
     decode_batched,
     decode_reference,
     knowledge_probe,
@@ -18,7 +18,7 @@ from lib.evaluate import (
     score,
     write_predictions,
 )
-from lib.model import GPT, GPTConfig
+from lib.core.model import GPT, GPTConfig
 
 
 @pytest.fixture(scope="module", params=["vanilla", "rope"])

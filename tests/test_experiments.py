@@ -6,8 +6,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from lib import experiments as E
-from lib.records import write_record
+from lib.runs import experiments as E
+from lib.runs.records import write_record
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_every_template_validates_in_its_first_cell_after_the_parameters():
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert code[0].metadata.get("tags") == ["parameters"]
         assert f'E.prepare_run("{template}"' in code[1].source
-        assert not any("train(" in c.source and "lib.train" in c.source for c in code), "no training loops"
+        assert not any("train(" in c.source and "lib.core.train.loop" in c.source for c in code), "no training loops"
 
 
 def test_finish_notebook_titles_the_run_and_collapses_progress_bars(tmp_path):

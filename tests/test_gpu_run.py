@@ -14,7 +14,7 @@ from itertools import pairwise
 
 import pytest
 
-from lib import experiments as E
+from lib.runs import experiments as E
 from tests.conftest import REPO
 from tests.smoke_expected import EXPECTED, mismatches
 
@@ -39,7 +39,7 @@ def test_make_gpu_run_finishes(gpu_run):
     root, proc, seconds = gpu_run
     print(f"make gpu-run GPU_PROFILE=smoke: {seconds:.0f} s")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "-m lib.gpu_run --profile smoke --variants vanilla" in proc.stdout
+    assert "-m lib.runs.gpu_run --profile smoke --variants vanilla" in proc.stdout
     summary = json.loads((root / "results" / "smoke" / "gpu_run.json").read_text())
     assert summary["profile"] == "smoke" and summary["device_name"] == "cpu"
     assert [r["returncode"] for r in summary["runs"]] == [0, 0]
@@ -98,7 +98,7 @@ def test_its_records_render_into_stored_notebooks_without_training(gpu_run, monk
 # Order and scheduling: what finishes first on a short lease
 # --------------------------------------------------------------------------------------
 def test_jobs_run_most_valuable_first():
-    from lib.gpu_run import jobs_for
+    from lib.runs.gpu_run import jobs_for
 
     jobs = jobs_for(["bigbird", "vanilla", "linformer", "synthesizer", "rope"], [0, 1, 2], [0])
     assert [job[:3] for job in jobs] == [("pretrain_finetune", "vanilla", 0), ("finetune", "vanilla", 0),
@@ -110,7 +110,7 @@ def test_jobs_run_most_valuable_first():
 
 
 def test_recipes_run_their_first_seed_before_vanillas_other_seeds_under_their_own_profile():
-    from lib.gpu_run import jobs_for, parse_recipe
+    from lib.runs.gpu_run import jobs_for, parse_recipe
 
     recipes = [parse_recipe("mixed+crop:rope"), parse_recipe("mixed"), parse_recipe("crop:synthesizer")]
     assert recipes == [(("mixed", "crop"), "rope"), (("mixed",), "vanilla"), (("crop",), "synthesizer")]
@@ -128,7 +128,7 @@ def test_recipes_run_their_first_seed_before_vanillas_other_seeds_under_their_ow
 
 
 def test_without_a_rope_variant_the_order_goes_on_without_it_and_new_variants_come_last():
-    from lib.gpu_run import jobs_for
+    from lib.runs.gpu_run import jobs_for
 
     jobs = jobs_for(["performer", "bigbird", "synthesizer", "vanilla"], [0], [0, 1])
     assert [(j.variant, j.seed) for j in jobs if j.kind == "pretrain_finetune"] == [
@@ -138,13 +138,13 @@ def test_without_a_rope_variant_the_order_goes_on_without_it_and_new_variants_co
 
 
 def test_each_process_gets_an_equal_share_of_the_cpu():
-    from lib.gpu_run import threads_per_job
+    from lib.runs.gpu_run import threads_per_job
 
     assert [threads_per_job(n, cpus=16) for n in (1, 2, 3, 6, 16, 40)] == [16, 8, 5, 2, 1, 1]
 
 
 def test_the_jobs_stop_early_enough_to_pack():
-    from lib.gpu_run import packing_reserve
+    from lib.runs.gpu_run import packing_reserve
 
     assert packing_reserve(540) == 20 and packing_reserve(2) == pytest.approx(0.2)
 
@@ -163,8 +163,8 @@ for seconds, path in zip(args[::2], args[1::2]):
 def fake_matrix(tmp_path, monkeypatch, jobs, slots, seconds, **options):
     """A Matrix whose jobs only sleep and write their records: (pretraining, rest) seconds
     for a pretrain + finetune, (finetune,) for a finetune alone."""
-    from lib.gpu_run import Matrix
-    from lib.pipeline import RunPaths, run_id
+    from lib.runs.gpu_run import Matrix
+    from lib.runs.pipeline import RunPaths, run_id
 
     monkeypatch.setenv("BOOK_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("BOOK_CHECKPOINTS", str(tmp_path / "checkpoints"))
@@ -184,7 +184,7 @@ def fake_matrix(tmp_path, monkeypatch, jobs, slots, seconds, **options):
 def test_one_pretraining_at_a_time_beside_short_finetunes(tmp_path, monkeypatch):
     """Two slots: vanilla seed 0 pretrains beside the finetunes alone; each next pretraining
     starts only when the one before has finished pretraining, never together with it."""
-    from lib.gpu_run import jobs_for
+    from lib.runs.gpu_run import jobs_for
 
     jobs = jobs_for(["vanilla", "synthesizer"], [0, 1], [0])
     entries = fake_matrix(tmp_path, monkeypatch, jobs, 2,
@@ -204,7 +204,7 @@ def test_one_pretraining_at_a_time_beside_short_finetunes(tmp_path, monkeypatch)
 
 
 def test_a_job_that_cannot_finish_before_the_deadline_is_not_started(tmp_path, monkeypatch):
-    from lib.gpu_run import Job
+    from lib.runs.gpu_run import Job
 
     jobs = [Job("finetune", "vanilla", seed) for seed in range(3)]
     entries = fake_matrix(tmp_path, monkeypatch, jobs, 1, {"finetune": (2.0,)},
@@ -214,7 +214,7 @@ def test_a_job_that_cannot_finish_before_the_deadline_is_not_started(tmp_path, m
 
 
 def test_jobs_whose_records_exist_are_not_started_again(tmp_path, monkeypatch):
-    from lib.gpu_run import Job
+    from lib.runs.gpu_run import Job
 
     matrix = fake_matrix(tmp_path, monkeypatch, [Job("finetune", "vanilla", 0)], 1,
                          {"finetune": (0.0,)})
@@ -229,7 +229,7 @@ def test_jobs_whose_records_exist_are_not_started_again(tmp_path, monkeypatch):
 # gpu_run.json across invocations, and the archive
 # --------------------------------------------------------------------------------------
 def test_a_later_invocation_updates_the_summary_without_losing_what_an_earlier_one_did():
-    from lib.gpu_run import merge_runs
+    from lib.runs.gpu_run import merge_runs
 
     earlier = [{"run_id": "a", "status": "done", "seconds": 90}, {"run_id": "b", "status": "stopped at the deadline"},
                {"run_id": "c", "status": "failed"}, {"run_id": "d", "status": "done"},
@@ -245,7 +245,7 @@ def test_a_later_invocation_updates_the_summary_without_losing_what_an_earlier_o
 
 
 def test_a_summary_from_before_merging_counts_as_one_invocation(tmp_path):
-    from lib.gpu_run import read_summary
+    from lib.runs.gpu_run import read_summary
 
     path = tmp_path / "gpu_run.json"
     assert read_summary(path) == {"invocations": [], "runs": []}
@@ -261,7 +261,7 @@ def test_a_summary_from_before_merging_counts_as_one_invocation(tmp_path):
 def test_the_archive_leaves_out_half_written_files_and_is_replaced_whole(tmp_path, monkeypatch):
     import tarfile
 
-    from lib.gpu_run import pack
+    from lib.runs.gpu_run import pack
 
     monkeypatch.setenv("BOOK_RESULTS", str(tmp_path / "results"))
     folder = tmp_path / "results" / "smoke"
@@ -289,7 +289,7 @@ def test_a_deadline_stops_the_matrix_and_the_archive_still_holds_what_finished(t
            "BOOK_CHECKPOINTS": str(tmp_path / "checkpoints")}
     archive = tmp_path / "out" / "smoke.tgz"
     started = time.time()
-    proc = subprocess.run([sys.executable, "-m", "lib.gpu_run", "--profile", "smoke", "--variants",
+    proc = subprocess.run([sys.executable, "-m", "lib.runs.gpu_run", "--profile", "smoke", "--variants",
                            "vanilla", "--device", "cpu", "--deadline", "2", "--pack", str(archive)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert time.time() - started < 120, "the deadline did not stop the jobs"
@@ -328,7 +328,7 @@ def killed_then_resumed(tmp_path_factory):
     env = {**os.environ, "BOOK_RESULTS": str(root / "results"),
            "BOOK_CHECKPOINTS": str(root / "checkpoints")}
     archive = root / "out" / "smoke.tgz"
-    command = [sys.executable, "-m", "lib.gpu_run", "--profile", "smoke", "--variants", "vanilla",
+    command = [sys.executable, "-m", "lib.runs.gpu_run", "--profile", "smoke", "--variants", "vanilla",
                "--device", "cpu", "--pack", str(archive)]
     first = "results/smoke/pretrain_finetune-vanilla-seed0.json"
     with open(root / "killed.log", "w") as log:
@@ -378,7 +378,7 @@ def test_a_second_invocation_finishes_the_rest_and_merges_the_summary(killed_the
 
 
 def test_a_later_invocation_plans_by_what_earlier_ones_took_on_the_same_device():
-    from lib.gpu_run import earlier_durations
+    from lib.runs.gpu_run import earlier_durations
 
     summary = {"invocations": [{"device_name": "NVIDIA H200"}, {"device_name": "cpu"}],
                "runs": [{"kind": "pretrain_finetune", "status": "done", "seconds": 200.0, "invocation": 0},
@@ -391,7 +391,7 @@ def test_a_later_invocation_plans_by_what_earlier_ones_took_on_the_same_device()
 
 def test_the_data_is_read_from_the_repositorys_data_folder_when_it_holds_the_files(tmp_path, monkeypatch):
     """Nothing outside the repository travels to a lent GPU: data/ comes first."""
-    from lib import gpu_run
+    from lib.runs import gpu_run
 
     monkeypatch.setattr(gpu_run, "REPO_ROOT", tmp_path)
     monkeypatch.setenv("BIRTHPLACE_DATA", str(tmp_path / "elsewhere"))
@@ -402,7 +402,7 @@ def test_the_data_is_read_from_the_repositorys_data_folder_when_it_holds_the_fil
 
 
 def test_a_data_folder_without_the_files_is_refused_before_any_work(tmp_path, capsys):
-    from lib import gpu_run
+    from lib.runs import gpu_run
 
     with pytest.raises(SystemExit) as exit_:
         gpu_run.main(["--profile", "smoke", "--data", str(tmp_path / "nowhere")])
@@ -410,7 +410,7 @@ def test_a_data_folder_without_the_files_is_refused_before_any_work(tmp_path, ca
 
 
 def test_the_jobs_are_told_the_data_the_commit_and_to_skip_epoch_checkpoints(tmp_path, monkeypatch):
-    from lib.gpu_run import job_environment
+    from lib.runs.gpu_run import job_environment
 
     monkeypatch.delenv("BOOK_GIT_COMMIT", raising=False)
     env = job_environment(8, tmp_path / "data", "abc123", cuda_graphs=True, epoch_checkpoints=False,
@@ -426,7 +426,7 @@ def test_a_recipe_job_writes_under_its_own_profile_and_comes_back_in_the_archive
     env = {**os.environ, "BOOK_RESULTS": str(tmp_path / "results"),
            "BOOK_CHECKPOINTS": str(tmp_path / "checkpoints")}
     archive = tmp_path / "out" / "smoke.tgz"
-    base = [sys.executable, "-m", "lib.gpu_run", "--profile", "smoke", "--variants", "vanilla",
+    base = [sys.executable, "-m", "lib.runs.gpu_run", "--profile", "smoke", "--variants", "vanilla",
             "--device", "cpu", "--seeds", "0"]
     bad = subprocess.run(base + ["--recipes", "crop+mixed"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=300)

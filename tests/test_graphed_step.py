@@ -1,4 +1,4 @@
-"""lib.graphed_step: the fixed-shape step a GPU captures as a CUDA graph. CI has no GPU, so
+"""lib.core.train.graphed_step: the fixed-shape step a GPU captures as a CUDA graph. CI has no GPU, so
 these tests run the same step eagerly on the CPU and check everything but the capture: the
 same arithmetic as the ordinary step, the rate and loss scale read from where a graph would
 read them, short batches padded to the graph's shape, resumable state, and leaving a failed
@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib import data as D
-from lib.graphed_step import StaticStep, make_rates_tensors, set_learning_rate
-from lib.model import GPT, GPTConfig
-from lib.profiles import TrainConfig
-from lib.train import _load_state, _save_state, make_optimizer, train
+from lib.core import data as D
+from lib.core.model import GPT, GPTConfig
+from lib.core.train.graphed_step import StaticStep, make_rates_tensors, set_learning_rate
+from lib.core.train.loop import _load_state, _save_state, make_optimizer, train
+from lib.runs.profiles import TrainConfig
 
 CONFIG = GPTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0,
                    attn_dropout=0.0)
@@ -179,7 +179,7 @@ def test_fixed_shape_training_resumes_exactly(corpus, tmp_path):
 def test_a_failed_capture_is_ended_and_the_callers_stream_is_current_again(monkeypatch):
     """Without a GPU, the CUDA calls are stand-ins; what is checked is the order of the
     clean-up: end the broken capture (its error is expected and dropped), then switch back."""
-    from lib import graphed_step
+    from lib.core.train import graphed_step
 
     calls = []
 
@@ -200,7 +200,7 @@ def test_a_failed_capture_is_ended_and_the_callers_stream_is_current_again(monke
 
 
 def test_a_failure_is_named_by_its_first_cause():
-    from lib.graphed_step import _first_line
+    from lib.core.train.graphed_step import _first_line
 
     try:
         try:

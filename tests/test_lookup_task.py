@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib.lookup_task import (
+from lib.demos.lookup_task import (
     LookupConfig,
     LookupModel,
     LookupTask,

@@ -1,11 +1,11 @@
-"""lib.model: configuration checks, causality of the whole GPT, the pad-ignoring loss."""
+"""lib.core.model: configuration checks, causality of the whole GPT, the pad-ignoring loss."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lib.model import GPT, GPTConfig
+from lib.core.model import GPT, GPTConfig
 
 
 def tiny(**kw) -> GPT:

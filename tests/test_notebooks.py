@@ -18,7 +18,7 @@ import papermill
 import pytest
 import yaml
 
-from lib import experiments as E
+from lib.runs import experiments as E
 from tests.conftest import REPO
 from tests.smoke_expected import EXPECTED, mismatches
 

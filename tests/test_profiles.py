@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from lib.model import GPT
-from lib.pipeline import model_config, world_for
-from lib.profiles import DEPARTURE_REASONS, PROFILES, get_profile, recipe_departures
+from lib.core.model import GPT
+from lib.runs.pipeline import model_config, world_for
+from lib.runs.profiles import DEPARTURE_REASONS, PROFILES, get_profile, recipe_departures
 
 
 def test_the_classic_profile_departs_from_nothing():

@@ -10,9 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib import data as D
-from lib import pipeline as P
-from lib.profiles import get_profile
+from lib.core import data as D
+from lib.runs import pipeline as P
+from lib.runs.profiles import get_profile
 
 
 def corpus_of(dataset: D.SpanCorruptionDataset) -> list[str]:
@@ -101,10 +101,10 @@ def test_a_recipe_run_records_its_recipe_and_trains_on_the_larger_corpus(scratch
 
 
 def test_the_recipe_comparison_pairs_each_arm_with_vanilla_on_the_same_people(scratch):
-    from lib import recipe_report as RR
-    from lib.records import load_records
     from lib.report import dev_outcomes
-    from lib.stats import mcnemar
+    from lib.report import recipes as RR
+    from lib.report.stats import mcnemar
+    from lib.runs.records import load_records
 
     for profile, variant in (("smoke", "vanilla"), ("smoke+mixed", "vanilla"), ("smoke+mixed", "rope")):
         P.run("london", profile, progress=False)

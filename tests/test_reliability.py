@@ -2,7 +2,7 @@
 files, bad parameters, non-finite losses; and determinism on the CPU.
 
 Each class is one guarantee (its docstring says which); the reliability appendix lists
-them with the record of what these tests did (`python -m lib.reliability` writes it).
+them with the record of what these tests did (`python -m tools.reliability` writes it).
 Random kill points come from a seed printed with every test that uses one; set
 `BOOK_FAULT_SEED` to repeat a run exactly.
 """
@@ -28,16 +28,17 @@ from pathlib import Path
 import pytest
 import torch
 
-import lib.train
-from lib import cli, gpu_run
-from lib import data as D
-from lib import pipeline as P
-from lib.checkpoint import CheckpointError, load_tensors, load_weights
-from lib.experiments import validate_parameters
-from lib.model import GPT, GPTConfig
-from lib.profiles import PROFILES, TrainConfig, get_profile, register_profile
-from lib.records import load_records, read_record, write_record
-from lib.train import read_log
+import lib.core.train.loop
+from lib import cli
+from lib.core import data as D
+from lib.core.checkpoint import CheckpointError, load_tensors, load_weights
+from lib.core.model import GPT, GPTConfig
+from lib.core.train.loop import read_log
+from lib.runs import gpu_run
+from lib.runs import pipeline as P
+from lib.runs.experiments import validate_parameters
+from lib.runs.profiles import PROFILES, TrainConfig, get_profile, register_profile
+from lib.runs.records import load_records, read_record, write_record
 from tests.conftest import REPO, write_files
 from tests.faults import (
     ARTEFACTS,
@@ -63,7 +64,7 @@ LEDGERS: dict[str, Ledger] = {}
 RUNS = ("london", "pretrain-vanilla-seed0", "pretrain_finetune-vanilla-seed0", "finetune-vanilla-seed0")
 PRETRAIN_ARGS = ["pretrain", "--profile", "reliability", "--seed", "0", "--device", "cpu", "--no-progress",
                  "--writing-params-path"]
-MATRIX_ARGS = ["-m", "lib.gpu_run", "--profile", "reliability", "--variants", "vanilla", "--device", "cpu",
+MATRIX_ARGS = ["-m", "lib.runs.gpu_run", "--profile", "reliability", "--variants", "vanilla", "--device", "cpu",
                "--jobs", "1"]
 
 
@@ -245,18 +246,18 @@ class TestInterruption:
         config = GPTConfig(vocab_size=len(real_data.vocab), block_size=64, n_layer=1, n_head=2, n_embd=16)
         torch.manual_seed(0)
         whole = GPT(config)
-        lib.train.train(whole, dataset, cfg, seed=3, state_path=tmp_path / "w.state",
+        lib.core.train.loop.train(whole, dataset, cfg, seed=3, state_path=tmp_path / "w.state",
                         log_path=tmp_path / "w.jsonl", progress=False)
         torch.manual_seed(0)
         state, log = tmp_path / "r.state", tmp_path / "r.jsonl"
-        lib.train.train(GPT(config), dataset, cfg, seed=3, state_path=state, log_path=log, progress=False,
+        lib.core.train.loop.train(GPT(config), dataset, cfg, seed=3, state_path=state, log_path=log, progress=False,
                         stop_after_epochs=2)
         line = json.dumps({"step": 99, "epoch": 3, "tokens": 1, "loss": 1.0, "lr": 1.0, "time": 1.0})
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(line[: len(line) // 2])
         ledger.fault("torn metrics log line")
         resumed = GPT(config)
-        lib.train.train(resumed, dataset, cfg, seed=3, state_path=state, log_path=log, progress=False)
+        lib.core.train.loop.train(resumed, dataset, cfg, seed=3, state_path=state, log_path=log, progress=False)
         lost = sum(not torch.equal(a, b) for a, b in zip(whole.state_dict().values(),
                                                           resumed.state_dict().values(), strict=True))
         lost += without_time(read_log(log)) != without_time(read_log(tmp_path / "w.jsonl"))
@@ -577,7 +578,7 @@ def _untrusted_loaders() -> dict[str, Callable[[Path, Path], None]]:
         data = D.load()
         dataset = D.SpanCorruptionDataset(data.corpus[:16], data.vocab, 32)
         model = GPT(GPTConfig(vocab_size=len(data.vocab), block_size=32, n_layer=1, n_head=1, n_embd=8))
-        lib.train.train(model, dataset, TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3),
+        lib.core.train.loop.train(model, dataset, TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3),
                         seed=0, state_path=payload, progress=False)
 
     def pipeline_resume(payload, scratch):
@@ -749,7 +750,7 @@ class TestUntrustedFiles:
         def tripwire(*args, **kwargs):
             raise _TrainingStarted(f"work started although {what} should have been refused")
 
-        for owner, name in ((P, "run"), (P, "run_london"), (gpu_run, "Matrix"), (lib.train, "train")):
+        for owner, name in ((P, "run"), (P, "run_london"), (gpu_run, "Matrix"), (lib.core.train.loop, "train")):
             monkeypatch.setattr(owner, name, tripwire)
         ledger.bad_input("bad parameter")
         command = what.startswith(("CLI", "gpu-run"))
@@ -789,12 +790,12 @@ class TestNumericalFaults:
         bad_step = rng.randrange(2 * per_epoch, epochs * per_epoch)
         epoch = bad_step // per_epoch + 1
         params = tmp_path / "model.params"
-        real_train = lib.train.train
+        real_train = lib.core.train.loop.train
 
         def inject(step, loss):
             return loss * float(bad) if step == bad_step else loss
 
-        monkeypatch.setattr(lib.train, "train", functools.partial(real_train, fault=inject))
+        monkeypatch.setattr(lib.core.train.loop, "train", functools.partial(real_train, fault=inject))
         code = cli.main([*PRETRAIN_ARGS, str(params)])
         err = capsys.readouterr().err
         ledger.fault(f"{bad} loss")
@@ -805,7 +806,7 @@ class TestNumericalFaults:
         tensors, meta = load_tensors(state_of(params))
         assert meta["epoch"] == epoch - 1 and all(torch.isfinite(t).all() for t in tensors.values())
         assert max(r["step"] for r in read_log(log_of(params))) == (epoch - 1) * per_epoch
-        monkeypatch.setattr(lib.train, "train", real_train)
+        monkeypatch.setattr(lib.core.train.loop, "train", real_train)
         assert cli.main([*PRETRAIN_ARGS, str(params)]) == 0
         diffs = same_weights(reference_pretraining, params)
         if without_time(read_log(log_of(params))) != without_time(reference):

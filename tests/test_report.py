@@ -9,9 +9,10 @@ import math
 import matplotlib
 import pytest
 
-from lib import figures, report
-from lib.atomic import atomic_write_json, atomic_write_text
-from lib.records import results_root, write_record
+from lib import report
+from lib.core.atomic import atomic_write_json, atomic_write_text
+from lib.report import figures
+from lib.runs.records import results_root, write_record
 from tests.conftest import REPO
 
 matplotlib.use("Agg")
@@ -310,7 +311,7 @@ def committed(monkeypatch):
 
 
 def test_tables_from_the_committed_smoke_records(committed):
-    from lib.records import load_records
+    from lib.runs.records import load_records
 
     runs = {r["run_id"]: r for r in load_records("smoke")}
     london = report.prediction_rows(runs["london"])

@@ -1,4 +1,4 @@
-"""Unit tests of lib.single_query with exact or known answers."""
+"""Unit tests of lib.demos.single_query with exact or known answers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lib.single_query import (
+from lib.demos.single_query import (
     attend,
     attention_weights,
     copy_weight_lower_bound,

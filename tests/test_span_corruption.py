@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lib import data as D
+from lib.core import data as D
 
 ALPHABET = "abcdefghij klmnop.,"
 

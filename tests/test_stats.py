@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from lib.stats import exact_rate, format_p, mcnemar
+from lib.report.stats import exact_rate, format_p, mcnemar
 
 
 def test_clopper_pearson_matches_its_closed_forms_at_the_edges():
@@ -55,7 +55,7 @@ def test_p_values_print_as_readers_expect():
 
 
 def test_fisher_matches_the_tea_tasting_experiment_and_states_its_direction():
-    from lib.stats import fisher
+    from lib.report.stats import fisher
 
     tea = fisher(3, 4, 1, 4)  # Fisher's lady tasting tea: 3 of 4 cups right each way
     assert tea.p_value == pytest.approx(34 / 70, abs=1e-12) and tea.verdict == "not separated"

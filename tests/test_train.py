@@ -1,4 +1,4 @@
-"""lib.train: schedule, optimizer groups, determinism, resume, NaN handling."""
+"""lib.core.train.loop: schedule, optimizer groups, determinism, resume, NaN handling."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lib import data as D
-from lib.checkpoint import CheckpointError, load_tensors
-from lib.model import GPT, GPTConfig
-from lib.profiles import TrainConfig, get_profile
-from lib.train import TrainingDiverged, lr_multiplier, make_optimizer, read_log, train
+from lib.core import data as D
+from lib.core.checkpoint import CheckpointError, load_tensors
+from lib.core.model import GPT, GPTConfig
+from lib.core.train.loop import TrainingDiverged, lr_multiplier, make_optimizer, read_log, train
+from lib.runs.profiles import TrainConfig, get_profile
 
 
 def test_schedule_warmup_cosine_floor():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from lib import cli
-from lib import data as D
-from lib import pipeline as P
-from lib.profiles import get_profile
+from lib.core import data as D
+from lib.runs import pipeline as P
+from lib.runs.profiles import get_profile
 
 
 def test_never_read_people_are_outside_the_world_and_absent_for_the_whole_data(real_data):

@@ -6,14 +6,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.attention import AttentionSpec, CausalSelfAttention, available_variants, build_attention
-from lib.model import GPT, GPTConfig
-from lib.variants import (
+from lib.core.attention import (
+    AttentionSpec,
     BigBirdAttention,
     BlockLinformerAttention,
+    CausalSelfAttention,
     DenseSynthesizerAttention,
+    available_variants,
     bigbird_key_blocks,
+    build_attention,
 )
+from lib.core.model import GPT, GPTConfig
 
 SPEC = AttentionSpec(n_embd=32, n_head=4, block_size=128)
 VARIANTS = available_variants()
@@ -188,7 +191,7 @@ def test_block_attention_accepts_a_non_contiguous_kernel_output(monkeypatch):
     """CUDA's attention kernels can return a permuted layout; the blocked variants must cope."""
     import torch.nn.functional as F
 
-    from lib import variants
+    from lib.core.attention import common as variants
 
     real = F.scaled_dot_product_attention
 
@@ -207,7 +210,7 @@ def test_block_attention_accepts_a_non_contiguous_kernel_output(monkeypatch):
 def test_rope_scores_depend_on_the_offset_only():
     """Rotary embeddings' defining property: shift query and key positions alike and every
     score stays the same (to float32 rounding), with no position table anywhere."""
-    from lib.variants import RotaryAttention, rotary_angles, rotate
+    from lib.core.attention import RotaryAttention, rotary_angles, rotate
 
     torch.manual_seed(0)
     module = build_attention("rope", SPEC)
@@ -258,7 +261,7 @@ def test_rope_model_has_no_position_table_and_others_keep_theirs():
 
 def test_attend_is_sdpa_on_the_cpu_with_and_without_dropout():
     """`attend` changes the kernel only for dropout on a GPU; on the CPU it is SDPA exactly."""
-    from lib.attention import attend
+    from lib.core.attention import attend
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 4, 16, 8) for _ in range(3))
@@ -278,13 +281,15 @@ def test_no_attention_dropout_reaches_a_fused_kernel_directly():
     """Every SDPA call that may drop out is inside `attend` (fused dropout broke training
     under CUDA graphs); direct calls elsewhere are dropout-free."""
     import ast
+    import importlib
     import inspect
+    import pkgutil
 
-    import lib.attention
-    import lib.variants
+    import lib.core.attention as package
 
     found = []
-    for module in (lib.attention, lib.variants):
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
         for function in ast.walk(ast.parse(inspect.getsource(module))):
             if not isinstance(function, ast.FunctionDef):
                 continue

@@ -79,7 +79,7 @@ class Profile:
     mini_world: tuple[int, int, int] | None = None
     seeds: tuple[int, ...] = (0, 1, 2)
     text_mode: str = "unicode"
-    # Pretraining recipe options beyond the classic exercise (`lib.data.RECIPES`); none in
+    # Pretraining recipe options beyond the classic exercise (`lib.core.data.RECIPES`); none in
     # the built-in profiles. `get_profile("mini+mixed")` is `mini` with the `mixed` option.
     recipe: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
@@ -199,7 +199,7 @@ DEPARTURE_REASONS = {
     "learning_rate": "another learning rate", "warmup_tokens": "another warmup",
     "mini_world": "a seeded sample of people instead of the whole data",
     "seeds": "other seeds",
-    "recipe": "a pretraining recipe beyond the classic exercise, see lib.data.RECIPES",
+    "recipe": "a pretraining recipe beyond the classic exercise, see lib.core.data.RECIPES",
 }
 NOT_RESULTS = {"name", "description", "checkpoint_every", "snapshots", "extra"}
 PHASES = {"pretrain": "pretraining", "finetune_scratch": "finetuning from scratch",
@@ -276,8 +276,8 @@ def register_from_environment() -> None:
 
 def with_recipe(base: Profile, options: tuple[str, ...]) -> Profile:
     """`base` pretrained with recipe options (named `base+option+...`, options in the order
-    of `lib.data.RECIPES`, so one combination has one name and one results folder)."""
-    from lib.data import RECIPES
+    of `lib.core.data.RECIPES`, so one combination has one name and one results folder)."""
+    from lib.core.data import RECIPES
 
     unknown = [o for o in options if o not in RECIPES]
     if unknown or not options or len(set(options)) != len(options):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lib.data import BirthplaceData, Question
+from lib.core.data import BirthplaceData, Question
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.attention import AttentionSpec, build_attention
+from lib.core.attention import AttentionSpec, build_attention
 
 
 @dataclass(frozen=True)

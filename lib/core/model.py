@@ -2,7 +2,7 @@
 
 Token embeddings plus learned absolute position embeddings (or none, for rotary attention,
 which encodes positions inside every layer), pre-LayerNorm blocks with a GELU MLP, dropout,
-and a causal attention module chosen by name (see `lib.attention`). The loss ignores
+and a causal attention module chosen by name (see `lib.core.attention`). The loss ignores
 pad targets (id 0), which is how both datasets mark positions that teach nothing.
 """
 
@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.attention import AttentionSpec, build_attention
-from lib.data import PAD_ID
+from lib.core.attention import AttentionSpec, build_attention
+from lib.core.data import PAD_ID
 
 # Attention variants that encode positions themselves (no learned position table).
 ROTARY = ("rope",)

@@ -3,7 +3,7 @@
 Each run of a profile's matrix (London baseline; per seed and variant: pretraining with
 its knowledge probe, pretrain then finetune, finetune without pretraining) executes a
 parameterised template from `notebooks/` into `book/runs/<profile>/<run-id>.ipynb`. The
-notebook calls `lib.pipeline`, which writes the result record under `results/<profile>/`.
+notebook calls `lib.runs.pipeline`, which writes the result record under `results/<profile>/`.
 A run whose record and stored notebook both exist is skipped unless forced, so an
 interrupted matrix resumes where it stopped (and the pipeline resumes an interrupted
 training from its last checkpoint). Records written by `make gpu-run` (no Jupyter there)
@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.profiles import PROFILES, get_profile
-from lib.records import REPO_ROOT, read_record, record_path
+from lib.runs.profiles import PROFILES, get_profile
+from lib.runs.records import REPO_ROOT, read_record, record_path
 
 # Stored notebooks show tqdm's text bar (a widget bar would not survive storage), so the
 # hint that ipywidgets is missing is noise here.
@@ -66,7 +66,7 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        from lib.pipeline import run_id
+        from lib.runs.pipeline import run_id
 
         return run_id(self.kind, self.variant, self.seed)
 
@@ -76,7 +76,7 @@ class RunSpec:
 
     def describe(self) -> str:
         """One line for the notebook: which run, where its record goes, on which device."""
-        from lib.pipeline import resolve_device
+        from lib.runs.pipeline import resolve_device
 
         what = "render the existing record" if self.render_only else (
             "run again" if self.force else "run unless its record exists")
@@ -115,8 +115,8 @@ def validate_parameters(template: str, *, profile: str, variant: str = "vanilla"
     `pretrained` only matters for the finetune template, `kind` only for the evaluate one
     (the London baseline, or an existing finetuned run to evaluate).
     """
-    from lib.attention import available_variants
-    from lib.pipeline import resolve_device
+    from lib.core.attention import available_variants
+    from lib.runs.pipeline import resolve_device
 
     _check(template in set(TEMPLATES.values()), "template", template,
            f"choose one of {', '.join(sorted(set(TEMPLATES.values())))}")
@@ -171,7 +171,7 @@ def prepare_run(template: str, **parameters) -> RunSpec:
 
 
 def run_or_load(spec: RunSpec, progress: bool = True) -> dict:
-    """The run's record: read when it exists (unless forced), else produced by `lib.pipeline`.
+    """The run's record: read when it exists (unless forced), else produced by `lib.runs.pipeline`.
 
     Reading it first means a record from another machine (a GPU run) is rendered as it is,
     even where its weights did not travel. With `render_only` a missing record is an error.
@@ -182,7 +182,7 @@ def run_or_load(spec: RunSpec, progress: bool = True) -> dict:
         raise FileNotFoundError(
             f"no record {_shown(spec.record_path)} to render; produce it first with "
             f"`make experiments PROFILE={spec.profile}` or `make gpu-run`")
-    from lib.pipeline import run
+    from lib.runs.pipeline import run
 
     return run(spec.kind, spec.profile, spec.variant, spec.seed, spec.device, spec.force, progress)
 
@@ -197,7 +197,7 @@ class Job:
 
     @property
     def run_id(self) -> str:
-        from lib.pipeline import run_id
+        from lib.runs.pipeline import run_id
 
         return run_id(self.kind, self.variant, self.seed)
 
@@ -275,7 +275,7 @@ def execute(job: Job, profile: str, device: str = "auto", force: bool = False,
     import nbformat
     import papermill
 
-    from lib.atomic import atomic_write_text
+    from lib.core.atomic import atomic_write_text
 
     target = stored_notebook(profile, job.run_id)
     template = TEMPLATES_DIR / f"{job.template}.ipynb"

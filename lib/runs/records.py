@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from lib.atomic import atomic_write_json
-from lib.data import REPO_ROOT
+from lib.core.atomic import atomic_write_json
+from lib.core.data import REPO_ROOT
 
 SCHEMA = 1
 

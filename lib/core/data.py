@@ -45,7 +45,7 @@ CHECKSUMS = {
 # Lines of the reference copies: a damaged copy that lost rows says how many in its warning.
 REFERENCE_LINES = {"wiki.txt": 2937, "birth_places_train.tsv": 2000, "birth_dev.tsv": 500,
                    "birth_test_inputs.tsv": 437}
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 QUESTION_RE = re.compile(r"^Where was (?P<name>\S.*\S|\S) born\?$")
 TEXT_MODES = ("unicode", "faithful")
 

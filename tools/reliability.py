@@ -1,6 +1,6 @@
 """The reliability record: what the fault-injection tests did, kept with provenance.
 
-`python -m lib.reliability` runs `tests/test_reliability.py` once with the tests' ledger
+`python -m tools.reliability` runs `tests/test_reliability.py` once with the tests' ledger
 switched on and writes `results/reliability/tests.json`: every test's outcome and duration,
 the faults it injected (kills, crashes mid-write, non-finite losses), the bad inputs it
 tried (damaged data files, code-running checkpoints, bad parameters), and how many
@@ -23,8 +23,8 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
-from lib.atomic import atomic_write_json
-from lib.records import REPO_ROOT, provenance, results_root
+from lib.core.atomic import atomic_write_json
+from lib.runs.records import REPO_ROOT, provenance, results_root
 
 TEST_FILE = "tests/test_reliability.py"
 LEDGER_ENV = "BOOK_RELIABILITY_LEDGER"
@@ -40,7 +40,7 @@ def load(path: str | os.PathLike | None = None) -> dict:
     path = Path(path) if path is not None else record_path()
     if not path.exists():
         raise FileNotFoundError(f"no reliability record at {path}; write it with "
-                                "`python -m lib.reliability`")
+                                "`python -m tools.reliability`")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -61,7 +61,7 @@ def check_current(record: dict, ids: list[str]) -> None:
     if missing or new:
         raise RuntimeError(
             f"the reliability record is stale ({len(new)} tests not in it, {len(missing)} no longer "
-            f"exist, e.g. {(new + missing)[:3]}); refresh it with `python -m lib.reliability`")
+            f"exist, e.g. {(new + missing)[:3]}); refresh it with `python -m tools.reliability`")
 
 
 def guarantees(test_file: str = TEST_FILE) -> dict[str, dict]:
@@ -126,7 +126,7 @@ def run(test_file: str = TEST_FILE, pytest_args: tuple[str, ...] = ()) -> tuple[
     tests = [{"id": nodeid, "class": nodeid.split("::")[1] if nodeid.count("::") > 1 else "",
               **outcome, **ledgers.get(nodeid, empty)} for nodeid, outcome in outcomes.items()]
     record = {"schema": SCHEMA, "kind": "reliability", "test_file": test_file,
-              "command": "python -m lib.reliability", "pytest_status": status,
+              "command": "python -m tools.reliability", "pytest_status": status,
               "wall_time": round(time.time() - started, 1), "totals": totals(tests), "tests": tests,
               **provenance("cpu")}
     return record, status
@@ -198,7 +198,7 @@ def case_rows(record: dict, cls: str, name: str, notes: tuple[str, ...] = ("mess
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lib.reliability", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.reliability", description=__doc__.split("\n")[0])
     ap.add_argument("--output", type=Path, default=None, help="default: results/reliability/tests.json")
     args = ap.parse_args(argv)
     record, status = run()

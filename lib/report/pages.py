@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.profiles import PROFILE_ORDER, PROFILES
-from lib.records import load_records, results_root
-from lib.stats import Paired, exact_rate, fisher, format_p, mcnemar
+from lib.report.stats import Paired, exact_rate, fisher, format_p, mcnemar
+from lib.runs.profiles import PROFILE_ORDER, PROFILES
+from lib.runs.records import load_records, results_root
 
 MATRIX_KINDS = ("london", "pretrain", "pretrain_finetune", "finetune")
 
@@ -78,8 +78,8 @@ def vanilla_runs(profile: str, kind: str, root: Path | None = None) -> list[dict
 def load_data():
     """The data, from the folder the Makefile chooses, wherever the caller runs (chapters
     execute inside book/, where a relative `BIRTHPLACE_DATA` would point elsewhere)."""
-    from lib import data as D
-    from lib.analysis import data_folder
+    from lib.core import data as D
+    from lib.report.analysis import data_folder
 
     return D.load(data_folder())
 
@@ -115,7 +115,7 @@ def result_file(record: dict, key: str, root: Path | None = None) -> Path | None
 
 def metrics_log(record: dict, root: Path | None = None) -> list[dict]:
     """The run's training log (step, epoch, tokens, loss, lr, time); empty for London."""
-    from lib.train import read_log
+    from lib.core.train.loop import read_log
 
     path = result_file(record, "metrics_log", root)
     return read_log(path) if path is not None and path.exists() else []
@@ -257,9 +257,9 @@ def prediction_rows(record: dict, root: Path | None = None) -> pd.DataFrame:
     """
     rows = details(record, root).get("dev")
     if rows is None:
-        from lib.evaluate import read_predictions
-        from lib.pipeline import world_for
-        from lib.profiles import get_profile
+        from lib.core.evaluate import read_predictions
+        from lib.runs.pipeline import world_for
+        from lib.runs.profiles import get_profile
 
         world = world_for(get_profile(record["profile"]), load_data())
         if world.description != record["world"]:
@@ -446,7 +446,7 @@ def probe_outcomes(record: dict, probe: str, root: Path | None = None) -> tuple[
     """Per person a probe asked (in the probe file's order): did its completion start with
     the person's own place, and did it start with the control's? (The biography probe asks
     only people whose place is written inside the window.)"""
-    from lib.analysis import probe_table  # the probe's own scoring rule
+    from lib.report.analysis import probe_table  # the probe's own scoring rule
 
     table = probe_table(details(record, root).get("probe", []))
     if table.empty:
@@ -473,7 +473,7 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
 
     Keys (present when their runs exist): probe, london, finetune, pretrain_finetune,
     summary, pending. Comparisons are paired on the same people and made seed by seed
-    (`lib.stats.mcnemar`, the rule `lib.stats.ALPHA`); a claim across seeds is made only
+    (`lib.report.stats.mcnemar`, the rule `lib.report.stats.ALPHA`); a claim across seeds is made only
     when every seed supports it, and otherwise the text says how many did.
     """
     records = load_records(profile, root)
@@ -621,8 +621,8 @@ def stored_vs_answered(pretrain: dict, finetuned: dict, root: Path | None = None
 def answers_from_train(record: dict, root: Path | None = None) -> pd.DataFrame:
     """For dev questions and invented people: the share of answers that are one of the train
     questions' places (answers learned as a list, whoever is asked about)."""
-    from lib.pipeline import world_for
-    from lib.profiles import get_profile
+    from lib.runs.pipeline import world_for
+    from lib.runs.profiles import get_profile
 
     world = world_for(get_profile(record["profile"]), load_data())
     places = {q.place for q in world.train}
@@ -640,7 +640,7 @@ def answers_from_train(record: dict, root: Path | None = None) -> pd.DataFrame:
 
 def _variants() -> list[str]:
     """Registered attention variants, vanilla (the reference) first."""
-    from lib.attention import available_variants  # the registry imports torch; only here
+    from lib.core.attention import available_variants  # the registry imports torch; only here
 
     return sorted(available_variants(), key=lambda v: (v != "vanilla", v))
 
@@ -691,7 +691,7 @@ def variant_findings(profile: str, root: Path | None = None) -> dict[str, str]:
     """Each research variant against vanilla attention, seed by seed on the seeds both ran.
 
     Every comparison is paired on the same people (McNemar's exact test, the rule
-    `lib.stats.ALPHA`): the probes of the two pretrained models, then the answers of the two
+    `lib.report.stats.ALPHA`): the probes of the two pretrained models, then the answers of the two
     finetuned ones. Dev accuracy ranks the two in a seed only when one of them is above the
     London baseline there; otherwise the sentence says it cannot.
     """
@@ -937,10 +937,10 @@ def people_table(profile: str, root: Path | None = None) -> pd.DataFrame:
     """One row per dev person of `profile`: gold place, where the biography writes it
     (`PEOPLE_LEGEND`), each vanilla run's answer (seed by seed, a right one marked ✓), and the
     probes' outcomes. Short column names keep the table on the page; the legend spells them out."""
-    from lib.analysis import LOCATIONS, locate, probe_table
-    from lib.data import biography_index, prefix_window
-    from lib.pipeline import world_for
-    from lib.profiles import get_profile
+    from lib.core.data import biography_index, prefix_window
+    from lib.report.analysis import LOCATIONS, locate, probe_table
+    from lib.runs.pipeline import world_for
+    from lib.runs.profiles import get_profile
 
     runs = {kind: vanilla_runs(profile, kind, root) for kind in ("finetune", "pretrain_finetune", "pretrain")}
     first = (runs["pretrain_finetune"] or runs["finetune"])[0]

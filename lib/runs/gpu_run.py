@@ -68,11 +68,11 @@ from typing import IO, NamedTuple
 
 import torch
 
-from lib import data as D
-from lib.atomic import atomic_write_json
-from lib.pipeline import RunPaths, resolve_device, run_id, run_london, summary_line
-from lib.profiles import PROFILES, get_profile
-from lib.records import REPO_ROOT, git_commit, read_record, results_root
+from lib.core import data as D
+from lib.core.atomic import atomic_write_json
+from lib.runs.pipeline import RunPaths, resolve_device, run_id, run_london, summary_line
+from lib.runs.profiles import PROFILES, get_profile
+from lib.runs.records import REPO_ROOT, git_commit, read_record, results_root
 
 # Research variants in order of value; registered variants not named here come last.
 VARIANT_ORDER = ("vanilla", "rope", "synthesizer", "linformer", "bigbird")
@@ -95,7 +95,7 @@ class Job(NamedTuple):
     kind: str
     variant: str
     seed: int
-    recipe: tuple[str, ...] = ()  # pretraining recipe options (`lib.data.RECIPES`)
+    recipe: tuple[str, ...] = ()  # pretraining recipe options (`lib.core.data.RECIPES`)
 
     @property
     def run_id(self) -> str:
@@ -110,10 +110,10 @@ class Job(NamedTuple):
 
 def parse_recipe(spec: str) -> tuple[tuple[str, ...], str]:
     """'mixed+crop:rope' -> (('mixed', 'crop'), 'rope'); the variant defaults to vanilla.
-    Options are checked as profiles check them (known, distinct, in `lib.data.RECIPES` order)."""
+    Options are checked as profiles check them (known, distinct, in `lib.core.data.RECIPES` order)."""
     options, _, variant = spec.partition(":")
     parsed = tuple(options.split("+")) if options else ()
-    from lib.profiles import with_recipe
+    from lib.runs.profiles import with_recipe
 
     with_recipe(PROFILES["smoke"], parsed)  # raises ValueError with the valid choices
     return parsed, variant or "vanilla"
@@ -512,7 +512,7 @@ def default_data_folder() -> Path:
 def job_environment(threads: int, data_folder: Path, commit: str, *, cuda_graphs: bool,
                     epoch_checkpoints: bool, compile_model: bool) -> dict[str, str]:
     """What each job process is told: its share of the CPU, the data folder, the commit
-    (its records must name the same one), and how to train (`lib.pipeline.run` reads it)."""
+    (its records must name the same one), and how to train (`lib.runs.pipeline.run` reads it)."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                BIRTHPLACE_DATA=str(data_folder), BOOK_CUDA_GRAPHS="1" if cuda_graphs else "0",
@@ -533,9 +533,9 @@ def _raise_interrupted(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     started = time.time()  # the deadline counts from here: loading the data is part of it
-    from lib.attention import available_variants
+    from lib.core.attention import available_variants
 
-    ap = argparse.ArgumentParser(prog="python -m lib.gpu_run", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m lib.runs.gpu_run", description=__doc__.split("\n")[0])
     ap.add_argument("--profile", choices=sorted(PROFILES), default="full")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--jobs", type=int, default=None, help="concurrent processes, at most one of "

@@ -2,9 +2,9 @@
 attention with the classic recipe, on the same people of the same world.
 
 A configuration ("arm") is a profile (the base one or `base+option...`, see
-`lib.profiles.with_recipe`) and an attention variant. Every arm is compared with the base
+`lib.runs.profiles.with_recipe`) and an attention variant. Every arm is compared with the base
 profile's vanilla runs seed by seed and person by person (McNemar's exact test, the rule of
-`lib.stats`): on the dev answers (extraction) and on the biography probe (storage).
+`lib.report.stats`): on the dev answers (extraction) and on the biography probe (storage).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.records import load_records, results_root
 from lib.report import details, dev_outcomes
-from lib.stats import Paired, Rate, exact_rate, format_p, mcnemar
+from lib.report.stats import Paired, Rate, exact_rate, format_p, mcnemar
+from lib.runs.records import load_records, results_root
 
 # The attention variants this chapter compares; the cheaper-attention variants have their own.
 ARM_VARIANTS = ("vanilla", "rope")
@@ -40,8 +40,8 @@ class Arm:
 
 def recipe_profiles(base: str, root: Path | None = None) -> list[str]:
     """`base` and every `base+option...` profile with records, fewest options first, each
-    group in the order of `lib.data.RECIPES`."""
-    from lib.data import RECIPES
+    group in the order of `lib.core.data.RECIPES`."""
+    from lib.core.data import RECIPES
 
     folder = root or results_root()
     found = [p.name for p in folder.iterdir() if p.is_dir() and p.name.startswith(base + "+")] \
@@ -74,7 +74,7 @@ def _bio_hits(record: dict | None, root: Path | None) -> dict[str, bool]:
     """Per person the biography probe asked: did it find the person's own place?"""
     if record is None:
         return {}
-    from lib.analysis import probe_table  # the probe's own scoring rule
+    from lib.report.analysis import probe_table  # the probe's own scoring rule
 
     table = probe_table(details(record, root).get("probe", []))
     if table.empty:

@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
-from lib.atomic import atomic_write
+from lib.core.atomic import atomic_write
 
 FORMAT = "attention-book/1"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lib.atomic import atomic_write_text
-from lib.data import (
+from lib.core.atomic import atomic_write_text
+from lib.core.data import (
     MASK_CHAR,
     MASK_ID,
     Question,

@@ -1,4 +1,4 @@
-"""Causal self-attention variants, chosen by name from one registry.
+"""The registry, the vanilla (classic) attention and the masked-softmax kernel every variant shares.
 
 Every variant maps a batch of sequences `x` of shape (B, T, C) to (B, T, C) and must be
 causal: the output at position t depends on inputs at positions <= t only. The test
@@ -45,27 +45,16 @@ def register_attention(name: str) -> Callable[[AttentionFactory], AttentionFacto
 
 def available_variants() -> list[str]:
     """Names of every registered attention variant, sorted."""
-    _load_optional_variants()
     return sorted(_REGISTRY)
 
 
 def build_attention(name: str, spec: AttentionSpec) -> nn.Module:
     """Build the attention module registered as `name`; unknown names list the valid ones."""
-    _load_optional_variants()
     if name not in _REGISTRY:
         raise ValueError(
             f"unknown attention variant {name!r}; choose one of {', '.join(sorted(_REGISTRY))}"
         )
     return _REGISTRY[name](spec)
-
-
-def _load_optional_variants() -> None:
-    """Import the research variants so that they register themselves (if present)."""
-    try:
-        import lib.variants  # noqa: F401
-    except ModuleNotFoundError as error:
-        if error.name != "lib.variants":
-            raise
 
 
 def check_spec(spec: AttentionSpec) -> None:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from lib import data as D
-from lib.atomic import atomic_write_json
-from lib.checkpoint import load_weights, save_weights
-from lib.evaluate import (
+from lib.core import data as D
+from lib.core.atomic import atomic_write_json
+from lib.core.checkpoint import load_weights, save_weights
+from lib.core.evaluate import (
     ProbeResult,
     knowledge_probe,
     london_baseline,
@@ -29,11 +29,11 @@ from lib.evaluate import (
     score,
     write_predictions,
 )
-from lib.model import GPT, GPTConfig
-from lib.profiles import Profile, get_profile
-from lib.records import REPO_ROOT, provenance, read_record, record_path, results_root, write_record
-from lib.strangers import invented_names
-from lib.train import train
+from lib.core.model import GPT, GPTConfig
+from lib.core.strangers import invented_names
+from lib.core.train.loop import train
+from lib.runs.profiles import Profile, get_profile
+from lib.runs.records import REPO_ROOT, provenance, read_record, record_path, results_root, write_record
 
 STRANGERS = 300
 
@@ -218,7 +218,7 @@ def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0
 def unread_probe(model, world: D.World, data: D.BirthplaceData,
                  device: torch.device) -> ProbeResult | None:
     """Both probes on as many people the model never read as the world has dev people
-    (`lib.data.unread_people`); None for the whole data, where everyone was read."""
+    (`lib.core.data.unread_people`); None for the whole data, where everyone was read."""
     people = D.unread_people(data, world, len(world.dev))
     return knowledge_probe(model, people, data.biographies, data.vocab, device=device) if people else None
 

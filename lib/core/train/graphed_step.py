@@ -24,7 +24,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from lib.data import PAD_ID
+from lib.core.data import PAD_ID
 
 WARMUP_STEPS = 3
 

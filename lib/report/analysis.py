@@ -2,7 +2,7 @@
 
 Everything that needs a model (answers with their log-probabilities, probe completions,
 answers for invented names, scores after each pretraining snapshot) is measured by the
-experiment runs and stored beside their records (`lib.pipeline`). The functions here only
+experiment runs and stored beside their records (`lib.runs.pipeline`). The functions here only
 group, count and compare those stored rows, so a chapter runs them in a moment at build
 time, and tests pin them on small hand-made fixtures.
 
@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib import data as D
-from lib.evaluate import control_places  # the probe's own rule, to rescore stored completions
-from lib.profiles import PROFILE_ORDER
-from lib.records import REPO_ROOT, load_records, results_root
+from lib.core import data as D
+from lib.core.evaluate import control_places  # the probe's own rule, to rescore stored completions
+from lib.runs.profiles import PROFILE_ORDER
+from lib.runs.records import REPO_ROOT, load_records, results_root
 
 # The runs every considerations chapter reads; a profile counts only when it has all three.
 NEEDED_KINDS = ("pretrain", "pretrain_finetune", "finetune")
@@ -71,7 +71,7 @@ def percent(x: float, digits: int = 1) -> str:
 
 def profile_caveat(profile: str) -> str:
     """What a reader must know about a profile's numbers before reading them (Markdown)."""
-    from lib.profiles import PROFILES, recipe_departures
+    from lib.runs.profiles import PROFILES, recipe_departures
 
     caveats = {
         "smoke": "These are **smoke** numbers: a tiny model trained for seconds. They prove "
@@ -203,7 +203,7 @@ def _environment(**values: str) -> Iterator[None]:
 
 def make_smoke_runs(data: D.BirthplaceData) -> None:
     """The smoke runs the chapters need, into the current BOOK_RESULTS (seconds on a CPU)."""
-    from lib.pipeline import run_finetune, run_pretrain
+    from lib.runs.pipeline import run_finetune, run_pretrain
 
     run_pretrain("smoke", device="cpu", progress=False, data=data)
     for pretrained in (True, False):

@@ -7,8 +7,8 @@ It runs the page under a virtual-time budget, so MathJax has finished typesettin
 the page is printed. The build shares the execution cache with `make book`: chapters that
 `make book` executed are not executed again.
 
-    python -m lib.book_pdf                 # build, then print to _build/pdf/book.pdf
-    python -m lib.book_pdf --no-build      # print the existing single-page build again
+    python -m tools.book_pdf                 # build, then print to _build/pdf/book.pdf
+    python -m tools.book_pdf --no-build      # print the existing single-page build again
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def make_pdf(path_output: Path = ROOT, pdf: Path | None = None, build: bool = Tr
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lib.book_pdf", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.book_pdf", description=__doc__.split("\n")[0])
     parser.add_argument("--path-output", type=Path, default=ROOT,
                         help="the folder whose _build/ receives the build (default: the repository)")
     parser.add_argument("--output", type=Path, default=None,

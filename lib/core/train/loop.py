@@ -24,11 +24,11 @@ import torch.nn.functional as F
 # The text bar, also inside Jupyter (tqdm.auto would want ipywidgets there and warn).
 from tqdm import tqdm
 
-from lib.atomic import atomic_write_text
-from lib.checkpoint import CheckpointError, load_tensors, save_tensors, save_weights
-from lib.data import PAD_ID
-from lib.graphed_step import StaticStep, make_rates_tensors, set_learning_rate
-from lib.profiles import TrainConfig
+from lib.core.atomic import atomic_write_text
+from lib.core.checkpoint import CheckpointError, load_tensors, save_tensors, save_weights
+from lib.core.data import PAD_ID
+from lib.core.train.graphed_step import StaticStep, make_rates_tensors, set_learning_rate
+from lib.runs.profiles import TrainConfig
 
 
 class TrainingDiverged(RuntimeError):
@@ -186,7 +186,7 @@ def train(
     deleted once the run finishes, because the finished weights are the caller's to save.
     `stop_after_epochs` ends the call early (used by tests that simulate interruption);
     `fault` may replace the loss of a step (used by tests that inject a NaN).
-    `cuda_graphs` runs every batch as a fixed-shape step (`lib.graphed_step`; a short last
+    `cuda_graphs` runs every batch as a fixed-shape step (`lib.core.train.graphed_step`; a short last
     batch is padded), captured and replayed as a CUDA graph on a GPU; the same arithmetic, a
     fraction of the host's work.
     `epoch_checkpoints=False` writes no resumable state between epochs (`checkpoint_every`
