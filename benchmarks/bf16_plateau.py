@@ -37,10 +37,11 @@ sys.path.insert(0, str(ROOT))
 
 from lib.core import data as D  # noqa: E402
 from lib.core.atomic import atomic_write_json  # noqa: E402
+from lib.core.metrics_log import read_log  # noqa: E402
 from lib.core.model import GPT  # noqa: E402
-from lib.core.train.loop import read_log, train  # noqa: E402
-from lib.runs.pipeline import model_config, world_for  # noqa: E402
-from lib.runs.profiles import get_profile  # noqa: E402
+from lib.core.train.loop import train  # noqa: E402
+from lib.runs.pipeline import model_config  # noqa: E402
+from lib.runs.profiles import get_profile, world_for  # noqa: E402
 from lib.runs.records import git_commit  # noqa: E402
 
 WATCHED = ("tok_emb.weight", "pos_emb", "blocks.0.attn.qkv.weight", "blocks.0.mlp.fc.weight",

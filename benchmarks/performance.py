@@ -34,9 +34,10 @@ from lib.core import data as D  # noqa: E402
 from lib.core.atomic import atomic_write_json  # noqa: E402
 from lib.core.evaluate import decode_batched, question_prompts  # noqa: E402
 from lib.core.model import GPT  # noqa: E402
-from lib.core.train.loop import make_optimizer, train  # noqa: E402
-from lib.runs.pipeline import model_config, world_for  # noqa: E402
-from lib.runs.profiles import get_profile  # noqa: E402
+from lib.core.train.config import make_optimizer  # noqa: E402
+from lib.core.train.loop import train  # noqa: E402
+from lib.runs.pipeline import model_config  # noqa: E402
+from lib.runs.profiles import get_profile, world_for  # noqa: E402
 from lib.runs.records import git_commit  # noqa: E402
 
 # Dense bf16 peak of known GPUs (vendor datasheets), for model FLOPs utilisation.

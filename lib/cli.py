@@ -39,7 +39,8 @@ from pathlib import Path
 
 from lib.core import data as D
 from lib.core.attention import available_variants
-from lib.runs.profiles import PROFILES, get_profile
+from lib.runs.matrix import KINDS
+from lib.runs.profiles import PROFILES, get_profile, world_for
 
 
 def _seed(text: str) -> int:
@@ -171,7 +172,7 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="one run of the experiment matrix, with its result record")
     common(run)
-    run.add_argument("kind", choices=["london", "pretrain", "finetune", "pretrain_finetune"])
+    run.add_argument("kind", choices=KINDS)
     run.add_argument("--force", action="store_true", help="redo a finished run")
 
     unread = sub.add_parser("probe-unread", help="add the never-read people's probe to a finished "
@@ -209,7 +210,7 @@ def _reconcile_handout_forms(args: argparse.Namespace) -> str | None:
 
 
 def _world_questions(profile_name: str, split: str, path: Path | None) -> list[D.Question]:
-    from lib.runs.pipeline import world_for
+    from lib.runs.profiles import world_for
 
     if path is not None:
         return D.parse_questions(path)
@@ -338,7 +339,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         _check_variant(args.reading_params_path, args.variant)
     if args.command == "pretrain":
         docs = (D.read_corpus(args.pretrain_corpus_path) if args.pretrain_corpus_path
-                else P.world_for(profile, data).corpus)
+                else world_for(profile, data).corpus)
         dataset = D.SpanCorruptionDataset(docs, data.vocab, profile.block_size)
         cfg, start = profile.pretrain, None
     elif args.command == "finetune":

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from lib.runs.profiles import Profile, TrainConfig, get_profile
+from lib.core.train.config import TrainConfig
+from lib.runs.profiles import Profile, get_profile
 
 REPO = Path(__file__).resolve().parent.parent
 LEDGER_ENV = "BOOK_RELIABILITY_LEDGER"
@@ -227,6 +228,7 @@ def _store_notebook(path: Path, version: int) -> None:
     import papermill
 
     from lib.runs import experiments
+    from lib.runs.matrix import Run
 
     def fake_execute(template, out, **_):
         nbformat.write(_notebook(version), out)
@@ -235,7 +237,7 @@ def _store_notebook(path: Path, version: int) -> None:
         raise ValueError(f"set BOOK_RUNS={path.parent.parent} to store notebooks at {path}")
     real, papermill.execute_notebook = papermill.execute_notebook, fake_execute
     try:
-        experiments.execute(experiments.Job("london"), path.parent.name, device="cpu")
+        experiments.execute(Run("london"), path.parent.name, device="cpu")
     finally:
         papermill.execute_notebook = real
 

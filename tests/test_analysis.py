@@ -12,6 +12,8 @@ from lib.core import data as D
 from lib.core.evaluate import ProbeResult
 from lib.core.strangers import invented_names
 from lib.report import analysis as A
+from lib.report.choice import essay_profile
+from lib.runs.matrix import TRAINED_KINDS
 
 
 # --------------------------------------------------------------------------------------
@@ -226,8 +228,10 @@ def test_wrong_answers_passing_a_cutoff_that_keeps_right_ones():
     assert math.isnan(A.wrong_passing(conf, [False] * 6))
 
 
-def test_percent_says_undefined_for_nan():
-    assert A.percent(0.1234) == "12.3 %" and A.percent(float("nan")) == "undefined"
+def test_percent_says_so_for_an_undefined_share():
+    from lib.report.formatting import percent
+
+    assert percent(0.1234) == "12.3 %" and percent(float("nan")) == percent(None) == "n/a"
 
 
 def test_lookalike_pairs_put_the_closest_right_answer_beside_each_wrong_one():
@@ -337,11 +341,11 @@ def test_gather_prefers_the_largest_complete_profile(tmp_path, real_data):
     world = D.mini_world(real_data, 40, 20, 0)
     dev = [{"name": q.name, "gold": q.place, "prediction": "London", "logprob": -1.0}
            for q in world.dev]
-    for kind in A.NEEDED_KINDS:
+    for kind in TRAINED_KINDS:
         _write_run(tmp_path, "smoke", kind, config, {"dev": dev, "strangers": []})
     _write_run(tmp_path, "mini", "pretrain", config)  # cpu still running: not complete
-    assert A.choose_profile(tmp_path) == "smoke"
-    assert A.choose_profile(tmp_path, variant="linformer") is None
+    assert essay_profile(tmp_path) == "smoke"
+    assert essay_profile(tmp_path, variant="linformer") is None
     evidence = A.gather(real_data, root=tmp_path)
     assert evidence.profile == "smoke" and evidence.seed == 0 and evidence.window == 112
     assert [q.name for q in evidence.world.dev] == [r["name"] for r in dev]
@@ -377,30 +381,10 @@ def test_data_folder_resolves_relative_paths_from_the_repository(monkeypatch, tm
     assert A.data_folder() == tmp_path
 
 
-def test_gather_for_book_makes_smoke_runs_only_when_none_are_stored(tmp_path, real_data, monkeypatch):
-    config = {"mini_world": [40, 20, 0], "block_size": 128}
-    world = D.mini_world(real_data, 40, 20, 0)
-    dev = [{"name": q.name, "gold": q.place, "prediction": "Rome", "logprob": -2.0}
-           for q in world.dev]
-    made = []
-
-    def fake_runs(data):
-        # The runs go where BOOK_RESULTS points while they are made.
-        made.append(A.results_root())
-        for kind in A.NEEDED_KINDS:
-            _write_run(A.results_root(), "smoke", kind, config, {"dev": dev, "strangers": []})
-
-    monkeypatch.setenv("BOOK_RESULTS", "/nonexistent-before")
-    stored = tmp_path / "stored"
-    evidence = A.gather_for_book(real_data, root=stored, make_runs=fake_runs,
-                                 scratch=tmp_path / "scratch")
-    assert made == [tmp_path / "scratch" / "results"]
-    assert evidence.profile == "smoke" and "made while building" in evidence.label
-    assert A.results_root() == A.Path("/nonexistent-before")  # environment restored
-    for kind in A.NEEDED_KINDS:
-        _write_run(stored, "mini", kind, config, {"dev": dev, "strangers": []})
-    evidence = A.gather_for_book(real_data, root=stored, make_runs=fake_runs)
-    assert evidence.profile == "mini" and evidence.source == "stored runs" and len(made) == 1
+def test_gather_says_how_to_make_runs_when_none_are_stored(tmp_path, real_data):
+    """The pages never train: with no finished runs, they stop with the command that makes some."""
+    with pytest.raises(LookupError, match="python -m lib run pretrain_finetune --profile smoke"):
+        A.gather(real_data, root=tmp_path / "empty")
 
 
 def test_control_places_match_the_knowledge_probe(real_data):

@@ -14,7 +14,7 @@ import pytest
 from lib import cli as C
 from lib.core.evaluate import read_predictions
 from lib.runs import pipeline as P
-from lib.runs.profiles import get_profile
+from lib.runs.profiles import get_profile, world_for
 from lib.runs.records import load_records
 from tests.conftest import REPO, write_files
 
@@ -189,7 +189,7 @@ def _records_with_predictions(profile: str) -> list[dict]:
 def test_score_reproduces_every_stored_records_accuracy(real_data, tmp_path, capsys):
     """The book's mini runs answer the mini world's dev questions: written out as a TSV, they
     let `score` recompute each record's accuracy from its predictions file alone."""
-    world = P.world_for(get_profile("mini"), real_data)
+    world = world_for(get_profile("mini"), real_data)
     questions = tmp_path / "mini_dev.tsv"
     questions.write_text("".join(f"{q.question}\t{q.place}\n" for q in world.dev), encoding="utf-8")
     records = _records_with_predictions("mini")
@@ -293,7 +293,7 @@ def test_the_gpu_scripts_settings_reach_every_training_snapshot_finetunes_includ
 
     real_train, seen, states = P.train, [], []
     monkeypatch.setattr(P, "train", lambda *a, **k: seen.append(k) or real_train(*a, **k))
-    monkeypatch.setattr(lib.core.train.loop, "_save_state", lambda *a, **k: states.append(a[0]))
+    monkeypatch.setattr(lib.core.train.loop, "save_state", lambda *a, **k: states.append(a[0]))
     monkeypatch.setenv("BOOK_CUDA_GRAPHS", "1")
     monkeypatch.setenv("BOOK_EPOCH_CHECKPOINTS", "0")
     record = P.run("pretrain_finetune", "smoke", device="cpu", progress=False)

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from lib.core.train.loop import read_log
+from lib.core.metrics_log import read_log
 from tests.conftest import REPO
 
 

@@ -7,6 +7,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from lib.runs import experiments as E
+from lib.runs.matrix import Run, matrix
 from lib.runs.records import write_record
 
 
@@ -48,8 +49,9 @@ def test_valid_parameters_describe_the_run():
 
 
 def test_prepare_run_points_lib_at_the_output_folders(tmp_path, monkeypatch):
-    monkeypatch.delenv("BOOK_RESULTS", raising=False)
-    monkeypatch.delenv("BOOK_CHECKPOINTS", raising=False)
+    for name in ("BOOK_RESULTS", "BOOK_CHECKPOINTS"):
+        monkeypatch.setenv(name, "")  # recorded, so what prepare_run sets is undone afterwards
+        monkeypatch.delenv(name)
     spec = E.prepare_run("pretrain", profile="smoke", results_dir=str(tmp_path / "r"),
                          checkpoints_dir=str(tmp_path / "c"))
     assert spec.record_path == tmp_path / "r" / "smoke" / "pretrain-vanilla-seed0.json"
@@ -67,30 +69,31 @@ def test_run_or_load_reads_an_existing_record_without_weights(scratch):
     assert not (scratch / "checkpoints").exists()
 
 
-def test_jobs_run_pretraining_before_the_runs_that_need_it():
-    names = [j.run_id for j in E.jobs("mini")]
+def test_the_matrix_runs_pretraining_before_the_runs_that_need_it():
+    names = [r.id for r in matrix("mini")]
     assert names[0] == "london" and len(names) == 1 + 3 * 3
     for seed in (0, 1, 2):
         assert names.index(f"pretrain-vanilla-seed{seed}") < names.index(f"pretrain_finetune-vanilla-seed{seed}")
         assert f"finetune-vanilla-seed{seed}" in names
-    assert [j.run_id for j in E.jobs("smoke")] == ["london", "pretrain-vanilla-seed0",
-                                                    "pretrain_finetune-vanilla-seed0", "finetune-vanilla-seed0"]
-    assert len(E.jobs("full", seeds=[4], variants=["vanilla", "synthesizer"])) == 1 + 2 * 3
+    assert [r.id for r in matrix("smoke")] == ["london", "pretrain-vanilla-seed0",
+                                               "pretrain_finetune-vanilla-seed0", "finetune-vanilla-seed0"]
+    assert len(matrix("full", seeds=[4], variants=["vanilla", "synthesizer"])) == 1 + 2 * 3
 
 
-def test_job_parameters_match_their_template(monkeypatch):
+def test_notebook_parameters_match_their_template(monkeypatch):
     monkeypatch.delenv("BOOK_RESULTS", raising=False)
     monkeypatch.delenv("BOOK_CHECKPOINTS", raising=False)
-    london, pf = E.Job("london"), E.Job("pretrain_finetune", "vanilla", 1)
-    assert london.template == "evaluate" and london.parameters("mini")["kind"] == "london"
-    params = pf.parameters("mini", device="cuda")
-    assert pf.template == "finetune" and params["pretrained"] is True and params["seed"] == 1
+    london, pf = Run("london"), Run("pretrain_finetune", "vanilla", 1)
+    assert E.TEMPLATES[london.kind] == "evaluate" and E.notebook_parameters(london, "mini")["kind"] == "london"
+    params = E.notebook_parameters(pf, "mini", device="cuda")
+    assert E.TEMPLATES[pf.kind] == "finetune" and params["pretrained"] is True and params["seed"] == 1
     assert "results_dir" not in params  # the defaults never put machine paths into stored notebooks
-    for job in (london, pf, E.Job("pretrain"), E.Job("finetune")):
-        nb = nbformat.read(E.TEMPLATES_DIR / f"{job.template}.ipynb", as_version=4)
+    for run in (london, pf, Run("pretrain"), Run("finetune")):
+        template = E.TEMPLATES[run.kind]
+        nb = nbformat.read(E.TEMPLATES_DIR / f"{template}.ipynb", as_version=4)
         source = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-        for name in job.parameters("mini"):
-            assert f"\n{name} = " in "\n" + source, (job.template, name)
+        for name in E.notebook_parameters(run, "mini"):
+            assert f"\n{name} = " in "\n" + source, (template, name)
 
 
 def test_every_template_validates_in_its_first_cell_after_the_parameters():
@@ -108,8 +111,7 @@ def test_finish_notebook_titles_the_run_and_collapses_progress_bars(tmp_path):
                            new_output("stream", name="stderr", text="\r100%|####|\n"),
                            new_output("stream", name="stdout", text="done\n")]
     nb.metadata["papermill"] = {"input_path": "/abs/notebooks/pretrain.ipynb"}
-    job = E.Job("pretrain", "vanilla", 0)
-    out = E.finish_notebook(nb, job, "mini", E.REPO_ROOT / "book/runs/mini/pretrain-vanilla-seed0.ipynb")
+    out = E.finish_notebook(nb, Run("pretrain", "vanilla", 0), "mini", E.REPO_ROOT / "book/runs/mini/pretrain-vanilla-seed0.ipynb")
     assert out.cells[0].source.startswith("# Pretraining: `pretrain-vanilla-seed0` (mini profile)\n")
     assert [o["text"] for o in out.cells[1].outputs] == ["100%|####|\n", "done\n"]
     assert out.metadata["mystnb"] == {"execution_mode": "off"}

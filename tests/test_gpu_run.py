@@ -115,7 +115,7 @@ def test_recipes_run_their_first_seed_before_vanillas_other_seeds_under_their_ow
     recipes = [parse_recipe("mixed+crop:rope"), parse_recipe("mixed"), parse_recipe("crop:synthesizer")]
     assert recipes == [(("mixed", "crop"), "rope"), (("mixed",), "vanilla"), (("crop",), "synthesizer")]
     jobs = jobs_for(["vanilla", "rope"], [0, 1], [0, 1], recipes)
-    assert [(j.run_id, j.profile("full")) for j in jobs if j.kind == "pretrain_finetune"] == [
+    assert [(j.key, j.profile("full")) for j in jobs if j.kind == "pretrain_finetune"] == [
         ("pretrain_finetune-vanilla-seed0", "full"), ("pretrain_finetune-rope-seed0", "full"),
         ("mixed+crop/pretrain_finetune-rope-seed0", "full+mixed+crop"),
         ("mixed/pretrain_finetune-vanilla-seed0", "full+mixed"),
@@ -164,7 +164,7 @@ def fake_matrix(tmp_path, monkeypatch, jobs, slots, seconds, **options):
     """A Matrix whose jobs only sleep and write their records: (pretraining, rest) seconds
     for a pretrain + finetune, (finetune,) for a finetune alone."""
     from lib.runs.gpu_run import Matrix
-    from lib.runs.pipeline import RunPaths, run_id
+    from lib.runs.matrix import RunPaths, run_id
 
     monkeypatch.setenv("BOOK_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("BOOK_CHECKPOINTS", str(tmp_path / "checkpoints"))
@@ -175,7 +175,7 @@ def fake_matrix(tmp_path, monkeypatch, jobs, slots, seconds, **options):
             if job.kind == "pretrain_finetune":
                 timeline += [seconds[job.kind][0], RunPaths.of("smoke", run_id("pretrain", job.variant,
                                                                                 job.seed)).record]
-            timeline += [seconds[job.kind][-1], RunPaths.of("smoke", job.run_id).record]
+            timeline += [seconds[job.kind][-1], RunPaths.of("smoke", job.id).record]
             return [sys.executable, "-c", FAKE_RUN, *map(str, timeline)]
 
     return Fake("smoke", jobs, slots, "cpu", dict(os.environ), poll=0.05, **options)
@@ -189,10 +189,10 @@ def test_one_pretraining_at_a_time_beside_short_finetunes(tmp_path, monkeypatch)
     jobs = jobs_for(["vanilla", "synthesizer"], [0, 1], [0])
     entries = fake_matrix(tmp_path, monkeypatch, jobs, 2,
                           {"pretrain_finetune": (1.5, 1.0), "finetune": (0.4,)}).run()
-    assert [e["run_id"] for e in entries] == [j.run_id for j in jobs]
+    assert [e["run_id"] for e in entries] == [j.key for j in jobs]
     assert {e["status"] for e in entries} == {"done"}
     by_start = sorted(entries, key=lambda e: e["started_s"])
-    assert [e["run_id"] for e in by_start] == [j.run_id for j in jobs]  # started in value order
+    assert [e["run_id"] for e in by_start] == [j.key for j in jobs]  # started in value order
     pretraining = sorted((e["started_s"], e["started_s"] + e["pretrained_after_s"])
                          for e in entries if e["kind"] == "pretrain_finetune")
     assert len(pretraining) == 3
@@ -204,9 +204,9 @@ def test_one_pretraining_at_a_time_beside_short_finetunes(tmp_path, monkeypatch)
 
 
 def test_a_job_that_cannot_finish_before_the_deadline_is_not_started(tmp_path, monkeypatch):
-    from lib.runs.gpu_run import Job
+    from lib.runs.matrix import Run
 
-    jobs = [Job("finetune", "vanilla", seed) for seed in range(3)]
+    jobs = [Run("finetune", "vanilla", seed) for seed in range(3)]
     entries = fake_matrix(tmp_path, monkeypatch, jobs, 1, {"finetune": (2.0,)},
                           stop_at=time.time() + 3.0).run()
     assert [e["status"] for e in entries] == ["done", "not started", "not started"]
@@ -214,9 +214,9 @@ def test_a_job_that_cannot_finish_before_the_deadline_is_not_started(tmp_path, m
 
 
 def test_jobs_whose_records_exist_are_not_started_again(tmp_path, monkeypatch):
-    from lib.runs.gpu_run import Job
+    from lib.runs.matrix import Run
 
-    matrix = fake_matrix(tmp_path, monkeypatch, [Job("finetune", "vanilla", 0)], 1,
+    matrix = fake_matrix(tmp_path, monkeypatch, [Run("finetune", "vanilla", 0)], 1,
                          {"finetune": (0.0,)})
     record = tmp_path / "results" / "smoke" / "finetune-vanilla-seed0.json"
     record.parent.mkdir(parents=True)

@@ -12,9 +12,10 @@ import torch.nn.functional as F
 
 from lib.core import data as D
 from lib.core.model import GPT, GPTConfig
+from lib.core.train.config import TrainConfig, make_optimizer
 from lib.core.train.graphed_step import StaticStep, make_rates_tensors, set_learning_rate
-from lib.core.train.loop import _load_state, _save_state, make_optimizer, train
-from lib.runs.profiles import TrainConfig
+from lib.core.train.loop import StopAfterEpochs, train
+from lib.core.train.state import load_state, save_state
 
 CONFIG = GPTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0,
                    attn_dropout=0.0)
@@ -119,9 +120,9 @@ def test_a_state_with_rates_in_tensors_saves_and_loads(tmp_path):
     make_rates_tensors(optimizer, torch.device("cpu"))
     set_learning_rate(optimizer, 2e-3)
     generator = torch.Generator().manual_seed(0)
-    _save_state(tmp_path / "state.safetensors", model, optimizer, generator, {"step": 1})
+    save_state(tmp_path / "state.safetensors", model, optimizer, generator, {"step": 1})
     other, other_opt = model_and_optimizer()
-    _load_state(tmp_path / "state.safetensors", other, other_opt, generator)
+    load_state(tmp_path / "state.safetensors", other, other_opt, generator)
     assert [g["lr"] for g in other_opt.param_groups] == pytest.approx([2e-3, 2e-3])
     for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -141,7 +142,8 @@ def run(corpus, tmp_path, cuda_graphs: bool, name: str, stop_after_epochs=None):
     model = GPT(GPTConfig(vocab_size=vocab, block_size=64, n_layer=1, n_head=2, n_embd=16,
                           dropout=0.0, attn_dropout=0.0))
     result = train(model, dataset, cfg, seed=0, state_path=tmp_path / f"{name}.state",
-                   progress=False, cuda_graphs=cuda_graphs, stop_after_epochs=stop_after_epochs)
+                   progress=False, cuda_graphs=cuda_graphs,
+                   callbacks=[StopAfterEpochs(stop_after_epochs)] if stop_after_epochs else [])
     return model, result
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from lib.core.model import GPT
-from lib.runs.pipeline import model_config, world_for
-from lib.runs.profiles import DEPARTURE_REASONS, PROFILES, get_profile, recipe_departures
+from lib.runs.pipeline import model_config
+from lib.runs.profiles import DEPARTURE_REASONS, PROFILES, get_profile, recipe_departures, world_for
 
 
 def test_the_classic_profile_departs_from_nothing():

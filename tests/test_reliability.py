@@ -32,12 +32,15 @@ import lib.core.train.loop
 from lib import cli
 from lib.core import data as D
 from lib.core.checkpoint import CheckpointError, load_tensors, load_weights
+from lib.core.metrics_log import read_log
 from lib.core.model import GPT, GPTConfig
-from lib.core.train.loop import read_log
+from lib.core.train.config import TrainConfig
+from lib.core.train.loop import ReplaceLoss, StopAfterEpochs
 from lib.runs import gpu_run
 from lib.runs import pipeline as P
 from lib.runs.experiments import validate_parameters
-from lib.runs.profiles import PROFILES, TrainConfig, get_profile, register_profile
+from lib.runs.matrix import RunPaths
+from lib.runs.profiles import PROFILES, get_profile, register_profile
 from lib.runs.records import load_records, read_record, write_record
 from tests.conftest import REPO, write_files
 from tests.faults import (
@@ -251,7 +254,7 @@ class TestInterruption:
         torch.manual_seed(0)
         state, log = tmp_path / "r.state", tmp_path / "r.jsonl"
         lib.core.train.loop.train(GPT(config), dataset, cfg, seed=3, state_path=state, log_path=log, progress=False,
-                        stop_after_epochs=2)
+                        callbacks=[StopAfterEpochs(2)])
         line = json.dumps({"step": 99, "epoch": 3, "tokens": 1, "loss": 1.0, "lr": 1.0, "time": 1.0})
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(line[: len(line) // 2])
@@ -582,13 +585,13 @@ def _untrusted_loaders() -> dict[str, Callable[[Path, Path], None]]:
                         seed=0, state_path=payload, progress=False)
 
     def pipeline_resume(payload, scratch):
-        planted = P.RunPaths.of("smoke", "finetune-vanilla-seed0").state
+        planted = RunPaths.of("smoke", "finetune-vanilla-seed0").state
         planted.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(payload, planted)
         P.run("finetune", "smoke", device="cpu", progress=False)
 
     def pipeline_pretrained(payload, scratch):
-        paths = P.RunPaths.of("smoke", "pretrain-vanilla-seed0")
+        paths = RunPaths.of("smoke", "pretrain-vanilla-seed0")
         paths.weights.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(payload, paths.weights)
         write_record({"run_id": "pretrain-vanilla-seed0", "kind": "pretrain", "profile": "smoke",
@@ -795,7 +798,7 @@ class TestNumericalFaults:
         def inject(step, loss):
             return loss * float(bad) if step == bad_step else loss
 
-        monkeypatch.setattr(lib.core.train.loop, "train", functools.partial(real_train, fault=inject))
+        monkeypatch.setattr(lib.core.train.loop, "train", functools.partial(real_train, callbacks=[ReplaceLoss(inject)]))
         code = cli.main([*PRETRAIN_ARGS, str(params)])
         err = capsys.readouterr().err
         ledger.fault(f"{bad} loss")

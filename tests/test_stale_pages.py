@@ -26,7 +26,7 @@ from tests.test_book import ROOT, _config, _toc_files
 
 # Code that reads result records, benchmark records or stored runs.
 READS_RECORDS = re.compile(r"\breport\.(?!load_data\b)\w+|load_records|\banalysis\.|\bA\.gather|"
-                           r"figures\.|results/|bench_dir|reliability|run_links|gather_for_book")
+                           r"figures\.|results/|bench_dir|reliability|run_links")
 
 
 def _front_matter(text: str) -> dict:

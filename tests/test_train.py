@@ -10,9 +10,11 @@ import torch
 
 from lib.core import data as D
 from lib.core.checkpoint import CheckpointError, load_tensors
+from lib.core.metrics_log import read_log
 from lib.core.model import GPT, GPTConfig
-from lib.core.train.loop import TrainingDiverged, lr_multiplier, make_optimizer, read_log, train
-from lib.runs.profiles import TrainConfig, get_profile
+from lib.core.train.config import TrainConfig, lr_multiplier, make_optimizer
+from lib.core.train.loop import ReplaceLoss, StopAfterEpochs, TrainingDiverged, train
+from lib.runs.profiles import get_profile
 
 
 def test_schedule_warmup_cosine_floor():
@@ -79,7 +81,7 @@ def test_resume_after_interruption_equals_uninterrupted(small_setup, tmp_path):
     resumed = fresh(config)
     state = tmp_path / "r.state"
     train(resumed, dataset, cfg, seed=1, state_path=state, log_path=tmp_path / "r.jsonl", progress=False,
-          stop_after_epochs=2)
+          callbacks=[StopAfterEpochs(2)])
     assert state.exists()
     # A new process would build a fresh model; its initial weights must not matter.
     again = GPT(config)
@@ -96,7 +98,7 @@ def test_resume_after_interruption_equals_uninterrupted(small_setup, tmp_path):
 def test_state_of_another_run_is_refused(small_setup, tmp_path):
     dataset, cfg, config = small_setup
     state = tmp_path / "s.state"
-    train(fresh(config), dataset, cfg, seed=1, state_path=state, progress=False, stop_after_epochs=1)
+    train(fresh(config), dataset, cfg, seed=1, state_path=state, progress=False, callbacks=[StopAfterEpochs(1)])
     with pytest.raises(CheckpointError, match="different run"):
         train(fresh(config), dataset, cfg, seed=2, state_path=state, progress=False)
 
@@ -111,7 +113,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(small_setup, tm
         return loss * float("nan") if step == bad_step else loss
 
     with pytest.raises(TrainingDiverged, match=f"at step {bad_step} \\(epoch 3\\)"):
-        train(fresh(config), dataset, cfg, seed=1, state_path=state, progress=False, fault=inject)
+        train(fresh(config), dataset, cfg, seed=1, state_path=state, progress=False, callbacks=[ReplaceLoss(inject)])
     tensors, meta = load_tensors(state)
     assert meta["epoch"] == 2
     assert all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith("model."))
@@ -153,7 +155,7 @@ def test_the_data_goes_to_the_device_once_per_epoch_not_once_per_step(small_setu
         monkeypatch.setattr(torch.Tensor, "to", counting_to)
         monkeypatch.setattr(torch, "tensor", counting_tensor)
         result = train(model, dataset, cfg, seed=0, state_path=tmp_path / f"s{epochs}",
-                       progress=False, stop_after_epochs=epochs)
+                       progress=False, callbacks=[StopAfterEpochs(epochs)])
         monkeypatch.undo()
         return len(id_copies), len(numbers_sent), result.steps
 
@@ -183,12 +185,12 @@ def test_without_epoch_checkpoints_no_state_is_written_between_epochs(small_setu
     dataset, cfg, config = small_setup
     state = tmp_path / "s.state"
     without = fresh(config)
-    train(without, dataset, cfg, seed=1, state_path=state, progress=False, stop_after_epochs=2,
+    train(without, dataset, cfg, seed=1, state_path=state, progress=False, callbacks=[StopAfterEpochs(2)],
           epoch_checkpoints=False)
     assert not state.exists()
     with_them = fresh(config)
     train(with_them, dataset, cfg, seed=1, state_path=tmp_path / "w.state", progress=False,
-          stop_after_epochs=2)
+          callbacks=[StopAfterEpochs(2)])
     assert (tmp_path / "w.state").exists()
     for a, b in zip(without.state_dict().values(), with_them.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -198,7 +200,7 @@ def test_a_resumed_runs_clock_continues_from_the_time_its_log_recorded(small_set
     dataset, cfg, config = small_setup
     state, log = tmp_path / "c.state", tmp_path / "c.jsonl"
     first = train(fresh(config), dataset, cfg, seed=1, state_path=state, log_path=log,
-                  progress=False, stop_after_epochs=2)
+                  progress=False, callbacks=[StopAfterEpochs(2)])
     # Pretend the first process trained for an hour: its log says so.
     lines = read_log(log)
     lines[-1]["time"] = 3600.0

@@ -7,7 +7,8 @@ import json
 from lib import cli
 from lib.core import data as D
 from lib.runs import pipeline as P
-from lib.runs.profiles import get_profile
+from lib.runs.matrix import RunPaths
+from lib.runs.profiles import get_profile, world_for
 
 
 def test_never_read_people_are_outside_the_world_and_absent_for_the_whole_data(real_data):
@@ -25,9 +26,9 @@ def test_pretraining_probes_never_read_people_and_the_late_addition_matches(scra
     n_dev = get_profile("smoke").mini_world[1]
     unread = record["metrics"]["probe_unread"]
     assert unread["name_gold_total"] == n_dev
-    paths = P.RunPaths.of("smoke", "pretrain-vanilla-seed0")
+    paths = RunPaths.of("smoke", "pretrain-vanilla-seed0")
     details = json.loads(paths.details.read_text())
-    world_names = {q.name for q in P.world_for(get_profile("smoke"), D.load()).dev}
+    world_names = {q.name for q in world_for(get_profile("smoke"), D.load()).dev}
     assert len(details["unread"]) == n_dev and not world_names & {r["name"] for r in details["unread"]}
 
     # A record made before the probe existed gets the same numbers added later.

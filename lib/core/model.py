@@ -22,6 +22,13 @@ from lib.core.data import PAD_ID
 ROTARY = ("rope",)
 
 
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Next-character cross-entropy in float32, padding targets ignored: the one loss the
+    model reports, the trainer minimises (summed, then scaled) and the CUDA-graph step captures."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                           ignore_index=PAD_ID, reduction=reduction)
+
+
 @dataclass(frozen=True)
 class GPTConfig:
     """Model shape; the defaults are the classic exercise's model."""
@@ -163,14 +170,7 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         logits = self.head(self.ln_f(x))
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(),
-                targets.reshape(-1),
-                ignore_index=PAD_ID,
-            )
-        return logits, loss
+        return logits, None if targets is None else lm_loss(logits, targets)
 
     def forward_cached(
         self,

@@ -13,14 +13,11 @@ logprob}`, stranger rows `{name, first, last, prediction, logprob}`, probe rows
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
 import os
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +26,11 @@ import pandas as pd
 
 from lib.core import data as D
 from lib.core.evaluate import control_places  # the probe's own rule, to rescore stored completions
-from lib.runs.profiles import PROFILE_ORDER
+from lib.report.choice import essay_profile
+from lib.runs.matrix import TRAINED_KINDS
 from lib.runs.records import REPO_ROOT, load_records, results_root
 
 # The runs every considerations chapter reads; a profile counts only when it has all three.
-NEEDED_KINDS = ("pretrain", "pretrain_finetune", "finetune")
 LOCATIONS = ("within the window", "later in the biography", "not in the biography")
 
 
@@ -62,11 +59,6 @@ class Evidence:
         """Profile, world and origin of the runs, to print beside every number."""
         return (f"profile `{self.profile}` ({self.world.description}; {self.variant}, "
                 f"seed {self.seed}; {self.source})")
-
-
-def percent(x: float, digits: int = 1) -> str:
-    """A share as text for the prose; undefined values say so instead of printing nan."""
-    return "undefined" if x is None or x != x else f"{100 * x:.{digits}f} %"
 
 
 def profile_caveat(profile: str) -> str:
@@ -100,20 +92,6 @@ def data_folder() -> Path:
     return local if (local / "wiki.txt").is_file() else REPO_ROOT.parent / "shared" / "data" / "birthplaces"
 
 
-def choose_profile(root: Path | None = None, kinds: Sequence[str] = NEEDED_KINDS,
-                   order: Sequence[str] = PROFILE_ORDER, variant: str = "vanilla") -> str | None:
-    """The first profile (full, cpu, mini, smoke) holding finished runs of every kind.
-
-    A profile whose matrix is still running (say pretraining done, finetuning not yet) is
-    passed over, so that all the chapters read one consistent set of runs.
-    """
-    for profile in order:
-        if all(any(r.get("variant") == variant for r in load_records(profile, root, kind))
-               for kind in kinds):
-            return profile
-    return None
-
-
 def read_details(record: dict, root: Path | None = None) -> dict | None:
     """The per-question details stored beside a record (None for runs without them)."""
     name = record.get("files", {}).get("details")
@@ -131,16 +109,16 @@ def world_of(record: dict, data: D.BirthplaceData) -> D.World:
 def gather(data: D.BirthplaceData, profile: str | None = None, root: Path | None = None,
            variant: str = "vanilla", seed: int | None = None) -> Evidence:
     """Records and details of the best available profile (or `profile`), checked for consistency."""
-    profile = profile or choose_profile(root, variant=variant)
+    profile = profile or essay_profile(root, variant=variant)
     if profile is None:
         raise LookupError(
             f"no profile under {root or results_root()} has finished runs of every kind "
-            f"({', '.join(NEEDED_KINDS)}); produce some with "
+            f"({', '.join(TRAINED_KINDS)}); produce some with "
             "`python -m lib run pretrain_finetune --profile smoke` and `... run finetune ...`")
     records: dict[str, dict] = {}
-    for kind in NEEDED_KINDS:
+    for kind in TRAINED_KINDS:
         found = [r for r in load_records(profile, root, kind) if r.get("variant") == variant]
-        if seed is None and kind == NEEDED_KINDS[0] and found:
+        if seed is None and kind == TRAINED_KINDS[0] and found:
             seed = min(r["seed"] for r in found)
         found = [r for r in found if r["seed"] == seed]
         if not found:
@@ -158,9 +136,7 @@ def gather(data: D.BirthplaceData, profile: str | None = None, root: Path | None
 def gather_seeds(evidence: Evidence, root: Path | None = None) -> list[Evidence]:
     """The same profile and variant for every seed with finished runs of every kind, in seed
     order (`evidence` itself among them): what the essays' seed-by-seed tables read."""
-    if evidence.source != "stored runs":
-        return [evidence]
-    seeds = sorted({r["seed"] for r in load_records(evidence.profile, root, NEEDED_KINDS[0])
+    seeds = sorted({r["seed"] for r in load_records(evidence.profile, root, TRAINED_KINDS[0])
                     if r.get("variant") == evidence.variant})
     out = []
     for seed in seeds:
@@ -178,56 +154,6 @@ def seeds_line(evidences: Sequence[Evidence]) -> str:
     listed = seeds[0] if len(seeds) == 1 else ", ".join(seeds[:-1]) + " and " + seeds[-1]
     return (f"seed {listed} (one seed)" if len(seeds) == 1
             else f"seeds {listed} ({len(seeds)} seeds)")
-
-
-def _code_hash() -> str:
-    digest = hashlib.sha256()
-    for path in sorted((REPO_ROOT / "lib").glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def make_smoke_runs(data: D.BirthplaceData) -> None:
-    """The smoke runs the chapters need, into the current BOOK_RESULTS (seconds on a CPU)."""
-    from lib.runs.pipeline import run_finetune, run_pretrain
-
-    run_pretrain("smoke", device="cpu", progress=False, data=data)
-    for pretrained in (True, False):
-        run_finetune("smoke", pretrained=pretrained, device="cpu", progress=False, data=data)
-
-
-def gather_for_book(data: D.BirthplaceData, root: Path | None = None,
-                    make_runs: Callable[[D.BirthplaceData], None] = make_smoke_runs,
-                    scratch: Path | None = None) -> Evidence:
-    """The best stored evidence; where no profile has finished runs yet, smoke runs made now.
-
-    A fresh clone may hold no finished runs (the matrix is still running); the chapters
-    then run the smoke profile into a temporary folder, keyed by the code that made it and
-    shared by every chapter of one build, and say so beside every number.
-    """
-    if choose_profile(root) is not None:
-        return gather(data, root=root)
-    scratch = scratch or Path(tempfile.gettempdir()) / f"book-considerations-{_code_hash()}"
-    with _environment(BOOK_RESULTS=str(scratch / "results"),
-                      BOOK_CHECKPOINTS=str(scratch / "checkpoints")):
-        make_runs(data)
-    evidence = gather(data, root=scratch / "results")
-    evidence.source = "smoke runs made while building, as no finished runs are stored yet"
-    return evidence
 
 
 # --------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from lib.report import PUBLISHED_VALUES, SHORT_CONFIGURATIONS, snapshot_table, variant_rates
+from lib.report.results import PUBLISHED_VALUES, SHORT_CONFIGURATIONS
+from lib.report.run_pages import snapshot_table
+from lib.report.variant_tables import variant_rates
 
 
 def training(log: list[dict], title: str) -> Figure:

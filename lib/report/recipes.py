@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.report import details, dev_outcomes
+from lib.report.reading import details, dev_outcomes
 from lib.report.stats import Paired, Rate, exact_rate, format_p, mcnemar
 from lib.runs.records import load_records, results_root
 
@@ -242,7 +242,7 @@ def _same_arithmetic(record: dict) -> float | None:
 
 def pretraining_logs(base: str, seed: int = 0, root: Path | None = None) -> dict[str, list[dict]]:
     """Each arm's pretraining metrics log for one seed, by the arm's label."""
-    from lib.report import metrics_log
+    from lib.report.reading import metrics_log
 
     out = {}
     for arm in arms(base, root):

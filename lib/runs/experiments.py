@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lib.runs.matrix import Run, matrix, run_id
 from lib.runs.profiles import PROFILES, get_profile
 from lib.runs.records import REPO_ROOT, read_record, record_path
 
@@ -66,8 +67,6 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        from lib.runs.pipeline import run_id
-
         return run_id(self.kind, self.variant, self.seed)
 
     @property
@@ -187,52 +186,21 @@ def run_or_load(spec: RunSpec, progress: bool = True) -> dict:
     return run(spec.kind, spec.profile, spec.variant, spec.seed, spec.device, spec.force, progress)
 
 
-@dataclass(frozen=True)
-class Job:
-    """One notebook of the matrix."""
-
-    kind: str
-    variant: str = "vanilla"
-    seed: int = 0
-
-    @property
-    def run_id(self) -> str:
-        from lib.runs.pipeline import run_id
-
-        return run_id(self.kind, self.variant, self.seed)
-
-    @property
-    def template(self) -> str:
-        return TEMPLATES[self.kind]
-
-    def parameters(self, profile: str, device: str = "auto", force: bool = False,
-                   render_only: bool = False) -> dict:
-        """The papermill parameters of this job (output folders only when not the defaults)."""
-        params: dict = {"profile": profile, "device": device, "force": force,
-                        "render_only": render_only}
-        if self.template == "evaluate":
-            params["kind"] = self.kind
-        else:
-            params.update(variant=self.variant, seed=self.seed)
-        if self.template == "finetune":
-            params["pretrained"] = self.kind == "pretrain_finetune"
-        for name, env in (("results_dir", "BOOK_RESULTS"), ("checkpoints_dir", "BOOK_CHECKPOINTS")):
-            if os.environ.get(env):
-                params[name] = os.environ[env]
-        return params
-
-
-def jobs(profile: str, seeds: Sequence[int] | None = None,
-         variants: Sequence[str] = ("vanilla",)) -> list[Job]:
-    """The matrix in running order: London, then per variant and seed pretrain, pretrain +
-    finetune (which needs the pretrained weights) and finetune without pretraining."""
-    seeds = list(get_profile(profile).seeds if seeds is None else seeds)
-    out = [Job("london")]
-    for variant in variants:
-        for seed in seeds:
-            out += [Job("pretrain", variant, seed), Job("pretrain_finetune", variant, seed),
-                    Job("finetune", variant, seed)]
-    return out
+def notebook_parameters(run: Run, profile: str, device: str = "auto", force: bool = False,
+                        render_only: bool = False) -> dict:
+    """The papermill parameters of a run's notebook (output folders only when not the defaults)."""
+    params: dict = {"profile": profile, "device": device, "force": force,
+                    "render_only": render_only}
+    if TEMPLATES[run.kind] == "evaluate":
+        params["kind"] = run.kind
+    else:
+        params.update(variant=run.variant, seed=run.seed)
+    if TEMPLATES[run.kind] == "finetune":
+        params["pretrained"] = run.kind == "pretrain_finetune"
+    for name, env in (("results_dir", "BOOK_RESULTS"), ("checkpoints_dir", "BOOK_CHECKPOINTS")):
+        if os.environ.get(env):
+            params[name] = os.environ[env]
+    return params
 
 
 def _merge_streams(outputs: list) -> list:
@@ -251,12 +219,12 @@ def _merge_streams(outputs: list) -> list:
     return merged
 
 
-def finish_notebook(nb, job: Job, profile: str, target: Path):
+def finish_notebook(nb, run: Run, profile: str, target: Path):
     """Make an executed notebook a stored run: titled by its run, rendered (never executed)
     by the book, no machine-specific paths, and a progress bar kept as its final state."""
     nb.metadata["mystnb"] = {"execution_mode": "off"}
     papermill_meta = nb.metadata.get("papermill", {})
-    papermill_meta["input_path"] = f"notebooks/{job.template}.ipynb"
+    papermill_meta["input_path"] = f"notebooks/{TEMPLATES[run.kind]}.ipynb"
     papermill_meta["output_path"] = _shown(target)
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -264,57 +232,57 @@ def finish_notebook(nb, job: Job, profile: str, target: Path):
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
             first, _, rest = cell.source.lstrip().partition("\n")
-            cell.source = f"# {TITLES[job.kind]}: `{job.run_id}` ({profile} profile)\n{rest}"
+            cell.source = f"# {TITLES[run.kind]}: `{run.id}` ({profile} profile)\n{rest}"
             break
     return nb
 
 
-def execute(job: Job, profile: str, device: str = "auto", force: bool = False,
+def execute(run: Run, profile: str, device: str = "auto", force: bool = False,
             render_only: bool = False) -> Path:
-    """Run one job's template with papermill and store it atomically in book/runs/."""
+    """Run one run's template with papermill and store it atomically in book/runs/."""
     import nbformat
     import papermill
 
     from lib.core.atomic import atomic_write_text
 
-    target = stored_notebook(profile, job.run_id)
-    template = TEMPLATES_DIR / f"{job.template}.ipynb"
+    target = stored_notebook(profile, run.id)
+    template = TEMPLATES_DIR / f"{TEMPLATES[run.kind]}.ipynb"
     with tempfile.TemporaryDirectory(prefix="book-run-") as tmp:
         out = Path(tmp) / target.name
         try:
-            papermill.execute_notebook(str(template), str(out),
-                                       parameters=job.parameters(profile, device, force, render_only),
+            parameters = notebook_parameters(run, profile, device, force, render_only)
+            papermill.execute_notebook(str(template), str(out), parameters=parameters,
                                        kernel_name="python3", cwd=str(REPO_ROOT), progress_bar=False)
         except Exception as error:
             kept = Path(tempfile.gettempdir()) / "book-failed-runs" / profile / target.name
             kept.parent.mkdir(parents=True, exist_ok=True)
             if out.exists():
                 kept.write_bytes(out.read_bytes())
-            raise MatrixError(f"{job.run_id} ({profile}) failed in notebooks/{job.template}.ipynb; "
+            raise MatrixError(f"{run.id} ({profile}) failed in notebooks/{TEMPLATES[run.kind]}.ipynb; "
                               f"the executed notebook is in {kept}:\n{error}") from error
-        nb = finish_notebook(nbformat.read(out, as_version=4), job, profile, target)
+        nb = finish_notebook(nbformat.read(out, as_version=4), run, profile, target)
     return atomic_write_text(target, nbformat.writes(nb) + "\n")
 
 
 def run_matrix(profile: str, seeds: Sequence[int] | None = None,
                variants: Sequence[str] = ("vanilla",), device: str = "auto", force: bool = False,
                render_only: bool = False, log: Callable[[str], None] = print) -> list[dict]:
-    """Run (or, with `render_only`, only render) a profile's matrix; return one status per job.
+    """Run (or, with `render_only`, only render) a profile's matrix; return one status per run.
 
-    Every job's parameters are checked before the first notebook starts. A job whose record
-    and stored notebook exist is skipped unless `force`; with `render_only`, a job without
+    Every run's parameters are checked before the first notebook starts. A run whose record
+    and stored notebook exist is skipped unless `force`; with `render_only`, a run without
     a record is reported as missing and nothing is trained.
     """
-    todo = jobs(profile, seeds, variants)
-    for job in todo:
-        params = job.parameters(profile, device, force, render_only)
+    todo = matrix(profile, seeds, variants)
+    for run in todo:
+        params = notebook_parameters(run, profile, device, force, render_only)
         params.pop("results_dir", None)
         params.pop("checkpoints_dir", None)
-        validate_parameters(job.template, **params)
+        validate_parameters(TEMPLATES[run.kind], **params)
     statuses = []
     log(f"experiments: profile {profile}, {len(todo)} runs, notebooks in {_shown(runs_root() / profile)}")
-    for job in todo:
-        rid = job.run_id
+    for run in todo:
+        rid = run.id
         have_record = record_path(profile, rid).exists()
         if not force and have_record and stored_notebook(profile, rid).exists():
             statuses.append({"run_id": rid, "status": "skipped"})
@@ -325,7 +293,7 @@ def run_matrix(profile: str, seeds: Sequence[int] | None = None,
             log(f"  missing: {rid} (no record to render)")
             continue
         started = time.time()
-        path = execute(job, profile, device, force, render_only)
+        path = execute(run, profile, device, force, render_only)
         seconds = round(time.time() - started, 1)
         statuses.append({"run_id": rid, "status": "rendered" if have_record and not force else "ran",
                          "seconds": seconds, "notebook": _shown(path)})

@@ -64,13 +64,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO
 
 import torch
 
 from lib.core import data as D
 from lib.core.atomic import atomic_write_json
-from lib.runs.pipeline import RunPaths, resolve_device, run_id, run_london, summary_line
+from lib.runs.matrix import Run, RunPaths, run_id
+from lib.runs.pipeline import resolve_device, run_london, summary_line
 from lib.runs.profiles import PROFILES, get_profile
 from lib.runs.records import REPO_ROOT, git_commit, read_record, results_root
 
@@ -91,23 +92,6 @@ POLL_S = 0.5
 NOT_ATTEMPTED = ("not started", "already done")
 
 
-class Job(NamedTuple):
-    kind: str
-    variant: str
-    seed: int
-    recipe: tuple[str, ...] = ()  # pretraining recipe options (`lib.core.data.RECIPES`)
-
-    @property
-    def run_id(self) -> str:
-        """Unique in an invocation: a recipe's run is named with its options in front."""
-        rid = run_id(self.kind, self.variant, self.seed)
-        return "/".join(("+".join(self.recipe), rid)) if self.recipe else rid
-
-    def profile(self, base: str) -> str:
-        """The profile the job runs under: `base`, or `base+option...` for a recipe."""
-        return "+".join((base, *self.recipe))
-
-
 def parse_recipe(spec: str) -> tuple[tuple[str, ...], str]:
     """'mixed+crop:rope' -> (('mixed', 'crop'), 'rope'); the variant defaults to vanilla.
     Options are checked as profiles check them (known, distinct, in `lib.core.data.RECIPES` order)."""
@@ -124,29 +108,29 @@ def variant_rank(variant: str) -> tuple[int, str]:
 
 
 def jobs_for(variants: list[str], seeds: list[int], variant_seeds: list[int],
-             recipes: Sequence[tuple[tuple[str, ...], str]] = ()) -> list[Job]:
+             recipes: Sequence[tuple[tuple[str, ...], str]] = ()) -> list[Run]:
     """Jobs, most valuable first (see the module's docstring): vanilla seed 0 with and without
     pretraining and the other seeds' finetunes without it; the first of `variant_seeds` of
     RoPE and of each recipe; the other vanilla seeds with pretraining; then the rest of
     RoPE's and the recipes' seeds and the other research variants over `variant_seeds`.
     A recipe runs only when its variant is among `variants`."""
-    first_jobs: list[Job] = []
-    later: list[Job] = []
+    first_jobs: list[Run] = []
+    later: list[Run] = []
     if "vanilla" in variants and seeds:
         first, *others = seeds
-        first_jobs += [Job("pretrain_finetune", "vanilla", first), Job("finetune", "vanilla", first)]
-        first_jobs += [Job("finetune", "vanilla", seed) for seed in others]
-        later += [Job("pretrain_finetune", "vanilla", seed) for seed in others]
+        first_jobs += [Run("pretrain_finetune", "vanilla", first), Run("finetune", "vanilla", first)]
+        first_jobs += [Run("finetune", "vanilla", seed) for seed in others]
+        later += [Run("pretrain_finetune", "vanilla", seed) for seed in others]
     researched = sorted(set(variants) - {"vanilla"}, key=variant_rank)
     early = [(variant, ()) for variant in researched if variant in EARLY_VARIANTS]
     early += [(variant, tuple(options)) for options, variant in recipes if variant in variants]
     for variant, recipe in early:
-        runs = [Job("pretrain_finetune", variant, seed, recipe) for seed in variant_seeds]
+        runs = [Run("pretrain_finetune", variant, seed, recipe) for seed in variant_seeds]
         first_jobs += runs[:1]
         later += runs[1:]
     for variant in researched:
         if variant not in EARLY_VARIANTS:
-            later += [Job("pretrain_finetune", variant, seed) for seed in variant_seeds]
+            later += [Run("pretrain_finetune", variant, seed) for seed in variant_seeds]
     return first_jobs + later
 
 
@@ -161,31 +145,31 @@ def packing_reserve(deadline: float) -> float:
     return min(PACKING_RESERVE_S, 0.1 * deadline)
 
 
-def phases(job: tuple) -> dict[str, str]:
+def phases(job: Run) -> dict[str, str]:
     """The training phases of a (kind, variant, seed) job and the run id of each (pretrain +
     finetune has two, each with its own record and metrics log)."""
-    kind, variant, seed = job[:3]
+    kind, variant, seed = job.kind, job.variant, job.seed
     if kind == "pretrain_finetune":
         return {"pretrain": run_id("pretrain", variant, seed), "finetune": run_id(kind, variant, seed)}
     return {kind: run_id(kind, variant, seed)}
 
 
-def finished_before(profile: str, job: tuple) -> bool:
+def finished_before(profile: str, job: Run) -> bool:
     """Every record of the job exists: a run without --force would only read them back."""
     return all(RunPaths.of(profile, rid).record.exists() for rid in phases(job).values())
 
 
-def needs_pretraining(profile: str, job: tuple, force: bool) -> bool:
+def needs_pretraining(profile: str, job: Run, force: bool) -> bool:
     """Whether the job will pretrain (the finetune redoes a pretraining whose weights are
     missing, as on a fresh GPU machine that holds only the committed records)."""
-    kind, variant, seed = job[:3]
+    kind, variant, seed = job.kind, job.variant, job.seed
     if kind != "pretrain_finetune":
         return False
     pre = RunPaths.of(profile, run_id("pretrain", variant, seed))
     return force or not (pre.record.exists() and pre.weights.exists())
 
 
-def training_speed(profile: str, job: tuple) -> dict[str, float]:
+def training_speed(profile: str, job: Run) -> dict[str, float]:
     """Steps per second of each training phase a job went through, from its metrics logs
     (what the next attempt needs to plan by, also when this one ran out of time)."""
     speed = {}
@@ -203,7 +187,7 @@ def training_speed(profile: str, job: tuple) -> dict[str, float]:
     return speed
 
 
-def graph_use(profile: str, job: tuple) -> dict[str, dict]:
+def graph_use(profile: str, job: Run) -> dict[str, dict]:
     """Each finished training phase's CUDA-graph summary (replayed steps, capture failure)."""
     use = {}
     for phase, rid in phases(job).items():
@@ -217,7 +201,7 @@ def graph_use(profile: str, job: tuple) -> dict[str, dict]:
 class Running:
     """A job's process while it runs."""
 
-    job: Job
+    job: Run
     process: subprocess.Popen
     log: IO
     started: float
@@ -231,7 +215,7 @@ class Matrix:
     the order given; calls `changed` with every job's entry so far whenever one starts or ends."""
 
     profile: str
-    jobs: list[Job]
+    jobs: list[Run]
     slots: int
     device: str
     environment: dict[str, str]
@@ -242,13 +226,13 @@ class Matrix:
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
-        self.pending: list[Job] = list(self.jobs)
+        self.pending: list[Run] = list(self.jobs)
         self.running: list[Running] = []
         self.entries: dict[str, dict] = {}
         self.durations: dict[str, list[float]] = {}
         self.log_dir = results_root() / self.profile / "logs"
 
-    def command(self, job: Job) -> list[str]:
+    def command(self, job: Run) -> list[str]:
         cmd = [sys.executable, "-m", "lib", "run", job.kind, "--profile", job.profile(self.profile),
                "--variant", job.variant, "--seed", str(job.seed), "--device", self.device,
                "--no-progress"]
@@ -284,14 +268,14 @@ class Matrix:
         for running in self.running:
             self._note(running.job, "running", started=running.started, ended=now,
                        pretrained_at=running.pretrained_at)
-        return [self.entries[job.run_id] for job in self.jobs if job.run_id in self.entries]
+        return [self.entries[job.key] for job in self.jobs if job.key in self.entries]
 
-    def may_start(self, job: Job) -> bool:
+    def may_start(self, job: Run) -> bool:
         """A job that will pretrain waits while another job pretrains."""
         return not (needs_pretraining(job.profile(self.profile), job, self.force)
                     and any(r.pretraining for r in self.running))
 
-    def estimate(self, job: Job) -> float | None:
+    def estimate(self, job: Run) -> float | None:
         """Seconds the job should take: the longest finished job of its kind (in this
         invocation, or in earlier ones on the same device), if any."""
         return max(self.durations.get(job.kind, []), default=None)
@@ -310,19 +294,19 @@ class Matrix:
                 self._note(job, "not started",
                            reason=f"would not finish: a {job.kind} job took {needed:.0f} s, "
                                   f"{left:.0f} s were left")
-                print(f"  not started (would not finish in time): {job.run_id}", flush=True)
+                print(f"  not started (would not finish in time): {job.key}", flush=True)
                 continue
             self.running.append(self._start(job))
         return started
 
-    def _start(self, job: Job) -> Running:
-        path = self.log_dir / f"{job.run_id}.log"
+    def _start(self, job: Run) -> Running:
+        path = self.log_dir / f"{job.key}.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         log = open(path, "w")  # closed when reaped or stopped
         pretraining = needs_pretraining(job.profile(self.profile), job, self.force)
         process = subprocess.Popen(self.command(job), cwd=REPO_ROOT, stdout=log,
                                    stderr=subprocess.STDOUT, env=self.environment)
-        print(f"  started: {job.run_id}" + (" (pretraining)" if pretraining else ""), flush=True)
+        print(f"  started: {job.key}" + (" (pretraining)" if pretraining else ""), flush=True)
         return Running(job, process, log, time.time(), pretraining)
 
     def _notice_pretrainings_done(self) -> None:
@@ -350,7 +334,7 @@ class Matrix:
             if status == "done":
                 self.durations.setdefault(running.job.kind, []).append(entry["seconds"])
             else:
-                tail = (self.log_dir / f"{running.job.run_id}.log").read_text().splitlines()[-15:]
+                tail = (self.log_dir / f"{running.job.key}.log").read_text().splitlines()[-15:]
                 print("\n".join(tail), flush=True)
         return bool(ended)
 
@@ -372,30 +356,30 @@ class Matrix:
     def _give_up_pending(self, reason: str) -> None:
         for job in self.pending:
             self._note(job, "not started", reason=reason)
-            print(f"  not started ({reason}): {job.run_id}", flush=True)
+            print(f"  not started ({reason}): {job.key}", flush=True)
         self.pending = []
 
-    def _note(self, job: Job, status: str, returncode: int | None = None,
+    def _note(self, job: Run, status: str, returncode: int | None = None,
               started: float | None = None, ended: float | None = None,
               pretrained_at: float | None = None, reason: str | None = None) -> dict:
-        entry = {"run_id": job.run_id, "kind": job.kind, "variant": job.variant, "seed": job.seed,
+        entry = {"run_id": job.key, "kind": job.kind, "variant": job.variant, "seed": job.seed,
                  "status": status, "returncode": returncode, "seconds": 0.0}
         if job.recipe:
             entry["recipe"] = list(job.recipe)
         if started is not None:
             entry.update(started_s=round(started - self.started, 1),
                          seconds=round((ended or time.time()) - started, 1),
-                         log=f"logs/{job.run_id}.log",
+                         log=f"logs/{job.key}.log",
                          steps_per_second=training_speed(job.profile(self.profile), job),
                          cuda_graphs=graph_use(job.profile(self.profile), job))
         if pretrained_at is not None:
             entry["pretrained_after_s"] = round(pretrained_at - started, 1)
         if reason is not None:
             entry["reason"] = reason
-        self.entries[job.run_id] = entry
+        self.entries[job.key] = entry
         if status not in ("running", "not started"):
             took = f" in {entry['seconds']} s" if started is not None else ""
-            print(f"  {status}: {job.run_id}{took}", flush=True)
+            print(f"  {status}: {job.key}{took}", flush=True)
         return entry
 
 

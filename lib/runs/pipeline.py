@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -32,13 +30,11 @@ from lib.core.evaluate import (
 from lib.core.model import GPT, GPTConfig
 from lib.core.strangers import invented_names
 from lib.core.train.loop import train
-from lib.runs.profiles import Profile, get_profile
-from lib.runs.records import REPO_ROOT, provenance, read_record, record_path, results_root, write_record
+from lib.runs.matrix import KINDS, RunPaths, checkpoints_root, run_id
+from lib.runs.profiles import Profile, get_profile, world_for
+from lib.runs.records import provenance, read_record, write_record
 
 STRANGERS = 300
-
-KINDS = ("london", "pretrain", "finetune", "pretrain_finetune")
-
 
 def resolve_device(device: str = "auto") -> torch.device:
     """`auto` picks CUDA when present; an explicit CUDA request without a GPU is an error."""
@@ -53,44 +49,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if resolved.type not in ("cpu", "cuda"):
         raise ValueError(f"unsupported device {device!r}; use auto, cpu or cuda")
     return resolved
-
-
-def checkpoints_root() -> Path:
-    return Path(os.environ.get("BOOK_CHECKPOINTS", REPO_ROOT / "checkpoints"))
-
-
-def run_id(kind: str, variant: str = "vanilla", seed: int = 0) -> str:
-    if kind not in KINDS:
-        raise ValueError(f"unknown run kind {kind!r}; choose one of {', '.join(KINDS)}")
-    return "london" if kind == "london" else f"{kind}-{variant}-seed{seed}"
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    record: Path
-    predictions: Path
-    details: Path
-    metrics: Path
-    test_predictions: Path
-    weights: Path
-    state: Path
-    snapshots: Path
-
-    @classmethod
-    def of(cls, profile: str, rid: str) -> RunPaths:
-        results = results_root() / profile
-        ckpt = checkpoints_root() / profile / rid
-        return cls(record_path(profile, rid), results / f"{rid}.predictions.txt",
-                   results / f"{rid}.details.json", results / f"{rid}.metrics.jsonl",
-                   results / f"{rid}.test_predictions.txt",
-                   ckpt / "model.safetensors", ckpt / "state.safetensors", ckpt / "snapshots")
-
-
-def world_for(profile: Profile, data: D.BirthplaceData) -> D.World:
-    if profile.mini_world is None:
-        return D.full_world(data)
-    n_train, n_dev, seed = profile.mini_world
-    return D.mini_world(data, n_train, n_dev, seed)
 
 
 def model_config(profile: Profile, vocab_size: int, variant: str) -> GPTConfig:
@@ -392,7 +350,3 @@ def summary_line(record: dict) -> str:
     return (f"{record['profile']:>5} {record['run_id']:<40} probe name "
             f"{p.get('name_gold_correct')}/{p.get('name_gold_total')}, bio "
             f"{p.get('bio_gold_correct')}/{p.get('bio_gold_total')}")
-
-
-def dumps(record: dict) -> str:
-    return json.dumps(record, indent=2, sort_keys=True)

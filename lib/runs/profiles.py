@@ -19,47 +19,8 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training phase. Token counts drive the learning-rate schedule, as in the classic code."""
-
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    warmup_tokens: int = 512 * 20
-    # The cosine ends after final_epochs passes over the data (classic: 200).
-    final_epochs: float = 200.0
-    # The classic schedule keeps following the cosine after its end point (the rate rises
-    # again); clamped schedules stay at the floor instead.
-    clamp_schedule: bool = False
-    lr_floor: float = 0.1
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0
-    # Batches of similar-length examples waste less compute on padding (CPU speed-up).
-    length_grouped: bool = False
-    # Epochs between resumable checkpoints (0: only at the end).
-    checkpoint_every: int = 1
-    # How many weight snapshots to keep along the way (for "how much pretraining?").
-    snapshots: int = 0
-    # bf16 autocast on the CPU: weights, optimizer and loss stay float32; matrix products run
-    # in bf16 where the CPU has bf16 instructions. Faster, but see `gpu_bf16`.
-    cpu_bf16: bool = False
-    # bf16 autocast on a GPU. Off: on the whole data, part-way through pretraining, bf16
-    # gradients of the lower layers were found uncorrelated with the float64 ones (see the
-    # performance appendix), and training in float32 is what the classic exercise does.
-    gpu_bf16: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
-        if self.warmup_tokens < 0 or self.final_epochs <= 0:
-            raise ValueError("warmup_tokens must be >= 0 and final_epochs > 0")
+from lib.core import data as D
+from lib.core.train.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -274,6 +235,12 @@ def register_from_environment() -> None:
             register_profile(profile_from_dict(values))
 
 
+def recipe_profile_name(base: str, options: tuple[str, ...]) -> str:
+    """The name of `base` pretrained with recipe options: `base+option+...` (`base` alone
+    without options)."""
+    return "+".join((base, *options))
+
+
 def with_recipe(base: Profile, options: tuple[str, ...]) -> Profile:
     """`base` pretrained with recipe options (named `base+option+...`, options in the order
     of `lib.core.data.RECIPES`, so one combination has one name and one results folder)."""
@@ -286,8 +253,16 @@ def with_recipe(base: Profile, options: tuple[str, ...]) -> Profile:
     ordered = tuple(o for o in RECIPES if o in options)
     if ordered != tuple(options):
         raise ValueError(f"write recipe options in this order: {'+'.join(ordered)}")
-    return replace(base, name="+".join((base.name, *ordered)), recipe=ordered,
+    return replace(base, name=recipe_profile_name(base.name, ordered), recipe=ordered,
                    description=f"{base.description}; pretraining recipe: {', '.join(ordered)}")
+
+
+def world_for(profile: Profile, data: D.BirthplaceData) -> D.World:
+    """The people a profile trains and evaluates on: the whole data or its mini world."""
+    if profile.mini_world is None:
+        return D.full_world(data)
+    n_train, n_dev, seed = profile.mini_world
+    return D.mini_world(data, n_train, n_dev, seed)
 
 
 def get_profile(name: str) -> Profile:

@@ -22,9 +22,9 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
-import torch.nn.functional as F
 
 from lib.core.data import PAD_ID
+from lib.core.model import lm_loss
 
 WARMUP_STEPS = 3
 
@@ -84,8 +84,7 @@ class StaticStep:
                    if self.amp else nullcontext())
         with context:
             logits, _ = self.model(self.x)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), self.y.reshape(-1),
-                                   ignore_index=PAD_ID, reduction="sum") * self.scale
+            loss = lm_loss(logits, self.y, reduction="sum") * self.scale
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()

@@ -1,0 +1,57 @@
+"""Numbers as the pages print them: percentages, spreads over seeds, markdown tables.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+
+def percent(x: float, digits: int = 1) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{100 * x:.{digits}f} %"
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single seed: no spread to report)."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return float("nan"), None
+    return float(arr.mean()), (float(arr.std(ddof=1)) if arr.size > 1 else None)
+
+
+# A spread needs at least this many seeds; fewer are listed one by one.
+MIN_SEEDS_FOR_SPREAD = 3
+
+
+def format_mean_std(values: list[float]) -> str:
+    """Mean ± sample std over at least three seeds; fewer are shown one by one."""
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{percent(values[0])} (1 seed)"
+    if len(values) < MIN_SEEDS_FOR_SPREAD:
+        return f"{', '.join(percent(v) for v in values)} ({len(values)} seeds, one by one)"
+    mean, std = mean_std(values)
+    return f"{100 * mean:.1f} ± {100 * std:.1f} % ({len(values)} seeds)"
+
+
+def format_stat(values: list[float]) -> str:
+    """Mean ± sample std in percent over at least three seeds; fewer are listed one by one
+    (a standard deviation of two values says next to nothing)."""
+    if len(values) < MIN_SEEDS_FOR_SPREAD:
+        return " / ".join(percent(v) for v in values) if values else "n/a"
+    mean, std = mean_std(values)
+    return f"{100 * mean:.1f} ± {100 * std:.1f} %"
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A pipe table (MyST renders it; cells may hold links)."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    head = "| " + " | ".join(map(cell, table.columns)) + " |"
+    rule = "| " + " | ".join("---" for _ in table.columns) + " |"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([head, rule, *body])

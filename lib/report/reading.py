@@ -1,0 +1,130 @@
+"""Reading what runs stored: records, their predictions, details and metrics logs, and the
+world and caption each profile's numbers carry.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from lib.runs.profiles import PROFILE_ORDER
+from lib.runs.records import load_records, results_root
+
+
+def vanilla_runs(profile: str, kind: str, root: Path | None = None) -> list[dict]:
+    """The vanilla-attention runs of one kind, by seed: what the knowledge-access chapters
+    discuss (the research variants have their own chapter)."""
+    return sorted((r for r in load_records(profile, root, kind) if r["variant"] == "vanilla"),
+                  key=lambda r: r["seed"])
+
+
+def load_data():
+    """The data, from the folder the Makefile chooses, wherever the caller runs (chapters
+    execute inside book/, where a relative `BIRTHPLACE_DATA` would point elsewhere)."""
+    from lib.core import data as D
+    from lib.report.analysis import data_folder
+
+    return D.load(data_folder())
+
+
+def world_of(profile: str, root: Path | None = None) -> str:
+    """The world a profile's runs trained and evaluated on, as their records say."""
+    worlds = sorted({r["world"] for r in load_records(profile, root) if "world" in r})
+    return "; ".join(worlds) if worlds else "no records yet"
+
+
+def caption(profile: str, root: Path | None = None) -> str:
+    """What every table and plot says about its numbers: the profile and the world."""
+    text = f"profile {profile}, {world_of(profile, root)}"
+    if profile == "smoke":
+        text += " (a wiring check: its numbers say nothing about accuracy)"
+    elif profile != "full" and is_whole_data(profile, root):
+        text += " (the whole data; the recipe departs from the classic one as stated)"
+    elif profile != "full":
+        text += " (a mini world, not the classic setting)"
+    return text
+
+
+def short_caption(profile: str, root: Path | None = None) -> str:
+    """The caption for a plot title: profile and world in a few words."""
+    return f"{profile} profile, {world_of(profile, root).split(', ')[0]}"
+
+
+def result_file(record: dict, key: str, root: Path | None = None) -> Path | None:
+    """A file a record names (`predictions`, `details`, `metrics_log`), beside the record."""
+    name = record.get("files", {}).get(key)
+    return None if name is None else (root or results_root()) / record["profile"] / name
+
+
+def metrics_log(record: dict, root: Path | None = None) -> list[dict]:
+    """The run's training log (step, epoch, tokens, loss, lr, time); empty for London."""
+    from lib.core.metrics_log import read_log
+
+    path = result_file(record, "metrics_log", root)
+    return read_log(path) if path is not None and path.exists() else []
+
+
+def details(record: dict, root: Path | None = None) -> dict:
+    """The run's per-question details (finetune kinds) or per-person probe (pretrain)."""
+    path = result_file(record, "details", root)
+    if path is None or not path.exists():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def prediction_rows(record: dict, root: Path | None = None) -> pd.DataFrame:
+    """One row per dev question of a run: name, gold place, prediction, right or wrong.
+
+    Finetuned runs keep these in their details file; the London baseline's gold places
+    come from the world its record names (rebuilt from the data with the same profile).
+    """
+    rows = details(record, root).get("dev")
+    if rows is None:
+        from lib.core.evaluate import read_predictions
+        from lib.runs.profiles import get_profile, world_for
+
+        world = world_for(get_profile(record["profile"]), load_data())
+        if world.description != record["world"]:
+            raise ValueError(f"{record['run_id']}: its world ({record['world']}) is not the one "
+                             f"the profile builds now ({world.description})")
+        preds = read_predictions(result_file(record, "predictions", root))
+        rows = [{"name": q.name, "gold": q.place, "prediction": p}
+                for q, p in zip(world.dev, preds, strict=True)]
+    table = pd.DataFrame(rows)
+    table["correct"] = table["prediction"] == table["gold"]
+    return table
+
+
+def runs_of(records: list[dict], kind: str, variant: str) -> list[dict]:
+    """A configuration's runs, by seed."""
+    return sorted((r for r in records if r["kind"] == kind and r["variant"] == variant),
+                  key=lambda r: r["seed"])
+
+
+def profiles_with_records(root: Path | None = None) -> list[str]:
+    """Profiles with at least one vanilla or London record, whole data first (`full`, `cpu`),
+    then the mini world; `smoke` only when nothing else has run (its numbers mean nothing)."""
+    have = [p for p in PROFILE_ORDER if any(r["variant"] in ("vanilla", "none")
+                                            for r in load_records(p, root))]
+    real = [p for p in have if p != "smoke"]
+    return real or have
+
+
+def is_whole_data(profile: str, root: Path | None = None) -> bool:
+    """Whether a profile's records answer the 500 real dev questions (no mini world)."""
+    records = load_records(profile, root)
+    return bool(records) and all(r["config"].get("mini_world") is None for r in records)
+
+
+def dev_outcomes(record: dict, root: Path | None = None) -> list[bool]:
+    """Right or wrong per dev person, in the dev file's order (the pairing key)."""
+    return prediction_rows(record, root)["correct"].tolist()
+
+
+# --------------------------------------------------------------------------------------
+# Answers at a glance: one line per numeric question of the exercise
+# --------------------------------------------------------------------------------------
+def world_label(profile: str, root: Path | None = None) -> str:
+    return "whole data" if is_whole_data(profile, root) else "mini world"

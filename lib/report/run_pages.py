@@ -1,0 +1,145 @@
+"""What the page of one run shows: its headline, predictions, probes and snapshots, and the
+list of stored runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lib.report.formatting import markdown_table, percent
+from lib.report.reading import caption, details
+from lib.report.results import PROBES
+from lib.runs.profiles import PROFILE_ORDER
+from lib.runs.records import load_records, results_root
+
+
+def sample_predictions(table: pd.DataFrame, n_right: int = 5, n_wrong: int = 5,
+                       seed: int = 0) -> pd.DataFrame:
+    """A seeded sample of right and of wrong answers (as many as exist, up to n each)."""
+    right = table[table["correct"]]
+    wrong = table[~table["correct"]]
+    parts = [right.sample(min(n_right, len(right)), random_state=seed),
+             wrong.sample(min(n_wrong, len(wrong)), random_state=seed)]
+    columns = [c for c in ("name", "gold", "prediction", "correct") if c in table]
+    return pd.concat(parts)[columns].reset_index(drop=True)
+
+
+def provenance_line(record: dict) -> str:
+    """Where and with what a run was made, from its record."""
+    seconds = record.get("train_time", record.get("wall_time", 0.0))
+    return (f"{record['run_id']} ({record['profile']} profile): {record['device_name']}, torch "
+            f"{record['torch_version']}, commit {record['git_commit']}, {seconds:.0f} s, "
+            f"created {record['created']}")
+
+
+def accuracy_line(record: dict) -> str:
+    d = record["metrics"]["dev"]
+    return (f"{record['run_id']}: {d['correct']} of {d['total']} dev questions right = "
+            f"{percent(d['accuracy'])} ({caption(record['profile'])})")
+
+
+def probe_table(record: dict) -> pd.DataFrame:
+    """The pretraining probe of one run: own birthplace found vs a control's."""
+    p = record["metrics"]["probe"]
+    rows = []
+    for probe, label in PROBES.items():
+        row = {"probe": label}
+        for against, column in (("gold", "own birthplace"), ("control", "control: another person's")):
+            c, t = p[f"{probe}_{against}_correct"], p[f"{probe}_{against}_total"]
+            row[column] = f"{c}/{t} = {percent(c / t if t else float('nan'))}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def probe_examples(record: dict, n: int = 8, seed: int = 0, root: Path | None = None) -> pd.DataFrame:
+    """Completions of both probes for a seeded sample of people (hits first)."""
+    rows = details(record, root).get("probe", [])
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table = table.sample(min(n, len(table)), random_state=seed)
+    order = table["name_probe"].astype(int) + table["bio_probe"].fillna(False).astype(int)
+    table = table.assign(_hits=order).sort_values("_hits", ascending=False, kind="stable")
+    return table[["name", "place", "name_completion", "name_probe", "bio_completion",
+                  "bio_probe"]].reset_index(drop=True)
+
+
+def snapshot_table(record: dict) -> pd.DataFrame:
+    """How the measure grew with pretraining: probe rates (pretrain) or dev accuracy after
+    finetuning each pretraining snapshot (pretrain_finetune)."""
+    rows = []
+    for s in record["metrics"].get("snapshots", []):
+        row = {"pretraining epoch": s["epoch"], "step": s["step"], "tokens": s["tokens"]}
+        if "probe" in s:
+            for probe in PROBES:
+                for against in ("gold", "control"):
+                    c = s["probe"][f"{probe}_{against}_correct"]
+                    t = s["probe"][f"{probe}_{against}_total"]
+                    label = "own" if against == "gold" else "control"
+                    row[f"{probe} probe, {label}"] = c / t if t else np.nan
+        if "dev" in s:
+            row["dev accuracy after finetuning"] = s["dev"]["accuracy"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def predicted_places(record: dict, root: Path | None = None, top: int = 10) -> pd.DataFrame:
+    """The most frequent answers of a finetuned run, on dev questions and on invented names."""
+    d = details(record, root)
+    out = []
+    for split in ("dev", "strangers"):
+        counts = pd.Series([row["prediction"] for row in d.get(split, [])]).value_counts()
+        total = int(counts.sum())
+        for place, count in counts.head(top).items():
+            out.append({"questions": split, "answer": place, "count": int(count),
+                        "share": count / total})
+    return pd.DataFrame(out)
+
+
+def headline(record: dict) -> str:
+    """A run's main number in a few words."""
+    m = record["metrics"]
+    if "dev" in m:
+        return f"dev {m['dev']['correct']}/{m['dev']['total']} = {percent(m['dev']['accuracy'])}"
+    p = m.get("probe", {})
+    return (f"name probe {p.get('name_gold_correct')}/{p.get('name_gold_total')} "
+            f"(control {p.get('name_control_correct')})")
+
+
+def stored_runs(runs_dir: Path, root: Path | None = None) -> pd.DataFrame:
+    """Every run with a record or a stored notebook (`runs_dir/<profile>/<run-id>.ipynb`)."""
+    root = root or results_root()
+    keys = {(nb.parent.name, nb.stem) for nb in runs_dir.glob("*/*.ipynb")}
+    keys |= {(r["profile"], r["run_id"]) for profile in PROFILE_ORDER
+             for r in load_records(profile, root)}
+    rows = []
+    for profile, rid in sorted(keys, key=lambda k: (PROFILE_ORDER.index(k[0])
+                                                    if k[0] in PROFILE_ORDER else 99, k[1])):
+        nb = runs_dir / profile / f"{rid}.ipynb"
+        record_file = root / profile / f"{rid}.json"
+        record = json.loads(record_file.read_text()) if record_file.exists() else None
+        rows.append({"profile": profile, "run": rid, "notebook": nb if nb.exists() else None,
+                     "result": headline(record) if record else "no record",
+                     "device": record.get("device_name", "") if record else "",
+                     "created": record.get("created", "") if record else ""})
+    return pd.DataFrame(rows)
+
+
+def run_links(runs_dir: Path, page_dir: Path, root: Path | None = None,
+              profile: str | None = None) -> str:
+    """The runs as a Markdown table whose run ids link to their stored notebooks."""
+    table = stored_runs(runs_dir, root)
+    if profile is not None and not table.empty:
+        table = table[table["profile"] == profile]
+    if table.empty:
+        return "No runs yet."
+    links = [f"[{row.run}]({Path(os.path.relpath(row.notebook, page_dir)).as_posix()})"
+             if row.notebook is not None else f"{row.run} (notebook not rendered yet)"
+             for row in table.itertuples()]
+    table = table.assign(run=links).drop(columns=["notebook"])
+    return markdown_table(table)

@@ -1,0 +1,240 @@
+"""The findings sentences, each derived from the numbers by the rule of `lib.report.stats`:
+pooled rates, paired tests per seed, and what they support.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from lib.report.formatting import percent
+from lib.report.reading import details, dev_outcomes, is_whole_data, load_data, runs_of
+from lib.report.stats import Paired, exact_rate, fisher, format_p, mcnemar
+from lib.runs.records import load_records
+
+
+def pooled(records: list[dict], hit: str, total: str) -> tuple[int, int]:
+    """Hits and trials summed over seeds (each seed asks the same people)."""
+    return (sum(int(_dig(r["metrics"], hit)) for r in records),
+            sum(int(_dig(r["metrics"], total)) for r in records))
+
+
+def pooled_london(records: list[dict]) -> tuple[int, int] | None:
+    """The London baseline's (correct, total) on dev, None without a London record."""
+    london = [r for r in records if r["kind"] == "london"]
+    return pooled(london, "dev.correct", "dev.total") if london else None
+
+
+def pooled_probe(records: list[dict], probe: str, against: str) -> tuple[int, int]:
+    return pooled(records, f"probe.{probe}_{against}_correct", f"probe.{probe}_{against}_total")
+
+
+def _dig(d: dict, dotted: str):
+    for part in dotted.split("."):
+        d = d[part]
+    return d
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
+def rate_text(pair: tuple[int, int]) -> str:
+    hits, n = pair
+    return f"{hits}/{n} = {percent(hits / n if n else float('nan'))}"
+
+
+def probe_outcomes(record: dict, probe: str, root: Path | None = None) -> tuple[list[bool], list[bool]]:
+    """Per person a probe asked (in the probe file's order): did its completion start with
+    the person's own place, and did it start with the control's? (The biography probe asks
+    only people whose place is written inside the window.)"""
+    from lib.report.analysis import probe_table  # the probe's own scoring rule
+
+    table = probe_table(details(record, root).get("probe", []))
+    if table.empty:
+        return [], []
+    asked = table[table[f"{probe}_probe"].notna()]
+    return ([bool(x) for x in asked[f"{probe}_probe"]],
+            [bool(x) for x in asked[f"{probe}_control"]])
+
+
+def paired_text(test: Paired, other: str) -> str:
+    """'above London (12 vs 3 people, McNemar p = 0.035)'."""
+    return (f"{test.relation} {other} ({test.only_a} vs {test.only_b} people, "
+            f"McNemar {format_p(test.p_value)})")
+
+
+def _across(verdicts: list[str], word: str = "above") -> str:
+    """How many seeds gave the verdict `word`: '2 of 3 seeds', '0 of 1 seed'."""
+    n, k = len(verdicts), sum(v == word for v in verdicts)
+    return f"{k} of {_seeds(n)}"
+
+
+def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -> dict[str, str]:
+    """What a profile's records support, as sentences whose every number comes from them.
+
+    Keys (present when their runs exist): probe, london, finetune, pretrain_finetune,
+    summary, pending. Comparisons are paired on the same people and made seed by seed
+    (`lib.report.stats.mcnemar`, the rule `lib.report.stats.ALPHA`); a claim across seeds is made only
+    when every seed supports it, and otherwise the text says how many did.
+    """
+    records = load_records(profile, root)
+
+    def of(kind: str) -> dict[int, dict]:
+        return {r["seed"]: r for r in runs_of(records, kind, variant)}
+
+    pre, pf, ft = of("pretrain"), of("pretrain_finetune"), of("finetune")
+    london = next((r for r in records if r["kind"] == "london"), None)
+    london_right = dev_outcomes(london, root) if london else None
+    out: dict[str, str] = {}
+    stored = None
+    if pre:
+        parts, seed_stored = [], []
+        unread_everywhere = all("probe_unread" in r["metrics"] for r in pre.values())
+        for seed, record in pre.items():
+            said, any_above = [], False
+            unread = record["metrics"].get("probe_unread")
+            for probe, label in (("name", "the name probe"), ("bio", "the biography probe")):
+                own, control = probe_outcomes(record, probe, root)
+                if not own:
+                    continue
+                test = mcnemar(own, control)
+                above = test.verdict == "above"
+                text = (f"{label} completes the own birthplace of "
+                        f"{exact_rate(sum(own), len(own)).text()} people and the control's "
+                        f"place of {sum(control)}, " + paired_text(test, "the control"))
+                if unread is not None:
+                    hits, n = unread[f"{probe}_gold_correct"], unread[f"{probe}_gold_total"]
+                    versus = fisher(sum(own), len(own), hits, n)
+                    above = above and versus.verdict == "above"
+                    text += (f"; on people it never read it finds {hits}/{n}, and the people it "
+                             f"read are {versus.relation} them (Fisher {format_p(versus.p_value)})")
+                any_above = any_above or above
+                said.append(text)
+            seed_stored.append("above" if any_above else "not")
+            parts.append(f"seed {seed}: " + "; ".join(said))
+        stored = all(v == "above" for v in seed_stored)
+        verdict = ("so the pretrained model has stored birthplaces" if stored else
+                   "so these numbers do not show stored facts in every seed")
+        beyond = (" and than on people it never read (what it can guess from a name or a "
+                  "biography's opening)" if unread_everywhere else "")
+        out["probe"] = ("Knowledge probes after pretraining, seed by seed (every seed asks the "
+                        "same people): " + " ".join(p + "." for p in parts)
+                        + f" A probe finds the own place more often than the control's{beyond} "
+                        f"in {_across(seed_stored)}, {verdict}.")
+    if london is not None:
+        out["london"] = (f"The London baseline answers "
+                         f"{exact_rate(sum(london_right), len(london_right)).text()} dev questions.")
+    ft_right = {seed: dev_outcomes(record, root) for seed, record in ft.items()}
+    if ft:
+        parts, verdicts = [], []
+        for seed, right in ft_right.items():
+            text = f"seed {seed}: {exact_rate(sum(right), len(right)).text()}"
+            if london_right is not None:
+                test = mcnemar(right, london_right)
+                verdicts.append(test.verdict)
+                text += ", " + paired_text(test, "London")
+            parts.append(text)
+        summary = "" if not verdicts else f" Above the London baseline in {_across(verdicts)}."
+        out["finetune"] = "Finetuning without pretraining answers " + "; ".join(parts) + "." + summary
+    extracted = None
+    if pf:
+        parts, verdicts = [], []
+        for seed, record in pf.items():
+            right = dev_outcomes(record, root)
+            text = f"seed {seed}: {exact_rate(sum(right), len(right)).text()}"
+            above_both = london_right is not None and seed in ft
+            if london_right is not None:
+                test = mcnemar(right, london_right)
+                above_both = above_both and test.verdict == "above"
+                text += ", " + paired_text(test, "London")
+            if seed in ft:
+                test = mcnemar(right, ft_right[seed])
+                above_both = above_both and test.verdict == "above"
+                text += ", " + paired_text(test, "finetuning alone (same seed)")
+            verdicts.append("above" if above_both else "not")
+            parts.append(text)
+        extracted = all(v == "above" for v in verdicts)
+        out["pretrain_finetune"] = (
+            "Pretraining, then finetuning answers " + "; ".join(parts) + ". "
+            + f"Above both the London baseline and finetuning alone in {_across(verdicts)}.")
+    if stored and extracted is False:
+        out["summary"] = ("So, measured so far under this profile: pretraining stores facts "
+                          "(the probes find them), but these numbers do not show question "
+                          "finetuning extracting them in every seed; they do not show that it "
+                          "cannot either.")
+    elif stored and extracted:
+        out["summary"] = ("So under this profile pretraining stores facts and question "
+                          "finetuning extracts them: the model answers questions about people "
+                          "it was never asked about during finetuning.")
+    if not is_whole_data(profile, root):
+        out["pending"] = ("These are mini-world numbers. The exercise's questions are about the "
+                          "whole data (the `cpu` and `full` profiles); the results page shows "
+                          "whatever whole-data runs have finished, and these pages switch to a "
+                          "whole-data profile once its matrix is complete.")
+    return out
+
+
+def runs_table(records: list[dict]) -> pd.DataFrame:
+    """One row per run (seed): its headline numbers, for the per-configuration chapters."""
+    rows = []
+    for r in sorted(records, key=lambda r: (r["variant"], r["seed"])):
+        m = r["metrics"]
+        row = {"run": r["run_id"], "seed": r["seed"], "profile": r["profile"]}
+        if "dev" in m:
+            row["dev right"] = f"{m['dev']['correct']}/{m['dev']['total']}"
+            row["dev accuracy"] = percent(m["dev"]["accuracy"])
+        if "train" in m:
+            row["train accuracy"] = percent(m["train"]["accuracy"])
+        if "probe" in m:
+            p = m["probe"]
+            row["name probe (own / control)"] = (f"{p['name_gold_correct']} / {p['name_control_correct']}"
+                                                 f" of {p['name_gold_total']}")
+            row["biography probe (own / control)"] = (f"{p['bio_gold_correct']} / "
+                                                      f"{p['bio_control_correct']} of {p['bio_gold_total']}")
+            if "probe_unread" in m:
+                u = m["probe_unread"]
+                row["never-read people (name / biography)"] = (
+                    f"{u['name_gold_correct']}/{u['name_gold_total']} / "
+                    f"{u['bio_gold_correct']}/{u['bio_gold_total']}")
+        if "final_loss" in m:
+            row["final loss"] = round(m["final_loss"], 4)
+            row["steps"] = m["steps"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def stored_vs_answered(pretrain: dict, finetuned: dict, root: Path | None = None) -> pd.DataFrame:
+    """Per dev person: did the name probe of the pretrained model find the place, and did the
+    model finetuned from it answer the question right? Counts of the four combinations."""
+    probe = {row["name"]: bool(row["name_probe"]) for row in details(pretrain, root).get("probe", [])}
+    answered = {row["name"]: row["prediction"] == row["gold"]
+                for row in details(finetuned, root).get("dev", [])}
+    people = [n for n in answered if n in probe]
+    table = pd.crosstab(pd.Series([probe[n] for n in people], name="name probe finds the place"),
+                        pd.Series([answered[n] for n in people], name="finetuned model answers right"))
+    for flag in (False, True):
+        for axis in (0, 1):
+            if flag not in table.axes[axis]:
+                table = table.reindex(sorted(set(table.axes[axis]) | {flag}), axis=axis, fill_value=0)
+    return table
+
+
+def answers_from_train(record: dict, root: Path | None = None) -> pd.DataFrame:
+    """For dev questions and invented people: the share of answers that are one of the train
+    questions' places (answers learned as a list, whoever is asked about)."""
+    from lib.runs.profiles import get_profile, world_for
+
+    world = world_for(get_profile(record["profile"]), load_data())
+    places = {q.place for q in world.train}
+    d = details(record, root)
+    rows = []
+    for split, label in (("dev", "dev questions"), ("strangers", "invented people")):
+        answers = [row["prediction"] for row in d.get(split, [])]
+        hits = sum(a in places for a in answers)
+        share = hits / len(answers) if answers else float("nan")
+        rows.append({"questions": label, "answers": len(answers),
+                     "answer is a train place": f"{hits} = {percent(share)}",
+                     "distinct answers": len(set(answers))})
+    return pd.DataFrame(rows)
