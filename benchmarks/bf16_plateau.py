@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lib.core import data as D  # noqa: E402
+from lib.core import datasets as DS  # noqa: E402
 from lib.core.atomic import atomic_write_json  # noqa: E402
 from lib.core.metrics_log import read_log  # noqa: E402
 from lib.core.model import GPT  # noqa: E402
@@ -83,7 +84,7 @@ def main() -> None:
     profile = get_profile("cpu")
     data = D.load()
     world = world_for(profile, data)
-    dataset = D.pretraining_dataset(world, data.vocab, profile.block_size)
+    dataset = DS.pretraining_dataset(world, data.vocab, profile.block_size)
     config = model_config(profile, len(data.vocab), "vanilla")
     weights = load_file(args.snapshot)
 

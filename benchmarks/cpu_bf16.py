@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lib.core import data as D  # noqa: E402
+from lib.core import datasets as DS  # noqa: E402
 from lib.core.atomic import atomic_write_json  # noqa: E402
 from lib.core.model import GPT, GPTConfig  # noqa: E402
 from lib.core.train.config import make_optimizer  # noqa: E402
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         config = GPTConfig(**{**config.to_dict(), "n_layer": 1, "n_embd": 32, "n_head": 2})
         batch = 8
-    dataset = D.SpanCorruptionDataset(world_for(profile, data).corpus, data.vocab, config.block_size)
+    dataset = DS.SpanCorruptionDataset(world_for(profile, data).corpus, data.vocab, config.block_size)
     x, y = dataset.epoch(torch.Generator().manual_seed(0))
     # A batch of the typical width: examples as long as the median one.
     lengths = (x != D.PAD_ID).sum(1)

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from reference import as_reference, reference_decode, reference_epoch_batches, reference_train_steps  # noqa: E402
 
 from lib.core import data as D  # noqa: E402
+from lib.core import datasets as DS  # noqa: E402
 from lib.core.atomic import atomic_write_json  # noqa: E402
 from lib.core.evaluate import decode_batched, question_prompts  # noqa: E402
 from lib.core.model import GPT  # noqa: E402
@@ -47,7 +48,7 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "T4":
 class Subset:
     """The first `n` documents of a span-corruption dataset (fresh draws each epoch)."""
 
-    def __init__(self, dataset: D.SpanCorruptionDataset, n: int) -> None:
+    def __init__(self, dataset: DS.SpanCorruptionDataset, n: int) -> None:
         self.dataset, self.n = dataset, n
 
     def __len__(self) -> int:
@@ -64,7 +65,7 @@ def training_case(name: str, profile_name: str, data: D.BirthplaceData, steps: i
     profile = get_profile(profile_name)
     cfg = replace(profile.pretrain, epochs=1, checkpoint_every=0, snapshots=0)
     world = world_for(profile, data)
-    dataset = D.SpanCorruptionDataset(world.corpus, data.vocab, profile.block_size)
+    dataset = DS.SpanCorruptionDataset(world.corpus, data.vocab, profile.block_size)
     n = min(len(dataset), steps * cfg.batch_size)
     subset = Subset(dataset, n)
     config = model_config(profile, len(data.vocab), "vanilla")
@@ -126,7 +127,7 @@ def gpu_cases(data: D.BirthplaceData, steps: int) -> list[dict]:
     out = []
     profile = get_profile("full")
     device = torch.device("cuda")
-    dataset = D.SpanCorruptionDataset(data.corpus, data.vocab, profile.block_size)
+    dataset = DS.SpanCorruptionDataset(data.corpus, data.vocab, profile.block_size)
     name = torch.cuda.get_device_name()
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
     for compiled in (False, True):

@@ -12,8 +12,12 @@ from lib.core import data as D
 from lib.core.evaluate import ProbeResult
 from lib.core.strangers import invented_names
 from lib.report import analysis as A
+from lib.report import confidence as CF
+from lib.report import evidence as EV
 from lib.report.choice import essay_profile
+from lib.report.reading import data_folder
 from lib.runs.matrix import TRAINED_KINDS
+from lib.runs.records import REPO_ROOT
 
 
 # --------------------------------------------------------------------------------------
@@ -22,22 +26,22 @@ from lib.runs.matrix import TRAINED_KINDS
 def test_auroc_hand_computed():
     # Right answers score 0.9 and 0.7; wrong ones 0.8, 0.6, 0.55. Of the 6 (right, wrong)
     # pairs the right one scores higher in 5 (0.7 < 0.8 is the exception): 5/6.
-    assert A.auroc([0.9, 0.8, 0.7, 0.6, 0.55], [1, 0, 1, 0, 0]) == pytest.approx(5 / 6)
+    assert CF.auroc([0.9, 0.8, 0.7, 0.6, 0.55], [1, 0, 1, 0, 0]) == pytest.approx(5 / 6)
 
 
 def test_auroc_ties_count_half_and_extremes():
-    assert A.auroc([0.5, 0.5], [True, False]) == pytest.approx(0.5)
+    assert CF.auroc([0.5, 0.5], [True, False]) == pytest.approx(0.5)
     # pairs: (0.7 vs 0.7) tie = 1/2, (0.7 vs 0.1) = 1 -> 1.5 / 2
-    assert A.auroc([0.7, 0.7, 0.1], [True, False, False]) == pytest.approx(0.75)
-    assert A.auroc([0.9, 0.8, 0.1], [True, True, False]) == 1.0
-    assert A.auroc([0.1, 0.8, 0.9], [True, True, False]) == 0.0
+    assert CF.auroc([0.7, 0.7, 0.1], [True, False, False]) == pytest.approx(0.75)
+    assert CF.auroc([0.9, 0.8, 0.1], [True, True, False]) == 1.0
+    assert CF.auroc([0.1, 0.8, 0.9], [True, True, False]) == 0.0
 
 
 def test_auroc_undefined_with_one_class():
-    assert math.isnan(A.auroc([0.2, 0.4], [False, False]))
-    assert math.isnan(A.auroc([0.2, 0.4], [True, True]))
+    assert math.isnan(CF.auroc([0.2, 0.4], [False, False]))
+    assert math.isnan(CF.auroc([0.2, 0.4], [True, True]))
     with pytest.raises(ValueError):
-        A.auroc([0.2, 0.4], [True])
+        CF.auroc([0.2, 0.4], [True])
 
 
 def test_auroc_equals_pairwise_count():
@@ -47,7 +51,7 @@ def test_auroc_equals_pairwise_count():
         y = rng.random(40) < 0.3
         pos, neg = s[y][:, None], s[~y][None, :]
         brute = ((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size)
-        assert A.auroc(s, y) == pytest.approx(brute)
+        assert CF.auroc(s, y) == pytest.approx(brute)
 
 
 # --------------------------------------------------------------------------------------
@@ -187,8 +191,8 @@ def test_answer_frequencies_and_baselines():
 def test_confidences_are_probabilities_of_the_answer():
     rows = [{"name": "A", "gold": "Oslo", "prediction": "Oslo", "logprob": math.log(0.25)},
             {"name": "B", "gold": "Oslo", "prediction": "Rome", "logprob": 0.0}]
-    assert A.confidences(rows).tolist() == pytest.approx([0.25, 1.0])
-    assert A.correctness(rows).tolist() == [True, False]
+    assert CF.confidences(rows).tolist() == pytest.approx([0.25, 1.0])
+    assert CF.correctness(rows).tolist() == [True, False]
 
 
 def test_per_character_confidence_does_not_fall_with_length():
@@ -196,17 +200,17 @@ def test_per_character_confidence_does_not_fall_with_length():
     probability halves with each character, the per-character one stays 0.5."""
     rows = [{"prediction": place, "logprob": (len(place) + 1) * math.log(0.5)}
             for place in ("Rome", "Saint Petersburg")]
-    assert A.confidences(rows)[1] < A.confidences(rows)[0] / 1000
-    assert A.per_character_confidences(rows).tolist() == pytest.approx([0.5, 0.5])
+    assert CF.confidences(rows)[1] < CF.confidences(rows)[0] / 1000
+    assert CF.per_character_confidences(rows).tolist() == pytest.approx([0.5, 0.5])
 
 
 def test_histogram_and_reliability_bins():
     conf = [0.05, 0.15, 0.95, 1.0, 0.96]
     right = [False, True, True, False, True]
-    hist = A.histogram(conf, right, bins=10)
+    hist = CF.histogram(conf, right, bins=10)
     assert hist["right"].sum() == 3 and hist["wrong"].sum() == 2
     assert hist["wrong"].iloc[-1] == 1  # confidence 1.0 lands in the last bin
-    rel = A.reliability(conf, right, bins=10)
+    rel = CF.reliability(conf, right, bins=10)
     assert rel["answers"].sum() == 5
     last = rel.iloc[-1]
     assert last.answers == 3 and last.accuracy == pytest.approx(2 / 3)
@@ -214,18 +218,18 @@ def test_histogram_and_reliability_bins():
     assert math.isnan(rel.iloc[5].accuracy)
     # ECE: bin 0 |0.05 - 0| * 1, bin 1 |0.15 - 1| * 1, bin 9 |0.97 - 2/3| * 3, over 5 answers
     expected = (0.05 + 0.85 + 3 * abs(0.97 - 2 / 3)) / 5
-    assert A.expected_calibration_error(rel) == pytest.approx(expected)
-    assert math.isnan(A.expected_calibration_error(A.reliability([], [], bins=4)))
+    assert CF.expected_calibration_error(rel) == pytest.approx(expected)
+    assert math.isnan(CF.expected_calibration_error(CF.reliability([], [], bins=4)))
 
 
 def test_wrong_answers_passing_a_cutoff_that_keeps_right_ones():
     conf = [0.9, 0.5, 0.1, 0.95, 0.4, 0.6]
     right = [True, True, True, False, False, False]
     # keeping half the right answers: cut-off at their median 0.5; wrong 0.95, 0.6 pass, 0.4 not
-    assert A.wrong_passing(conf, right, keep=0.5) == pytest.approx(2 / 3)
-    assert A.wrong_passing(conf, right, keep=1.0) == 1.0  # cut-off 0.1: everything passes
-    assert A.wrong_passing(conf, right, keep=0.0) == pytest.approx(1 / 3)  # only 0.95 >= 0.9
-    assert math.isnan(A.wrong_passing(conf, [False] * 6))
+    assert CF.wrong_passing(conf, right, keep=0.5) == pytest.approx(2 / 3)
+    assert CF.wrong_passing(conf, right, keep=1.0) == 1.0  # cut-off 0.1: everything passes
+    assert CF.wrong_passing(conf, right, keep=0.0) == pytest.approx(1 / 3)  # only 0.95 >= 0.9
+    assert math.isnan(CF.wrong_passing(conf, [False] * 6))
 
 
 def test_percent_says_so_for_an_undefined_share():
@@ -238,7 +242,7 @@ def test_lookalike_pairs_put_the_closest_right_answer_beside_each_wrong_one():
     rows = [{"name": n, "gold": g, "prediction": p, "logprob": math.log(c)} for n, g, p, c in [
         ("A", "Oslo", "Oslo", 0.9), ("B", "Rome", "Rome", 0.3),
         ("C", "Lima", "Oslo", 0.85), ("D", "Kyiv", "Paris", 0.35), ("E", "Bonn", "Paris", 0.01)]]
-    pairs = A.lookalike_pairs(rows, k=2)
+    pairs = CF.lookalike_pairs(rows, k=2)
     assert pairs["wrong person"].tolist() == ["C", "D"]
     assert pairs["right person"].tolist() == ["A", "B"]
     assert pairs["wrong confidence"].tolist() == pytest.approx([0.85, 0.35])
@@ -247,8 +251,8 @@ def test_lookalike_pairs_put_the_closest_right_answer_beside_each_wrong_one():
     close = [{"name": n, "gold": g, "prediction": p, "logprob": math.log(c)} for n, g, p, c in [
         ("A", "Oslo", "Oslo", 0.9), ("B", "Rome", "Rome", 0.3),
         ("C", "Lima", "Oslo", 0.88), ("D", "Kyiv", "Paris", 0.86), ("E", "Bonn", "Paris", 0.85)]]
-    assert A.lookalike_pairs(close, k=3)["right person"].tolist() == ["A", "B", "A"]
-    alone = A.lookalike_pairs([r for r in rows if r["prediction"] != r["gold"]], k=5)
+    assert CF.lookalike_pairs(close, k=3)["right person"].tolist() == ["A", "B", "A"]
+    alone = CF.lookalike_pairs([r for r in rows if r["prediction"] != r["gold"]], k=5)
     assert len(alone) == 3 and alone["right person"].isna().all()
 
 
@@ -346,45 +350,45 @@ def test_gather_prefers_the_largest_complete_profile(tmp_path, real_data):
     _write_run(tmp_path, "mini", "pretrain", config)  # cpu still running: not complete
     assert essay_profile(tmp_path) == "smoke"
     assert essay_profile(tmp_path, variant="linformer") is None
-    evidence = A.gather(real_data, root=tmp_path)
+    evidence = EV.gather(real_data, root=tmp_path)
     assert evidence.profile == "smoke" and evidence.seed == 0 and evidence.window == 112
     assert [q.name for q in evidence.world.dev] == [r["name"] for r in dev]
     assert "smoke" in evidence.label and "40 train" in evidence.label
     # Details that do not match the world rebuilt from the config are refused.
     _write_run(tmp_path, "smoke", "pretrain_finetune", config, {"dev": dev[::-1]})
     with pytest.raises(ValueError, match="differ"):
-        A.gather(real_data, root=tmp_path)
+        EV.gather(real_data, root=tmp_path)
     with pytest.raises(LookupError):
-        A.gather(real_data, root=tmp_path / "empty")
+        EV.gather(real_data, root=tmp_path / "empty")
 
 
 def test_auroc_interval_brackets_the_estimate():
     rng = np.random.default_rng(0)
     y = rng.random(200) < 0.2
     s = rng.random(200) + 0.5 * y
-    low, high = A.auroc_interval(s, y, resamples=300)
-    assert low < A.auroc(s, y) < high and 0.5 < low and high < 1
-    few_low, few_high = A.auroc_interval(s[:20], y[:20], resamples=300)
+    low, high = CF.auroc_interval(s, y, resamples=300)
+    assert low < CF.auroc(s, y) < high and 0.5 < low and high < 1
+    few_low, few_high = CF.auroc_interval(s[:20], y[:20], resamples=300)
     assert few_high - few_low > high - low  # fewer answers, a wider interval
-    assert all(math.isnan(v) for v in A.auroc_interval([0.1, 0.2], [False, False]))
+    assert all(math.isnan(v) for v in CF.auroc_interval([0.1, 0.2], [False, False]))
 
 
 def test_known_place_share():
-    assert A.known_place_share(["Oslo", "Osl", "Rome", "Lima"], ["Oslo", "Rome"]) == 0.5
+    assert CF.known_place_share(["Oslo", "Osl", "Rome", "Lima"], ["Oslo", "Rome"]) == 0.5
 
 
 def test_data_folder_resolves_relative_paths_from_the_repository(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BIRTHPLACE_DATA", "../shared/data/birthplaces")
-    assert A.data_folder() == A.REPO_ROOT / "../shared/data/birthplaces"
+    assert data_folder() == REPO_ROOT / "../shared/data/birthplaces"
     monkeypatch.setenv("BIRTHPLACE_DATA", str(tmp_path))
-    assert A.data_folder() == tmp_path
+    assert data_folder() == tmp_path
 
 
 def test_gather_says_how_to_make_runs_when_none_are_stored(tmp_path, real_data):
     """The pages never train: with no finished runs, they stop with the command that makes some."""
     with pytest.raises(LookupError, match="python -m lib run pretrain_finetune --profile smoke"):
-        A.gather(real_data, root=tmp_path / "empty")
+        EV.gather(real_data, root=tmp_path / "empty")
 
 
 def test_control_places_match_the_knowledge_probe(real_data):
@@ -409,10 +413,10 @@ def test_control_places_match_the_knowledge_probe(real_data):
 
 
 def test_the_essays_read_every_finished_seed_of_their_profile(real_data):
-    first = A.gather(real_data, "mini")
-    every = A.gather_seeds(first)
+    first = EV.gather(real_data, "mini")
+    every = EV.gather_seeds(first)
     assert [e.seed for e in every] == [0, 1, 2] and every[0] is first
     assert all(e.profile == "mini" and e.variant == "vanilla" for e in every)
     assert every[1].records["pretrain_finetune"]["seed"] == 1
-    assert A.seeds_line(every) == "seeds 0, 1 and 2 (3 seeds)"
-    assert A.seeds_line(every[:1]) == "seed 0 (one seed)"
+    assert EV.seeds_line(every) == "seeds 0, 1 and 2 (3 seeds)"
+    assert EV.seeds_line(every[:1]) == "seed 0 (one seed)"

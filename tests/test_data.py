@@ -7,6 +7,7 @@ import warnings
 import pytest
 
 from lib.core import data as D
+from lib.core import datasets as DS
 from tests.conftest import write_files
 
 
@@ -120,7 +121,7 @@ def test_vocabulary_layout(real_data):
 
 
 def test_finetune_example_layout(real_data):
-    ds = D.FinetuneDataset(real_data.train[:3], real_data.vocab)
+    ds = DS.FinetuneDataset(real_data.train[:3], real_data.vocab)
     x, y = ds[0]
     question, place = real_data.train[0].question, real_data.train[0].place
     s = question + D.MASK_CHAR + place + D.MASK_CHAR
@@ -149,7 +150,7 @@ def test_text_modes(real_data, tmp_path):
 def test_too_long_example_is_an_error(real_data):
     row = D.Question("Where was " + "a" * 120 + " born?", "Paris", "a" * 120, 9)
     with pytest.raises(D.DataError, match="q:9: question and place need"):
-        D.FinetuneDataset([row], real_data.vocab, source="q")
+        DS.FinetuneDataset([row], real_data.vocab, source="q")
 
 
 def test_every_question_person_has_a_biography(real_data):

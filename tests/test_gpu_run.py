@@ -98,10 +98,10 @@ def test_its_records_render_into_stored_notebooks_without_training(gpu_run, monk
 # Order and scheduling: what finishes first on a short lease
 # --------------------------------------------------------------------------------------
 def test_jobs_run_most_valuable_first():
-    from lib.runs.gpu_run import jobs_for
+    from lib.runs.gpu_plan import jobs_for
 
     jobs = jobs_for(["bigbird", "vanilla", "linformer", "synthesizer", "rope"], [0, 1, 2], [0])
-    assert [job[:3] for job in jobs] == [("pretrain_finetune", "vanilla", 0), ("finetune", "vanilla", 0),
+    assert [(job.kind, job.variant, job.seed) for job in jobs] == [("pretrain_finetune", "vanilla", 0), ("finetune", "vanilla", 0),
                     ("finetune", "vanilla", 1), ("finetune", "vanilla", 2),
                     ("pretrain_finetune", "rope", 0),
                     ("pretrain_finetune", "vanilla", 1), ("pretrain_finetune", "vanilla", 2),
@@ -110,7 +110,7 @@ def test_jobs_run_most_valuable_first():
 
 
 def test_recipes_run_their_first_seed_before_vanillas_other_seeds_under_their_own_profile():
-    from lib.runs.gpu_run import jobs_for, parse_recipe
+    from lib.runs.gpu_plan import jobs_for, parse_recipe
 
     recipes = [parse_recipe("mixed+crop:rope"), parse_recipe("mixed"), parse_recipe("crop:synthesizer")]
     assert recipes == [(("mixed", "crop"), "rope"), (("mixed",), "vanilla"), (("crop",), "synthesizer")]
@@ -128,13 +128,14 @@ def test_recipes_run_their_first_seed_before_vanillas_other_seeds_under_their_ow
 
 
 def test_without_a_rope_variant_the_order_goes_on_without_it_and_new_variants_come_last():
-    from lib.runs.gpu_run import jobs_for
+    from lib.runs.gpu_plan import jobs_for
+    from lib.runs.matrix import Run
 
     jobs = jobs_for(["performer", "bigbird", "synthesizer", "vanilla"], [0], [0, 1])
     assert [(j.variant, j.seed) for j in jobs if j.kind == "pretrain_finetune"] == [
         ("vanilla", 0), ("synthesizer", 0), ("synthesizer", 1), ("bigbird", 0), ("bigbird", 1),
         ("performer", 0), ("performer", 1)]
-    assert jobs_for(["synthesizer"], [0, 1], [0]) == [("pretrain_finetune", "synthesizer", 0, ())]
+    assert jobs_for(["synthesizer"], [0, 1], [0]) == [Run("pretrain_finetune", "synthesizer", 0)]
 
 
 def test_each_process_gets_an_equal_share_of_the_cpu():
@@ -163,7 +164,7 @@ for seconds, path in zip(args[::2], args[1::2]):
 def fake_matrix(tmp_path, monkeypatch, jobs, slots, seconds, **options):
     """A Matrix whose jobs only sleep and write their records: (pretraining, rest) seconds
     for a pretrain + finetune, (finetune,) for a finetune alone."""
-    from lib.runs.gpu_run import Matrix
+    from lib.runs.gpu_schedule import Matrix
     from lib.runs.matrix import RunPaths, run_id
 
     monkeypatch.setenv("BOOK_RESULTS", str(tmp_path / "results"))
@@ -184,7 +185,7 @@ def fake_matrix(tmp_path, monkeypatch, jobs, slots, seconds, **options):
 def test_one_pretraining_at_a_time_beside_short_finetunes(tmp_path, monkeypatch):
     """Two slots: vanilla seed 0 pretrains beside the finetunes alone; each next pretraining
     starts only when the one before has finished pretraining, never together with it."""
-    from lib.runs.gpu_run import jobs_for
+    from lib.runs.gpu_plan import jobs_for
 
     jobs = jobs_for(["vanilla", "synthesizer"], [0, 1], [0])
     entries = fake_matrix(tmp_path, monkeypatch, jobs, 2,
@@ -229,7 +230,7 @@ def test_jobs_whose_records_exist_are_not_started_again(tmp_path, monkeypatch):
 # gpu_run.json across invocations, and the archive
 # --------------------------------------------------------------------------------------
 def test_a_later_invocation_updates_the_summary_without_losing_what_an_earlier_one_did():
-    from lib.runs.gpu_run import merge_runs
+    from lib.runs.gpu_summary import merge_runs
 
     earlier = [{"run_id": "a", "status": "done", "seconds": 90}, {"run_id": "b", "status": "stopped at the deadline"},
                {"run_id": "c", "status": "failed"}, {"run_id": "d", "status": "done"},
@@ -245,7 +246,7 @@ def test_a_later_invocation_updates_the_summary_without_losing_what_an_earlier_o
 
 
 def test_a_summary_from_before_merging_counts_as_one_invocation(tmp_path):
-    from lib.runs.gpu_run import read_summary
+    from lib.runs.gpu_summary import read_summary
 
     path = tmp_path / "gpu_run.json"
     assert read_summary(path) == {"invocations": [], "runs": []}
@@ -261,7 +262,7 @@ def test_a_summary_from_before_merging_counts_as_one_invocation(tmp_path):
 def test_the_archive_leaves_out_half_written_files_and_is_replaced_whole(tmp_path, monkeypatch):
     import tarfile
 
-    from lib.runs.gpu_run import pack
+    from lib.runs.gpu_summary import pack
 
     monkeypatch.setenv("BOOK_RESULTS", str(tmp_path / "results"))
     folder = tmp_path / "results" / "smoke"
@@ -378,7 +379,7 @@ def test_a_second_invocation_finishes_the_rest_and_merges_the_summary(killed_the
 
 
 def test_a_later_invocation_plans_by_what_earlier_ones_took_on_the_same_device():
-    from lib.runs.gpu_run import earlier_durations
+    from lib.runs.gpu_summary import earlier_durations
 
     summary = {"invocations": [{"device_name": "NVIDIA H200"}, {"device_name": "cpu"}],
                "runs": [{"kind": "pretrain_finetune", "status": "done", "seconds": 200.0, "invocation": 0},

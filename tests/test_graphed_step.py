@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from lib.core import data as D
+from lib.core import datasets as DS
 from lib.core.model import GPT, GPTConfig
 from lib.core.train.config import TrainConfig, make_optimizer
 from lib.core.train.graphed_step import StaticStep, make_rates_tensors, set_learning_rate
@@ -131,7 +132,7 @@ def test_a_state_with_rates_in_tensors_saves_and_loads(tmp_path):
 @pytest.fixture(scope="module")
 def corpus(real_data):
     world = D.mini_world(real_data, 20, 5, seed=0)
-    return D.SpanCorruptionDataset(world.corpus, real_data.vocab, 64), len(real_data.vocab)
+    return DS.SpanCorruptionDataset(world.corpus, real_data.vocab, 64), len(real_data.vocab)
 
 
 def run(corpus, tmp_path, cuda_graphs: bool, name: str, stop_after_epochs=None):

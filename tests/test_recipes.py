@@ -11,11 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lib.core import data as D
+from lib.core import datasets as DS
 from lib.runs import pipeline as P
 from lib.runs.profiles import get_profile
 
 
-def corpus_of(dataset: D.SpanCorruptionDataset) -> list[str]:
+def corpus_of(dataset: DS.SpanCorruptionDataset) -> list[str]:
     return list(dataset.docs)
 
 
@@ -24,7 +25,7 @@ def corpus_of(dataset: D.SpanCorruptionDataset) -> list[str]:
        recipe=st.sampled_from([("mixed",), ("mixed", "crop"), ("crop",), ()]))
 def test_no_dev_or_test_question_enters_pretraining(real_data, n_train, n_dev, seed, recipe):
     world = D.mini_world(real_data, n_train, n_dev, seed)
-    dataset = D.pretraining_dataset(world, real_data.vocab, 128, recipe)
+    dataset = DS.pretraining_dataset(world, real_data.vocab, 128, recipe)
     docs = corpus_of(dataset)
     added = docs[len(world.corpus):]
     assert docs[: len(world.corpus)] == world.corpus
@@ -39,7 +40,7 @@ def test_no_dev_or_test_question_enters_pretraining(real_data, n_train, n_dev, s
 
 def test_the_whole_data_mixed_corpus_holds_no_held_out_question(real_data):
     world = D.full_world(real_data)
-    added = corpus_of(D.pretraining_dataset(world, real_data.vocab, 128, ("mixed",)))[len(world.corpus):]
+    added = corpus_of(DS.pretraining_dataset(world, real_data.vocab, 128, ("mixed",)))[len(world.corpus):]
     assert len(added) == len(real_data.train) == 2000
     text = "\n".join(added)
     train_questions = {q.question for q in real_data.train}
@@ -50,7 +51,7 @@ def test_the_whole_data_mixed_corpus_holds_no_held_out_question(real_data):
 
 def test_crop_keeps_the_name_and_starts_the_text_at_a_word(real_data):
     world = D.mini_world(real_data, 30, 10, 0)
-    dataset = D.pretraining_dataset(world, real_data.vocab, 128, ("mixed", "crop"))
+    dataset = DS.pretraining_dataset(world, real_data.vocab, 128, ("mixed", "crop"))
     generator = torch.Generator().manual_seed(0)
     seen_whole = set()
     for _ in range(40):
@@ -59,11 +60,11 @@ def test_crop_keeps_the_name_and_starts_the_text_at_a_word(real_data):
             if i >= len(world.corpus):  # questions are never cropped
                 assert doc == original
                 continue
-            head, body = D.split_head(original)
+            head, body = DS.split_head(original)
             assert head and doc.startswith(head) and body.endswith(doc[len(head):])
             start = len(body) - (len(doc) - len(head))
             assert start == 0 or body[start - 1] == " "
-            assert len(doc) - len(head) >= min(len(body), D.CroppedSpanCorruption.MIN_TEXT)
+            assert len(doc) - len(head) >= min(len(body), DS.CroppedSpanCorruption.MIN_TEXT)
             if doc == original:
                 seen_whole.add(i)
     assert len(seen_whole) > len(world.corpus) // 2  # the uncropped biography is one of the draws
@@ -73,9 +74,9 @@ def test_crop_keeps_the_name_and_starts_the_text_at_a_word(real_data):
 
 
 def test_a_biography_head_ends_after_the_name_not_at_an_initial():
-    assert D.split_head("John F. Kennedy. He was born in Brookline .") == (
+    assert DS.split_head("John F. Kennedy. He was born in Brookline .") == (
         "John F. Kennedy. ", "He was born in Brookline .")
-    assert D.split_head("no full stop here") == ("", "no full stop here")
+    assert DS.split_head("no full stop here") == ("", "no full stop here")
 
 
 def test_recipe_profiles_are_named_by_their_options():
@@ -87,7 +88,7 @@ def test_recipe_profiles_are_named_by_their_options():
         with pytest.raises(ValueError, match=message):
             get_profile(bad)
     with pytest.raises(ValueError, match="unknown recipe options"):
-        D.pretraining_dataset(D.World([], [], [], ""), None, 128, ("bogus",))
+        DS.pretraining_dataset(D.World([], [], [], ""), None, 128, ("bogus",))
 
 
 def test_a_recipe_run_records_its_recipe_and_trains_on_the_larger_corpus(scratch):

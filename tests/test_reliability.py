@@ -31,6 +31,7 @@ import torch
 import lib.core.train.loop
 from lib import cli
 from lib.core import data as D
+from lib.core import datasets as DS
 from lib.core.checkpoint import CheckpointError, load_tensors, load_weights
 from lib.core.metrics_log import read_log
 from lib.core.model import GPT, GPTConfig
@@ -244,7 +245,7 @@ class TestInterruption:
         """A kill in the middle of appending to the metrics log leaves half a line; resuming
         drops it (it was written after the checkpoint) and ends as an uninterrupted run."""
         world = D.mini_world(real_data, 20, 5, seed=0)
-        dataset = D.SpanCorruptionDataset(world.corpus, real_data.vocab, 64)
+        dataset = DS.SpanCorruptionDataset(world.corpus, real_data.vocab, 64)
         cfg = TrainConfig(epochs=4, batch_size=8, learning_rate=3e-3, warmup_tokens=0, final_epochs=4)
         config = GPTConfig(vocab_size=len(real_data.vocab), block_size=64, n_layer=1, n_head=2, n_embd=16)
         torch.manual_seed(0)
@@ -579,7 +580,7 @@ def _untrusted_loaders() -> dict[str, Callable[[Path, Path], None]]:
 
     def train_resume(payload, scratch):
         data = D.load()
-        dataset = D.SpanCorruptionDataset(data.corpus[:16], data.vocab, 32)
+        dataset = DS.SpanCorruptionDataset(data.corpus[:16], data.vocab, 32)
         model = GPT(GPTConfig(vocab_size=len(data.vocab), block_size=32, n_layer=1, n_head=1, n_embd=8))
         lib.core.train.loop.train(model, dataset, TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3),
                         seed=0, state_path=payload, progress=False)

@@ -9,13 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lib.core import data as D
+from lib.core import datasets as DS
 
 ALPHABET = "abcdefghij klmnop.,"
 
 
 def dataset(docs, block=128):
     vocab = D.Vocabulary(docs + [ALPHABET])
-    return D.SpanCorruptionDataset(docs, vocab, block), vocab
+    return DS.SpanCorruptionDataset(docs, vocab, block), vocab
 
 
 def parts(text: str):
@@ -97,7 +98,7 @@ def test_mean_masked_fraction_is_a_quarter():
 
 
 def test_real_corpus_example_round_trips(real_data):
-    ds = D.SpanCorruptionDataset(real_data.corpus[:50], real_data.vocab)
+    ds = DS.SpanCorruptionDataset(real_data.corpus[:50], real_data.vocab)
     text, choice = ds.example(0, torch.Generator().manual_seed(0))
     prefix, suffix, span, _ = parts(text)
     assert prefix + span + suffix == real_data.corpus[0][: choice.length]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lib.core import data as D
+from lib.core import datasets as DS
 from lib.core.checkpoint import CheckpointError, load_tensors
 from lib.core.metrics_log import read_log
 from lib.core.model import GPT, GPTConfig
@@ -49,7 +50,7 @@ def test_weight_decay_only_on_matrices():
 @pytest.fixture(scope="module")
 def small_setup(real_data):
     world = D.mini_world(real_data, 20, 5, seed=0)
-    dataset = D.SpanCorruptionDataset(world.corpus, real_data.vocab, 64)
+    dataset = DS.SpanCorruptionDataset(world.corpus, real_data.vocab, 64)
     cfg = TrainConfig(epochs=4, batch_size=8, learning_rate=3e-3, warmup_tokens=0, final_epochs=4,
                       clamp_schedule=True, length_grouped=True, checkpoint_every=1)
     config = GPTConfig(vocab_size=len(real_data.vocab), block_size=64, n_layer=1, n_head=2, n_embd=16,

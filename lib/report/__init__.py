@@ -39,6 +39,7 @@ from lib.report.people import (  # noqa: F401
 )
 from lib.report.reading import (  # noqa: F401
     caption,
+    data_folder,
     details,
     dev_outcomes,
     is_whole_data,
@@ -46,12 +47,13 @@ from lib.report.reading import (  # noqa: F401
     metrics_log,
     prediction_rows,
     profiles_with_records,
+    record_world,
     result_file,
     runs_of,
     short_caption,
     vanilla_runs,
+    world_description,
     world_label,
-    world_of,
 )
 from lib.report.results import (  # noqa: F401
     CONFIGURATIONS,
@@ -95,6 +97,7 @@ from lib.report.verdicts import (  # noqa: F401
     pooled,
     pooled_london,
     pooled_probe,
+    probe_asked,
     probe_outcomes,
     rate_text,
     runs_table,

@@ -5,12 +5,14 @@ world and caption each profile's numbers carry.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
 
+from lib.core import data as D
 from lib.runs.profiles import PROFILE_ORDER
-from lib.runs.records import load_records, results_root
+from lib.runs.records import REPO_ROOT, load_records, results_root
 
 
 def vanilla_runs(profile: str, kind: str, root: Path | None = None) -> list[dict]:
@@ -23,13 +25,10 @@ def vanilla_runs(profile: str, kind: str, root: Path | None = None) -> list[dict
 def load_data():
     """The data, from the folder the Makefile chooses, wherever the caller runs (chapters
     execute inside book/, where a relative `BIRTHPLACE_DATA` would point elsewhere)."""
-    from lib.core import data as D
-    from lib.report.analysis import data_folder
-
     return D.load(data_folder())
 
 
-def world_of(profile: str, root: Path | None = None) -> str:
+def world_description(profile: str, root: Path | None = None) -> str:
     """The world a profile's runs trained and evaluated on, as their records say."""
     worlds = sorted({r["world"] for r in load_records(profile, root) if "world" in r})
     return "; ".join(worlds) if worlds else "no records yet"
@@ -37,7 +36,7 @@ def world_of(profile: str, root: Path | None = None) -> str:
 
 def caption(profile: str, root: Path | None = None) -> str:
     """What every table and plot says about its numbers: the profile and the world."""
-    text = f"profile {profile}, {world_of(profile, root)}"
+    text = f"profile {profile}, {world_description(profile, root)}"
     if profile == "smoke":
         text += " (a wiring check: its numbers say nothing about accuracy)"
     elif profile != "full" and is_whole_data(profile, root):
@@ -49,7 +48,7 @@ def caption(profile: str, root: Path | None = None) -> str:
 
 def short_caption(profile: str, root: Path | None = None) -> str:
     """The caption for a plot title: profile and world in a few words."""
-    return f"{profile} profile, {world_of(profile, root).split(', ')[0]}"
+    return f"{profile} profile, {world_description(profile, root).split(', ')[0]}"
 
 
 def result_file(record: dict, key: str, root: Path | None = None) -> Path | None:
@@ -128,3 +127,23 @@ def dev_outcomes(record: dict, root: Path | None = None) -> list[bool]:
 # --------------------------------------------------------------------------------------
 def world_label(profile: str, root: Path | None = None) -> str:
     return "whole data" if is_whole_data(profile, root) else "mini world"
+
+
+def data_folder() -> Path:
+    """The data folder as the Makefile chooses it, with relative paths taken from the repository root.
+
+    Chapters execute inside `book/...`, so a relative `BIRTHPLACE_DATA` (the Makefile's
+    `../shared/data/birthplaces`) would otherwise point to the wrong place.
+    """
+    env = os.environ.get("BIRTHPLACE_DATA")
+    if env:
+        path = Path(env)
+        return path if path.is_absolute() or path.is_dir() else REPO_ROOT / path
+    local = REPO_ROOT / "data"
+    return local if (local / "wiki.txt").is_file() else REPO_ROOT.parent / "shared" / "data" / "birthplaces"
+
+
+def record_world(record: dict, data: D.BirthplaceData) -> D.World:
+    """Rebuild the people a run used from the profile stored in its record, not today's table."""
+    mini = record["config"].get("mini_world")
+    return D.full_world(data) if mini is None else D.mini_world(data, *mini)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from lib.report.reading import details, dev_outcomes
 from lib.report.stats import Paired, Rate, exact_rate, format_p, mcnemar
+from lib.report.verdicts import probe_asked
 from lib.runs.records import load_records, results_root
 
 # The attention variants this chapter compares; the cheaper-attention variants have their own.
@@ -40,8 +41,8 @@ class Arm:
 
 def recipe_profiles(base: str, root: Path | None = None) -> list[str]:
     """`base` and every `base+option...` profile with records, fewest options first, each
-    group in the order of `lib.core.data.RECIPES`."""
-    from lib.core.data import RECIPES
+    group in the order of `lib.core.datasets.RECIPES`."""
+    from lib.core.datasets import RECIPES
 
     folder = root or results_root()
     found = [p.name for p in folder.iterdir() if p.is_dir() and p.name.startswith(base + "+")] \
@@ -72,15 +73,8 @@ def _by_seed(arm: Arm, kind: str, root: Path | None) -> dict[int, dict]:
 
 def _bio_hits(record: dict | None, root: Path | None) -> dict[str, bool]:
     """Per person the biography probe asked: did it find the person's own place?"""
-    if record is None:
-        return {}
-    from lib.report.analysis import probe_table  # the probe's own scoring rule
-
-    table = probe_table(details(record, root).get("probe", []))
-    if table.empty:
-        return {}
-    asked = table[table["bio_probe"].notna()]
-    return dict(zip(asked["name"], (bool(x) for x in asked["bio_probe"]), strict=True))
+    asked = probe_asked(record, "bio", root)
+    return dict(zip(asked["name"], asked["hit"], strict=True))
 
 
 @dataclass(frozen=True)

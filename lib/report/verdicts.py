@@ -45,18 +45,24 @@ def rate_text(pair: tuple[int, int]) -> str:
     return f"{hits}/{n} = {percent(hits / n if n else float('nan'))}"
 
 
-def probe_outcomes(record: dict, probe: str, root: Path | None = None) -> tuple[list[bool], list[bool]]:
-    """Per person a probe asked (in the probe file's order): did its completion start with
-    the person's own place, and did it start with the control's? (The biography probe asks
-    only people whose place is written inside the window.)"""
+def probe_asked(record: dict | None, probe: str, root: Path | None = None) -> pd.DataFrame:
+    """The people a probe asked, in the probe file's order: `name`, whether the completion
+    started with the person's own place (`hit`) and with the control's (`control`). (The
+    biography probe asks only people whose place is written inside the window.)"""
     from lib.report.analysis import probe_table  # the probe's own scoring rule
 
-    table = probe_table(details(record, root).get("probe", []))
-    if table.empty:
-        return [], []
+    table = probe_table(details(record, root).get("probe", [])) if record is not None else None
+    if table is None or table.empty:
+        return pd.DataFrame({"name": [], "hit": [], "control": []})
     asked = table[table[f"{probe}_probe"].notna()]
-    return ([bool(x) for x in asked[f"{probe}_probe"]],
-            [bool(x) for x in asked[f"{probe}_control"]])
+    return pd.DataFrame({"name": list(asked["name"]), "hit": [bool(x) for x in asked[f"{probe}_probe"]],
+                         "control": [bool(x) for x in asked[f"{probe}_control"]]})
+
+
+def probe_outcomes(record: dict, probe: str, root: Path | None = None) -> tuple[list[bool], list[bool]]:
+    """Per person a probe asked: own place found, control's place found (see `probe_asked`)."""
+    asked = probe_asked(record, probe, root)
+    return list(asked["hit"]), list(asked["control"])
 
 
 def paired_text(test: Paired, other: str) -> str:
@@ -69,6 +75,80 @@ def _across(verdicts: list[str], word: str = "above") -> str:
     """How many seeds gave the verdict `word`: '2 of 3 seeds', '0 of 1 seed'."""
     n, k = len(verdicts), sum(v == word for v in verdicts)
     return f"{k} of {_seeds(n)}"
+
+
+def _probe_finding(pre: dict[int, dict], root: Path | None) -> tuple[str, bool]:
+    """The probes after pretraining, seed by seed, and whether every seed shows stored facts."""
+    parts, seed_stored = [], []
+    unread_everywhere = all("probe_unread" in r["metrics"] for r in pre.values())
+    for seed, record in pre.items():
+        said, any_above = [], False
+        unread = record["metrics"].get("probe_unread")
+        for probe, label in (("name", "the name probe"), ("bio", "the biography probe")):
+            own, control = probe_outcomes(record, probe, root)
+            if not own:
+                continue
+            test = mcnemar(own, control)
+            above = test.verdict == "above"
+            text = (f"{label} completes the own birthplace of "
+                    f"{exact_rate(sum(own), len(own)).text()} people and the control's "
+                    f"place of {sum(control)}, " + paired_text(test, "the control"))
+            if unread is not None:
+                hits, n = unread[f"{probe}_gold_correct"], unread[f"{probe}_gold_total"]
+                versus = fisher(sum(own), len(own), hits, n)
+                above = above and versus.verdict == "above"
+                text += (f"; on people it never read it finds {hits}/{n}, and the people it "
+                         f"read are {versus.relation} them (Fisher {format_p(versus.p_value)})")
+            any_above = any_above or above
+            said.append(text)
+        seed_stored.append("above" if any_above else "not")
+        parts.append(f"seed {seed}: " + "; ".join(said))
+    stored = all(v == "above" for v in seed_stored)
+    verdict = ("so the pretrained model has stored birthplaces" if stored else
+               "so these numbers do not show stored facts in every seed")
+    beyond = (" and than on people it never read (what it can guess from a name or a "
+              "biography's opening)" if unread_everywhere else "")
+    return ("Knowledge probes after pretraining, seed by seed (every seed asks the "
+            "same people): " + " ".join(p + "." for p in parts)
+            + f" A probe finds the own place more often than the control's{beyond} "
+            f"in {_across(seed_stored)}, {verdict}."), stored
+
+
+def _finetune_finding(ft_right: dict[int, list[bool]], london_right: list[bool] | None) -> str:
+    parts, verdicts = [], []
+    for seed, right in ft_right.items():
+        text = f"seed {seed}: {exact_rate(sum(right), len(right)).text()}"
+        if london_right is not None:
+            test = mcnemar(right, london_right)
+            verdicts.append(test.verdict)
+            text += ", " + paired_text(test, "London")
+        parts.append(text)
+    summary = "" if not verdicts else f" Above the London baseline in {_across(verdicts)}."
+    return "Finetuning without pretraining answers " + "; ".join(parts) + "." + summary
+
+
+def _pretrain_finetune_finding(pf: dict[int, dict], ft_right: dict[int, list[bool]],
+                               london_right: list[bool] | None, root: Path | None) -> tuple[str, bool]:
+    """Pretrain + finetune against London and finetuning alone, and whether every seed is
+    above both."""
+    parts, verdicts = [], []
+    for seed, record in pf.items():
+        right = dev_outcomes(record, root)
+        text = f"seed {seed}: {exact_rate(sum(right), len(right)).text()}"
+        above_both = london_right is not None and seed in ft_right
+        if london_right is not None:
+            test = mcnemar(right, london_right)
+            above_both = above_both and test.verdict == "above"
+            text += ", " + paired_text(test, "London")
+        if seed in ft_right:
+            test = mcnemar(right, ft_right[seed])
+            above_both = above_both and test.verdict == "above"
+            text += ", " + paired_text(test, "finetuning alone (same seed)")
+        verdicts.append("above" if above_both else "not")
+        parts.append(text)
+    return ("Pretraining, then finetuning answers " + "; ".join(parts) + ". "
+            + f"Above both the London baseline and finetuning alone in {_across(verdicts)}."), \
+        all(v == "above" for v in verdicts)
 
 
 def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -> dict[str, str]:
@@ -88,77 +168,17 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
     london = next((r for r in records if r["kind"] == "london"), None)
     london_right = dev_outcomes(london, root) if london else None
     out: dict[str, str] = {}
-    stored = None
+    stored = extracted = None
     if pre:
-        parts, seed_stored = [], []
-        unread_everywhere = all("probe_unread" in r["metrics"] for r in pre.values())
-        for seed, record in pre.items():
-            said, any_above = [], False
-            unread = record["metrics"].get("probe_unread")
-            for probe, label in (("name", "the name probe"), ("bio", "the biography probe")):
-                own, control = probe_outcomes(record, probe, root)
-                if not own:
-                    continue
-                test = mcnemar(own, control)
-                above = test.verdict == "above"
-                text = (f"{label} completes the own birthplace of "
-                        f"{exact_rate(sum(own), len(own)).text()} people and the control's "
-                        f"place of {sum(control)}, " + paired_text(test, "the control"))
-                if unread is not None:
-                    hits, n = unread[f"{probe}_gold_correct"], unread[f"{probe}_gold_total"]
-                    versus = fisher(sum(own), len(own), hits, n)
-                    above = above and versus.verdict == "above"
-                    text += (f"; on people it never read it finds {hits}/{n}, and the people it "
-                             f"read are {versus.relation} them (Fisher {format_p(versus.p_value)})")
-                any_above = any_above or above
-                said.append(text)
-            seed_stored.append("above" if any_above else "not")
-            parts.append(f"seed {seed}: " + "; ".join(said))
-        stored = all(v == "above" for v in seed_stored)
-        verdict = ("so the pretrained model has stored birthplaces" if stored else
-                   "so these numbers do not show stored facts in every seed")
-        beyond = (" and than on people it never read (what it can guess from a name or a "
-                  "biography's opening)" if unread_everywhere else "")
-        out["probe"] = ("Knowledge probes after pretraining, seed by seed (every seed asks the "
-                        "same people): " + " ".join(p + "." for p in parts)
-                        + f" A probe finds the own place more often than the control's{beyond} "
-                        f"in {_across(seed_stored)}, {verdict}.")
+        out["probe"], stored = _probe_finding(pre, root)
     if london is not None:
         out["london"] = (f"The London baseline answers "
                          f"{exact_rate(sum(london_right), len(london_right)).text()} dev questions.")
     ft_right = {seed: dev_outcomes(record, root) for seed, record in ft.items()}
     if ft:
-        parts, verdicts = [], []
-        for seed, right in ft_right.items():
-            text = f"seed {seed}: {exact_rate(sum(right), len(right)).text()}"
-            if london_right is not None:
-                test = mcnemar(right, london_right)
-                verdicts.append(test.verdict)
-                text += ", " + paired_text(test, "London")
-            parts.append(text)
-        summary = "" if not verdicts else f" Above the London baseline in {_across(verdicts)}."
-        out["finetune"] = "Finetuning without pretraining answers " + "; ".join(parts) + "." + summary
-    extracted = None
+        out["finetune"] = _finetune_finding(ft_right, london_right)
     if pf:
-        parts, verdicts = [], []
-        for seed, record in pf.items():
-            right = dev_outcomes(record, root)
-            text = f"seed {seed}: {exact_rate(sum(right), len(right)).text()}"
-            above_both = london_right is not None and seed in ft
-            if london_right is not None:
-                test = mcnemar(right, london_right)
-                above_both = above_both and test.verdict == "above"
-                text += ", " + paired_text(test, "London")
-            if seed in ft:
-                test = mcnemar(right, ft_right[seed])
-                above_both = above_both and test.verdict == "above"
-                text += ", " + paired_text(test, "finetuning alone (same seed)")
-            verdicts.append("above" if above_both else "not")
-            parts.append(text)
-        extracted = all(v == "above" for v in verdicts)
-        out["pretrain_finetune"] = (
-            "Pretraining, then finetuning answers " + "; ".join(parts) + ". "
-            + f"Above both the London baseline and finetuning alone in {_across(verdicts)}.")
+        out["pretrain_finetune"], extracted = _pretrain_finetune_finding(pf, ft_right, london_right, root)
     if stored and extracted is False:
         out["summary"] = ("So, measured so far under this profile: pretraining stores facts "
                           "(the probes find them), but these numbers do not show question "

@@ -16,6 +16,7 @@ import time
 import torch
 
 from lib.core import data as D
+from lib.core import datasets as DS
 from lib.core.atomic import atomic_write_json
 from lib.core.checkpoint import load_weights, save_weights
 from lib.core.evaluate import (
@@ -68,7 +69,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> G
 def check_questions(profile: Profile, world: D.World, data: D.BirthplaceData) -> None:
     """Encode the world's questions before any training: a character the vocabulary lacks
     (a mis-encoded copy, say) stops the run at once, naming file and line, not after it."""
-    D.FinetuneDataset(world.train, data.vocab, profile.block_size, profile.text_mode,
+    DS.FinetuneDataset(world.train, data.vocab, profile.block_size, profile.text_mode,
                       source=str(D.data_file("train", data.folder)))
     question_prompts(world.dev, data.vocab, profile.text_mode,
                      source=str(D.data_file("dev", data.folder)))
@@ -136,7 +137,7 @@ def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0
         return done
     dev, data, world = _prepare(profile, device, data)
     started = time.time()
-    dataset = D.pretraining_dataset(world, data.vocab, profile.block_size, profile.recipe)
+    dataset = DS.pretraining_dataset(world, data.vocab, profile.block_size, profile.recipe)
     torch.manual_seed(seed)
     model = GPT(model_config(profile, len(data.vocab), variant))
     result = train(model, dataset, profile.pretrain, seed=seed, state_path=paths.state,
@@ -233,7 +234,7 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
         weights, _ = load_weights(pre_paths.weights)
         model.load_state_dict(weights)
     cfg = profile.finetune_pretrained if pretrained else profile.finetune_scratch
-    dataset = D.FinetuneDataset(world.train, data.vocab, profile.block_size, profile.text_mode,
+    dataset = DS.FinetuneDataset(world.train, data.vocab, profile.block_size, profile.text_mode,
                                 source="train questions")
     result = train(model, dataset, cfg, seed=seed, state_path=paths.state, log_path=paths.metrics,
                    device=dev, progress=progress, description=f"{kind} {variant} seed {seed}",
@@ -291,7 +292,7 @@ def _finetune_snapshots(profile: Profile, variant: str, seed: int, world: D.Worl
     """Finetune each pretraining snapshot the same way as the main finetune (the same step,
     graphed or not) and score it: accuracy vs pretraining."""
     pre_paths = RunPaths.of(profile.name, run_id("pretrain", variant, seed))
-    dataset = D.FinetuneDataset(world.train, data.vocab, profile.block_size, profile.text_mode,
+    dataset = DS.FinetuneDataset(world.train, data.vocab, profile.block_size, profile.text_mode,
                                 source="train questions")
     scores = []
     for snap in sorted(pre_paths.snapshots.glob("epoch*.safetensors")):

@@ -40,7 +40,7 @@ class Profile:
     mini_world: tuple[int, int, int] | None = None
     seeds: tuple[int, ...] = (0, 1, 2)
     text_mode: str = "unicode"
-    # Pretraining recipe options beyond the classic exercise (`lib.core.data.RECIPES`); none in
+    # Pretraining recipe options beyond the classic exercise (`lib.core.datasets.RECIPES`); none in
     # the built-in profiles. `get_profile("mini+mixed")` is `mini` with the `mixed` option.
     recipe: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
@@ -160,7 +160,7 @@ DEPARTURE_REASONS = {
     "learning_rate": "another learning rate", "warmup_tokens": "another warmup",
     "mini_world": "a seeded sample of people instead of the whole data",
     "seeds": "other seeds",
-    "recipe": "a pretraining recipe beyond the classic exercise, see lib.core.data.RECIPES",
+    "recipe": "a pretraining recipe beyond the classic exercise, see lib.core.datasets.RECIPES",
 }
 NOT_RESULTS = {"name", "description", "checkpoint_every", "snapshots", "extra"}
 PHASES = {"pretrain": "pretraining", "finetune_scratch": "finetuning from scratch",
@@ -243,8 +243,8 @@ def recipe_profile_name(base: str, options: tuple[str, ...]) -> str:
 
 def with_recipe(base: Profile, options: tuple[str, ...]) -> Profile:
     """`base` pretrained with recipe options (named `base+option+...`, options in the order
-    of `lib.core.data.RECIPES`, so one combination has one name and one results folder)."""
-    from lib.core.data import RECIPES
+    of `lib.core.datasets.RECIPES`, so one combination has one name and one results folder)."""
+    from lib.core.datasets import RECIPES
 
     unknown = [o for o in options if o not in RECIPES]
     if unknown or not options or len(set(options)) != len(options):

@@ -1,0 +1,109 @@
+"""The evidence the essays read: the records and details of one profile, variant and seed,
+checked against the world they were made on, and the same for every finished seed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lib.core import data as D
+from lib.report.choice import essay_profile
+from lib.report.reading import details as run_details
+from lib.report.reading import record_world
+from lib.runs.matrix import TRAINED_KINDS
+from lib.runs.records import load_records, results_root
+
+
+# --------------------------------------------------------------------------------------
+# Loading the evidence of one profile
+# --------------------------------------------------------------------------------------
+@dataclass
+class Evidence:
+    """The records and details of one profile, variant and seed, with the world they used."""
+
+    profile: str
+    variant: str
+    seed: int
+    records: dict[str, dict]  # by kind
+    details: dict[str, dict]  # by kind (kinds without a details file are left out)
+    world: D.World
+    data: D.BirthplaceData
+    source: str = "stored runs"
+
+    @property
+    def window(self) -> int:
+        return D.prefix_window(self.records["pretrain"]["config"]["block_size"])
+
+    @property
+    def label(self) -> str:
+        """Profile, world and origin of the runs, to print beside every number."""
+        return (f"profile `{self.profile}` ({self.world.description}; {self.variant}, "
+                f"seed {self.seed}; {self.source})")
+
+
+def profile_caveat(profile: str) -> str:
+    """What a reader must know about a profile's numbers before reading them (Markdown)."""
+    from lib.runs.profiles import PROFILES, recipe_departures
+
+    caveats = {
+        "smoke": "These are **smoke** numbers: a tiny model trained for seconds. They prove "
+                 "that the analysis runs, not how a trained model behaves.",
+        "mini": "These are **mini** numbers from a *mini world*: a seeded sample of people, "
+                "their biographies and questions, and a smaller model than the classic one.",
+        "cpu": "These are **cpu** numbers: the whole data and the classic model size, trained "
+               "on a CPU with these departures from the classic recipe: "
+               + "; ".join(recipe_departures(PROFILES["cpu"])) + ".",
+        "full": "These are **full** numbers: the whole data and the classic hyperparameters.",
+    }
+    return caveats.get(profile, "")
+
+
+def gather(data: D.BirthplaceData, profile: str | None = None, root: Path | None = None,
+           variant: str = "vanilla", seed: int | None = None) -> Evidence:
+    """Records and details of the best available profile (or `profile`), checked for consistency."""
+    profile = profile or essay_profile(root, variant=variant)
+    if profile is None:
+        raise LookupError(
+            f"no profile under {root or results_root()} has finished runs of every kind "
+            f"({', '.join(TRAINED_KINDS)}); produce some with "
+            "`python -m lib run pretrain_finetune --profile smoke` and `... run finetune ...`")
+    records: dict[str, dict] = {}
+    for kind in TRAINED_KINDS:
+        found = [r for r in load_records(profile, root, kind) if r.get("variant") == variant]
+        if seed is None and kind == TRAINED_KINDS[0] and found:
+            seed = min(r["seed"] for r in found)
+        found = [r for r in found if r["seed"] == seed]
+        if not found:
+            raise LookupError(f"profile {profile!r} has no {kind} run of {variant} seed {seed}")
+        records[kind] = found[0]
+    details = {kind: d for kind, r in records.items() if (d := run_details(r, root))}
+    world = record_world(records["pretrain_finetune"], data)
+    stored = [row["name"] for row in details["pretrain_finetune"]["dev"]]
+    if stored != [q.name for q in world.dev]:
+        raise ValueError(f"the dev people stored in the {profile} records differ from the world "
+                         "rebuilt from their config: the data or the sampling code changed")
+    return Evidence(profile, variant, seed, records, details, world, data)
+
+
+def gather_seeds(evidence: Evidence, root: Path | None = None) -> list[Evidence]:
+    """The same profile and variant for every seed with finished runs of every kind, in seed
+    order (`evidence` itself among them): what the essays' seed-by-seed tables read."""
+    seeds = sorted({r["seed"] for r in load_records(evidence.profile, root, TRAINED_KINDS[0])
+                    if r.get("variant") == evidence.variant})
+    out = []
+    for seed in seeds:
+        try:
+            out.append(evidence if seed == evidence.seed else
+                       gather(evidence.data, evidence.profile, root, evidence.variant, seed))
+        except LookupError:  # this seed's matrix is not finished
+            continue
+    return out
+
+
+def seeds_line(evidences: Sequence[Evidence]) -> str:
+    """How many seeds a page reads, for its note: 'seeds 0, 1 and 2 (3 seeds)'."""
+    seeds = [str(e.seed) for e in evidences]
+    listed = seeds[0] if len(seeds) == 1 else ", ".join(seeds[:-1]) + " and " + seeds[-1]
+    return (f"seed {listed} (one seed)" if len(seeds) == 1
+            else f"seeds {listed} ({len(seeds)} seeds)")
