@@ -15,9 +15,7 @@ from lib.report import analysis as A
 from lib.report import confidence as CF
 from lib.report import evidence as EV
 from lib.report.choice import essay_profile
-from lib.report.reading import data_folder
 from lib.runs.matrix import TRAINED_KINDS
-from lib.runs.records import REPO_ROOT
 
 
 # --------------------------------------------------------------------------------------
@@ -375,14 +373,6 @@ def test_auroc_interval_brackets_the_estimate():
 
 def test_known_place_share():
     assert CF.known_place_share(["Oslo", "Osl", "Rome", "Lima"], ["Oslo", "Rome"]) == 0.5
-
-
-def test_data_folder_resolves_relative_paths_from_the_repository(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("BIRTHPLACE_DATA", "../shared/data/birthplaces")
-    assert data_folder() == REPO_ROOT / "../shared/data/birthplaces"
-    monkeypatch.setenv("BIRTHPLACE_DATA", str(tmp_path))
-    assert data_folder() == tmp_path
 
 
 def test_gather_says_how_to_make_runs_when_none_are_stored(tmp_path, real_data):

@@ -166,3 +166,11 @@ def test_mini_world_is_seeded_and_self_contained(real_data):
         assert real_data.biographies[q.name] in a.corpus
     with pytest.raises(ValueError, match="only"):
         D.mini_world(real_data, 10_000, 1, seed=0)
+
+
+def test_data_dir_resolves_relative_paths_from_the_repository(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BIRTHPLACE_DATA", "../shared/data/birthplaces")
+    assert D.data_dir() == D.REPO_ROOT / "../shared/data/birthplaces"
+    monkeypatch.setenv("BIRTHPLACE_DATA", str(tmp_path))
+    assert D.data_dir() == tmp_path

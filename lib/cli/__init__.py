@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from lib.core import data as D
@@ -82,22 +83,28 @@ def _variant(text: str) -> str:
     return text
 
 
-def _profile(text: str) -> str:
-    try:
-        get_profile(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
+def _checked_by(check: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse type that keeps the text but lets `check` reject it: its ValueError
+    becomes argparse's usage error, with the check's own message."""
+
+    def argument(text: str) -> str:
+        try:
+            check(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return text
+
+    return argument
 
 
-def _device(text: str) -> str:
-    from lib.runs.pipeline import resolve_device
+def _resolve_device(text: str) -> object:
+    from lib.runs.pipeline import resolve_device  # torch's import waits until a command needs it
 
-    try:
-        resolve_device(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
+    return resolve_device(text)
+
+
+_profile = _checked_by(get_profile)
+_device = _checked_by(_resolve_device)
 
 
 def _default_profile() -> str:

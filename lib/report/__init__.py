@@ -18,10 +18,12 @@ from lib.report.choice import (  # noqa: F401
     chapter_profile,
     choose,
     essay_profile,
+    first_profile_with,
     has_research_variant,
     has_runs,
     matrix_complete,
     people_profile,
+    profiles_with_records,
     variant_profile,
 )
 from lib.report.formatting import (  # noqa: F401
@@ -39,14 +41,12 @@ from lib.report.people import (  # noqa: F401
 )
 from lib.report.reading import (  # noqa: F401
     caption,
-    data_folder,
     details,
     dev_outcomes,
     is_whole_data,
     load_data,
     metrics_log,
     prediction_rows,
-    profiles_with_records,
     record_world,
     result_file,
     runs_of,

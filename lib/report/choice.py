@@ -59,3 +59,18 @@ def essay_profile(root: Path | None = None, variant: str = "vanilla") -> str | N
     """The essays: finished runs of every trained kind (pretrain, pretrain + finetune,
     finetune) of `variant`, for at least one seed."""
     return choose(lambda p, r: has_runs(p, r, TRAINED_KINDS, variant), root)
+
+
+def profiles_with_records(root: Path | None = None) -> list[str]:
+    """Profiles with at least one vanilla or London record, whole data first (`full`, `cpu`),
+    then the mini world; `smoke` only when nothing else has run (its numbers mean nothing)."""
+    have = [p for p in PROFILE_ORDER if any(r["variant"] in ("vanilla", "none")
+                                            for r in load_records(p, root))]
+    real = [p for p in have if p != "smoke"]
+    return real or have
+
+
+def first_profile_with(kind: str, root: Path | None = None, variant: str = "vanilla") -> str | None:
+    """A page's number about one kind of run (the answers page): the first listed profile
+    holding a finished run of that kind and variant."""
+    return next((p for p in profiles_with_records(root) if has_runs(p, root, (kind,), variant)), None)

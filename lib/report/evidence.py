@@ -29,7 +29,6 @@ class Evidence:
     details: dict[str, dict]  # by kind (kinds without a details file are left out)
     world: D.World
     data: D.BirthplaceData
-    source: str = "stored runs"
 
     @property
     def window(self) -> int:
@@ -39,7 +38,7 @@ class Evidence:
     def label(self) -> str:
         """Profile, world and origin of the runs, to print beside every number."""
         return (f"profile `{self.profile}` ({self.world.description}; {self.variant}, "
-                f"seed {self.seed}; {self.source})")
+                f"seed {self.seed}; stored runs)")
 
 
 def profile_caveat(profile: str) -> str:

@@ -5,14 +5,12 @@ world and caption each profile's numbers carry.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from lib.core import data as D
-from lib.runs.profiles import PROFILE_ORDER
-from lib.runs.records import REPO_ROOT, load_records, results_root
+from lib.runs.records import load_records, results_root
 
 
 def vanilla_runs(profile: str, kind: str, root: Path | None = None) -> list[dict]:
@@ -25,7 +23,7 @@ def vanilla_runs(profile: str, kind: str, root: Path | None = None) -> list[dict
 def load_data():
     """The data, from the folder the Makefile chooses, wherever the caller runs (chapters
     execute inside book/, where a relative `BIRTHPLACE_DATA` would point elsewhere)."""
-    return D.load(data_folder())
+    return D.load(D.data_dir())
 
 
 def world_description(profile: str, root: Path | None = None) -> str:
@@ -102,15 +100,6 @@ def runs_of(records: list[dict], kind: str, variant: str) -> list[dict]:
                   key=lambda r: r["seed"])
 
 
-def profiles_with_records(root: Path | None = None) -> list[str]:
-    """Profiles with at least one vanilla or London record, whole data first (`full`, `cpu`),
-    then the mini world; `smoke` only when nothing else has run (its numbers mean nothing)."""
-    have = [p for p in PROFILE_ORDER if any(r["variant"] in ("vanilla", "none")
-                                            for r in load_records(p, root))]
-    real = [p for p in have if p != "smoke"]
-    return real or have
-
-
 def is_whole_data(profile: str, root: Path | None = None) -> bool:
     """Whether a profile's records answer the 500 real dev questions (no mini world)."""
     records = load_records(profile, root)
@@ -127,20 +116,6 @@ def dev_outcomes(record: dict, root: Path | None = None) -> list[bool]:
 # --------------------------------------------------------------------------------------
 def world_label(profile: str, root: Path | None = None) -> str:
     return "whole data" if is_whole_data(profile, root) else "mini world"
-
-
-def data_folder() -> Path:
-    """The data folder as the Makefile chooses it, with relative paths taken from the repository root.
-
-    Chapters execute inside `book/...`, so a relative `BIRTHPLACE_DATA` (the Makefile's
-    `../shared/data/birthplaces`) would otherwise point to the wrong place.
-    """
-    env = os.environ.get("BIRTHPLACE_DATA")
-    if env:
-        path = Path(env)
-        return path if path.is_absolute() or path.is_dir() else REPO_ROOT / path
-    local = REPO_ROOT / "data"
-    return local if (local / "wiki.txt").is_file() else REPO_ROOT.parent / "shared" / "data" / "birthplaces"
 
 
 def record_world(record: dict, data: D.BirthplaceData) -> D.World:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from lib.report.choice import profiles_with_records
 from lib.report.formatting import format_stat, mean_std
-from lib.report.reading import dev_outcomes, profiles_with_records, world_label
+from lib.report.reading import dev_outcomes, world_label
 from lib.report.stats import exact_rate, format_p, mcnemar
 from lib.runs.records import load_records
 
