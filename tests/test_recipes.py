@@ -22,7 +22,8 @@ def corpus_of(dataset: DS.SpanCorruptionDataset) -> list[str]:
 
 @settings(max_examples=15, deadline=None)
 @given(n_train=st.integers(1, 60), n_dev=st.integers(1, 30), seed=st.integers(0, 10_000),
-       recipe=st.sampled_from([("mixed",), ("mixed", "crop"), ("crop",), ()]))
+       recipe=st.sampled_from([("mixed",), ("mixed", "crop"), ("crop",), ("fullname",),
+                               ("mixed", "fullname"), ("mixed", "crop", "fullname"), ()]))
 def test_no_dev_or_test_question_enters_pretraining(real_data, n_train, n_dev, seed, recipe):
     world = D.mini_world(real_data, n_train, n_dev, seed)
     dataset = DS.pretraining_dataset(world, real_data.vocab, 128, recipe)
@@ -55,7 +56,7 @@ def test_crop_keeps_the_name_and_starts_the_text_at_a_word(real_data):
     generator = torch.Generator().manual_seed(0)
     seen_whole = set()
     for _ in range(40):
-        drawn = dataset.cropped(generator)
+        drawn = dataset.drawn(generator)
         for i, (original, doc) in enumerate(zip(dataset.docs, drawn, strict=True)):
             if i >= len(world.corpus):  # questions are never cropped
                 assert doc == original
@@ -64,13 +65,62 @@ def test_crop_keeps_the_name_and_starts_the_text_at_a_word(real_data):
             assert head and doc.startswith(head) and body.endswith(doc[len(head):])
             start = len(body) - (len(doc) - len(head))
             assert start == 0 or body[start - 1] == " "
-            assert len(doc) - len(head) >= min(len(body), DS.CroppedSpanCorruption.MIN_TEXT)
+            assert len(doc) - len(head) >= min(len(body), DS.RewrittenSpanCorruption.MIN_TEXT)
             if doc == original:
                 seen_whole.add(i)
     assert len(seen_whole) > len(world.corpus) // 2  # the uncropped biography is one of the draws
     a = dataset.epoch(torch.Generator().manual_seed(3))
     b = dataset.epoch(torch.Generator().manual_seed(3))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_name_repetition_writes_the_full_name_at_the_first_other_mention():
+    head = "Hector de Castro. "
+    assert DS.with_full_name(head, "Born in Lima, de Castro was taught by Castro .") == (
+        "Born in Lima, Hector de Castro was taught by Castro .")
+    assert DS.with_full_name("John Jaffray. ", "Born in Stirling, he moved; Jaffray stayed .") == (
+        "Born in Stirling, John Jaffray moved; Jaffray stayed .")
+    assert DS.with_full_name("Stephen Carter, Baron Carter of Barnes. ", "Carter was born .") == (
+        "Stephen Carter, Baron Carter of Barnes was born .")
+    # Nothing to do: the full name is already written, the surname sits inside another form
+    # of the name, or only a longer word contains it.
+    assert DS.with_full_name("Stanley Corrsin. ", "Stanley Corrsin was born; he died .") is None
+    assert DS.with_full_name("A. G. E. Blake. ", "Anthony Blake was born in Bristol .") is None
+    assert DS.with_full_name("Jo Shell. ", "Shelley was born in Theshell .") is None
+    assert DS.with_full_name("", "He was born .") is None
+
+
+def test_name_repetition_rewrites_half_the_rewritable_biographies_and_no_question(real_data):
+    world = D.mini_world(real_data, 60, 20, 0)
+    dataset = DS.pretraining_dataset(world, real_data.vocab, 128, ("mixed", "fullname"))
+    rewrites = {i: DS.split_head(doc)[0] + renamed for i, doc in enumerate(world.corpus)
+                if (renamed := DS.with_full_name(*DS.split_head(doc))) is not None}
+    assert len(rewrites) > 5
+    generator = torch.Generator().manual_seed(0)
+    counts = dict.fromkeys(rewrites, 0)
+    draws = 60
+    for _ in range(draws):
+        drawn = dataset.drawn(generator)
+        for i, (original, doc) in enumerate(zip(dataset.docs, drawn, strict=True)):
+            assert doc == original or doc == rewrites.get(i)
+            counts[i] = counts.get(i, 0) + (doc != original)
+    assert all(counts.get(i, 0) == 0 for i in range(len(dataset.docs)) if i not in rewrites)
+    # A fair coin per biography and draw: each rewritable one is rewritten 30 of 60 times on
+    # average; 12 and 48 lie more than four standard deviations away.
+    assert all(12 <= counts[i] <= 48 for i in rewrites)
+
+
+def test_crop_with_name_repetition_crops_either_form(real_data):
+    world = D.mini_world(real_data, 60, 20, 1)
+    dataset = DS.pretraining_dataset(world, real_data.vocab, 128, ("crop", "fullname"))
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(10):
+        for original, doc in zip(dataset.docs, dataset.drawn(generator), strict=True):
+            head, body = DS.split_head(original)
+            forms = [body] + [f for f in [DS.with_full_name(head, body)] if f is not None]
+            assert doc.startswith(head) and any(f.endswith(doc[len(head):]) for f in forms)
+    x, y = dataset.epoch(torch.Generator().manual_seed(2))
+    assert x.shape == y.shape == (len(dataset.docs), 127)
 
 
 def test_a_biography_head_ends_after_the_name_not_at_an_initial():

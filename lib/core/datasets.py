@@ -3,6 +3,7 @@ pretraining (with the recipe options that change what pretraining reads)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -174,6 +175,8 @@ RECIPES = {
              "documents (never a dev or test person's)",
     "crop": "each draw keeps a biography's opening name and starts its text at a random word, "
             "so text past the 112-character window is read beside the name",
+    "fullname": "each draw, for half the biographies that refer to their person by surname "
+                "alone or by he/she, writes the full name at the first such mention",
 }
 
 
@@ -199,41 +202,108 @@ def split_head(doc: str) -> tuple[str, str]:
     return "", doc
 
 
-class CroppedSpanCorruption(SpanCorruptionDataset):
-    """Span corruption of biographies whose text after the name starts at a random word.
+_PRONOUN = re.compile(r"\b(?:[Hh]e|[Ss]he)\b")
 
-    Each draw picks, per document, one of the word starts of its text after the head
-    (the first word included, so the uncropped biography is one of the draws) and
-    corrupts `head + text[start:]`. Everything a draw shows comes from the document itself.
+
+def surname(name: str) -> str:
+    """The last word before any title after a comma, with the lower-case particles before it:
+    'Stephen Carter, Baron Carter of Barnes' -> 'Carter', 'Hector de Castro' -> 'de Castro'."""
+    words = name.split(",")[0].split()
+    first = len(words) - 1
+    while first > 1 and words[first - 1].islower():
+        first -= 1
+    return " ".join(words[first:]) if words else ""
+
+
+def _inside_longer_name(body: str, at: int) -> bool:
+    """Whether the word starting at `at` follows a capitalised word directly ('Anthony
+    Blake'), so it is part of another form of the name rather than the surname alone."""
+    before = body[:at]
+    if not before.endswith(" "):
+        return False
+    previous = before[:-1].rsplit(" ", 1)[-1]
+    return bool(previous) and previous[0].isupper() and previous[-1].isalpha()
+
+
+def with_full_name(head: str, body: str) -> str | None:
+    """Name repetition: `body` with its first mention of the person by surname alone or by
+    he/she replaced by the full name from `head`; None when the body already writes the full
+    name or has no such mention (then there is nothing to rewrite)."""
+    name = head[:-2] if head.endswith(". ") else ""
+    last = surname(name)
+    if not name or not last or name in body:
+        return None
+    mentions = [m for m in re.finditer(rf"\b{re.escape(last)}\b", body)
+                if not _inside_longer_name(body, m.start())]
+    mentions += list(_PRONOUN.finditer(body))
+    if not mentions:
+        return None
+    first = min(mentions, key=lambda m: m.start())
+    return body[: first.start()] + name + body[first.end():]
+
+
+class RewrittenSpanCorruption(SpanCorruptionDataset):
+    """Span corruption of biographies that change from draw to draw: with `fullname`, half the
+    rewritable ones (drawn afresh each time) name their person in full at the first other
+    mention (`with_full_name`); with `crop`, the text after the name starts at a random word
+    (the first word included, so the uncropped biography is one of the draws). Documents
+    flagged not `rewritable` (mixed training's questions) stay as they are. Everything a draw
+    shows comes from the document itself.
     """
 
     # A crop leaves at least this many characters of text, so no draw is a name and a full stop.
     MIN_TEXT = 16
 
     def __init__(self, docs: list[str], vocab: Vocabulary, block_size: int = 128,
-                 croppable: list[bool] | None = None) -> None:
-        super().__init__(docs, vocab, block_size)
-        croppable = [True] * len(docs) if croppable is None else croppable
-        if len(croppable) != len(docs):
-            raise ValueError("croppable needs one flag per document")
-        self.heads, self.bodies, self.word_starts = [], [], []
-        for doc, crop in zip(docs, croppable, strict=True):
-            head, body = split_head(doc) if crop else ("", doc)
+                 rewritable: list[bool] | None = None, *, crop: bool = False,
+                 fullname: bool = False) -> None:
+        rewritable = [True] * len(docs) if rewritable is None else rewritable
+        if len(rewritable) != len(docs):
+            raise ValueError("rewritable needs one flag per document")
+        self.crop, self.fullname = crop, fullname
+        self.heads: list[str] = []
+        self.forms: list[list[str]] = []  # per document: its text after the head, then its rewrite
+        self.word_starts: list[list[list[int]]] = []  # per document and form: where a crop may start
+        for doc, rewrite in zip(docs, rewritable, strict=True):
+            head, body = split_head(doc) if rewrite else ("", doc)
+            forms = [body]
+            if fullname and head and (renamed := with_full_name(head, body)) is not None:
+                forms.append(renamed)
             self.heads.append(head)
-            self.bodies.append(body)
-            self.word_starts.append([0] + ([i + 1 for i, c in enumerate(body[: -self.MIN_TEXT])
-                                            if c == " "] if crop and head else []))
+            self.forms.append(forms)
+            self.word_starts.append([self._starts(form, crop and bool(head)) for form in forms])
+        longest = max(len(h) + len(f) for h, forms in zip(self.heads, self.forms, strict=True)
+                      for f in forms)
+        super().__init__(docs, vocab, block_size)
+        self.width = min(longest, self.max_len)
 
-    def cropped(self, generator: torch.Generator) -> list[str]:
-        """This draw's documents."""
-        u = torch.rand(len(self.bodies), generator=generator, dtype=torch.float64).tolist()
-        return [head + body[starts[int(x * len(starts))]:]
-                for head, body, starts, x in zip(self.heads, self.bodies, self.word_starts, u,
-                                                 strict=True)]
+    def _starts(self, body: str, crop: bool) -> list[int]:
+        return [0] + ([i + 1 for i, c in enumerate(body[: -self.MIN_TEXT]) if c == " "]
+                      if crop else [])
+
+    def drawn(self, generator: torch.Generator) -> list[str]:
+        """This draw's documents. Random numbers are drawn per option in a fixed order
+        (name repetition, then the crop), so a crop-only draw is the same with or without
+        the name-repetition code."""
+        n = len(self.forms)
+        form = [0] * n
+        if self.fullname:
+            coin = torch.rand(n, generator=generator, dtype=torch.float64).tolist()
+            form = [int(len(forms) > 1 and x < 0.5) for forms, x in zip(self.forms, coin, strict=True)]
+        if self.crop:
+            u = torch.rand(n, generator=generator, dtype=torch.float64).tolist()
+        else:
+            u = [0.0] * n
+        out = []
+        for head, forms, starts, f, x in zip(self.heads, self.forms, self.word_starts, form, u,
+                                            strict=True):
+            body = forms[f]
+            out.append(head + body[starts[f][int(x * len(starts[f]))]:])
+        return out
 
     def epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        docs = self.cropped(generator)
-        ids = encode_documents(docs, self.vocab, self.ids.shape[1])
+        docs = self.drawn(generator)
+        ids = encode_documents(docs, self.vocab, self.width)
         lengths = torch.tensor([len(d) for d in docs], dtype=torch.long)
         index = torch.arange(len(docs))
         return self.build(index, *self.draw_choices(generator, index, lengths), ids=ids)
@@ -248,7 +318,9 @@ def pretraining_dataset(world: World, vocab: Vocabulary, block_size: int,
         raise ValueError(f"unknown recipe options {sorted(unknown)}; choose from {', '.join(RECIPES)}")
     docs = list(world.corpus)
     added = qa_documents(world.train) if "mixed" in recipe else []
-    if "crop" in recipe:  # biographies only: a question keeps its name and its answer together
-        return CroppedSpanCorruption(docs + added, vocab, block_size,
-                                     croppable=[True] * len(docs) + [False] * len(added))
+    if "crop" in recipe or "fullname" in recipe:
+        # Biographies only: a question keeps its name and its answer together.
+        return RewrittenSpanCorruption(docs + added, vocab, block_size,
+                                       rewritable=[True] * len(docs) + [False] * len(added),
+                                       crop="crop" in recipe, fullname="fullname" in recipe)
     return SpanCorruptionDataset(docs + added, vocab, block_size)
