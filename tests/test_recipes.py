@@ -3,6 +3,7 @@ person's question ever reaches pretraining."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -183,3 +184,25 @@ def test_the_recipe_comparison_pairs_each_arm_with_vanilla_on_the_same_people(sc
     sentence = RR.verdict(mixed)
     assert sentence.startswith("**mixed**, seed 0: ") and f"({mixed.dev.k} against " in sentence
     assert ("answers more" in sentence) == (mixed.dev_vs_vanilla.verdict == "above")
+
+
+def test_a_recorded_rerun_is_reported_beside_the_commits(tmp_path):
+    from lib.report import recipes as RR
+
+    assert RR.rerun_note("mini", tmp_path) == ""
+    (tmp_path / "benchmarks").mkdir()
+    record = {"profile": "mini", "variant": "vanilla", "seed": 0,
+              "stored": {"commit": "aaaaaaa", "dev": "6/100", "biography probe": "71/90"},
+              "rerun": {"commit": "bbbbbbb", "dev": "9/100", "biography probe": "70/90"},
+              "dev, rerun against stored": {"only rerun right": 5, "only stored right": 2,
+                                            "McNemar p": 0.453125},
+              "biography probe, rerun against stored": {"only rerun": 3, "only stored": 4,
+                                                        "McNemar p": 1.0}}
+    (tmp_path / "benchmarks" / "rerun_mini_vanilla_seed0_bbbbbbb.json").write_text(json.dumps(record))
+    (tmp_path / "benchmarks" / "rerun_mini+mixed_rope_seed0_bbbbbbb.json").write_text(
+        json.dumps(record | {"profile": "mini+mixed"}))
+    assert RR.rerun_note("mini", tmp_path) == (
+        "Run a second time at bbbbbbb, vanilla seed 0 of `mini` (stored: aaaaaaa) answered 9/100 "
+        "dev questions against 6/100 (5 vs 2 people, McNemar p = 0.45), and its biography probe "
+        "found 70/90 against 71/90 (3 vs 4 people, McNemar p = 1.00): that is how far rounding "
+        "differences alone move one whole run.")

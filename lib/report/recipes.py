@@ -220,7 +220,31 @@ def provenance(measured: list[Measured], root: Path | None = None) -> str:
     if missing:
         text += (" No check that the code trains alike links commit "
                  + ", ".join(missing) + " to the others.")
-    return text
+    base = measured[0].arm.profile if measured else ""
+    return " ".join(filter(None, [text, rerun_note(base, root)]))
+
+
+def rerun_note(profile: str, root: Path | None = None) -> str:
+    """What the recorded reruns of `profile` (`benchmarks/rerun_drift.py`) measured: how far a
+    whole run lands from the stored one when only rounding differs. Empty without one."""
+    folder = (root or results_root()) / "benchmarks"
+    notes = []
+    for path in sorted(folder.glob(f"rerun_{profile}_*.json")) if folder.is_dir() else []:
+        r = json.loads(path.read_text(encoding="utf-8"))
+        if r["profile"] != profile:
+            continue
+        stored, rerun = r["stored"], r["rerun"]
+        dev, bio = r["dev, rerun against stored"], r["biography probe, rerun against stored"]
+        notes.append(
+            f"Run a second time at {rerun['commit']}, {r['variant']} seed {r['seed']} of "
+            f"`{profile}` (stored: {stored['commit']}) answered {rerun['dev']} dev questions "
+            f"against {stored['dev']} ({dev['only rerun right']} vs {dev['only stored right']} "
+            f"people, McNemar {format_p(dev['McNemar p'])}), and its biography probe found "
+            f"{rerun['biography probe']} against {stored['biography probe']} "
+            f"({bio['only rerun']} vs {bio['only stored']} people, McNemar "
+            f"{format_p(bio['McNemar p'])}): that is how far rounding differences alone move one "
+            "whole run.")
+    return " ".join(notes)
 
 
 def _same_arithmetic(record: dict) -> float | None:
