@@ -50,9 +50,10 @@ def profile_caveat(profile: str) -> str:
                  "that the analysis runs, not how a trained model behaves.",
         "mini": "These are **mini** numbers from a *mini world*: a seeded sample of people, "
                 "their biographies and questions, and a smaller model than the classic one.",
-        "cpu": "These are **cpu** numbers: the whole data and the classic model size, trained "
-               "on a CPU with these departures from the classic recipe: "
-               + "; ".join(recipe_departures(PROFILES["cpu"])) + ".",
+        **{name: f"These are **{name}** numbers: the whole data and the classic model size, "
+                 "trained on a CPU with these departures from the classic recipe: "
+                 + "; ".join(recipe_departures(PROFILES[name])) + "."
+           for name in ("cpu", "cpu32")},
         "full": "These are **full** numbers: the whole data and the classic hyperparameters.",
     }
     return caveats.get(profile, "")

@@ -214,8 +214,8 @@ def provenance(measured: list[Measured], root: Path | None = None) -> str:
                  + " logged the same steps and learning rates, losses equal to a relative "
                  f"{worst:.0e} at most, and identical answers and probe completions: the "
                  "training arithmetic did not change in between. Over hundreds of epochs "
-                 "rounding differences can grow, so a rerun at the newer commit would match "
-                 "closely, not digit for digit.")
+                 "rounding differences grow, so a rerun at the newer commit does not repeat "
+                 "a run digit for digit.")
     missing = [c for c in commits if c not in linked and len(commits) > 1]
     if missing:
         text += (" No check that the code trains alike links commit "
