@@ -50,12 +50,14 @@ def profile_caveat(profile: str) -> str:
                  "that the analysis runs, not how a trained model behaves.",
         "mini": "These are **mini** numbers from a *mini world*: a seeded sample of people, "
                 "their biographies and questions, and a smaller model than the classic one.",
-        **{name: f"These are **{name}** numbers: the whole data and the classic model size, "
-                 "trained on a CPU with these departures from the classic recipe: "
-                 + "; ".join(recipe_departures(PROFILES[name])) + "."
-           for name in ("cpu", "cpu32")},
         "full": "These are **full** numbers: the whole data and the classic hyperparameters.",
     }
+    known = PROFILES.get(profile)
+    if profile not in caveats and known is not None and known.mini_world is None:
+        # Any other whole-data profile (`cpu`, `cpu32`, ...) names its own departures.
+        return (f"These are **{profile}** numbers: the whole data and the classic model size, "
+                "trained on a CPU with these departures from the classic recipe: "
+                + "; ".join(recipe_departures(known)) + ".")
     return caveats.get(profile, "")
 
 
