@@ -30,15 +30,14 @@ sys.path.insert(0, str(ROOT))
 from lib.report.reading import dev_outcomes  # noqa: E402
 from lib.report.stats import mcnemar  # noqa: E402
 from lib.report.verdicts import probe_asked  # noqa: E402
-from lib.runs.records import load_records  # noqa: E402
+from lib.runs.records import records_by_seed  # noqa: E402
 
 
 def _record(profile: str, kind: str, variant: str, seed: int, root: Path) -> dict:
-    found = [r for r in load_records(profile, root, kind=kind)
-             if r["variant"] == variant and r["seed"] == seed]
-    if not found:
+    found = records_by_seed(profile, kind, variant, root).get(seed)
+    if found is None:
         raise SystemExit(f"no {kind} record of {profile} {variant} seed {seed} under {root}")
-    return found[0]
+    return found
 
 
 def _summary(pre: dict, fin: dict) -> dict:

@@ -436,3 +436,18 @@ def test_people_table_lists_every_person_with_each_runs_answer_and_probes(scratc
     assert 'id="people-search"' in html and "<script>" in html and "Bryan" not in html
     assert "http" not in html.replace("http-equiv", "")  # nothing fetched: works offline
     assert html.count("<tr") == 4  # the header and three people
+
+
+def test_records_by_seed_keeps_one_configuration_in_seed_order(tmp_path):
+    from lib.runs.records import records_by_seed
+
+    for variant, seed in (("rope", 2), ("vanilla", 1), ("rope", 0), ("rope", 1)):
+        write_record({"run_id": f"pretrain-{variant}-seed{seed}", "kind": "pretrain",
+                      "profile": "p", "variant": variant, "seed": seed, "metrics": {}}, tmp_path)
+    write_record({"run_id": "finetune-rope-seed3", "kind": "finetune", "profile": "p",
+                  "variant": "rope", "seed": 3, "metrics": {}}, tmp_path)
+    found = records_by_seed("p", "pretrain", "rope", tmp_path)
+    assert list(found) == [0, 1, 2]
+    assert [r["run_id"] for r in found.values()] == [f"pretrain-rope-seed{s}" for s in (0, 1, 2)]
+    assert records_by_seed("p", "pretrain", "linformer", tmp_path) == {}
+    assert records_by_seed("absent", "pretrain", "rope", tmp_path) == {}

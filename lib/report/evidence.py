@@ -12,7 +12,7 @@ from lib.report.choice import essay_profile
 from lib.report.reading import details as run_details
 from lib.report.reading import record_world
 from lib.runs.matrix import TRAINED_KINDS
-from lib.runs.records import load_records, results_root
+from lib.runs.records import records_by_seed, results_root
 
 
 # --------------------------------------------------------------------------------------
@@ -72,13 +72,12 @@ def gather(data: D.BirthplaceData, profile: str | None = None, root: Path | None
             "`python -m lib run pretrain_finetune --profile smoke` and `... run finetune ...`")
     records: dict[str, dict] = {}
     for kind in TRAINED_KINDS:
-        found = [r for r in load_records(profile, root, kind) if r.get("variant") == variant]
+        found = records_by_seed(profile, kind, variant, root)
         if seed is None and kind == TRAINED_KINDS[0] and found:
-            seed = min(r["seed"] for r in found)
-        found = [r for r in found if r["seed"] == seed]
-        if not found:
+            seed = min(found)
+        if seed not in found:
             raise LookupError(f"profile {profile!r} has no {kind} run of {variant} seed {seed}")
-        records[kind] = found[0]
+        records[kind] = found[seed]
     details = {kind: d for kind, r in records.items() if (d := run_details(r, root))}
     world = record_world(records["pretrain_finetune"], data)
     stored = [row["name"] for row in details["pretrain_finetune"]["dev"]]
@@ -91,8 +90,7 @@ def gather(data: D.BirthplaceData, profile: str | None = None, root: Path | None
 def gather_seeds(evidence: Evidence, root: Path | None = None) -> list[Evidence]:
     """The same profile and variant for every seed with finished runs of every kind, in seed
     order (`evidence` itself among them): what the essays' seed-by-seed tables read."""
-    seeds = sorted({r["seed"] for r in load_records(evidence.profile, root, TRAINED_KINDS[0])
-                    if r.get("variant") == evidence.variant})
+    seeds = list(records_by_seed(evidence.profile, TRAINED_KINDS[0], evidence.variant, root))
     out = []
     for seed in seeds:
         try:

@@ -10,14 +10,13 @@ from pathlib import Path
 import pandas as pd
 
 from lib.core import data as D
-from lib.runs.records import load_records, results_root
+from lib.runs.records import load_records, records_by_seed, results_root
 
 
 def vanilla_runs(profile: str, kind: str, root: Path | None = None) -> list[dict]:
     """The vanilla-attention runs of one kind, by seed: what the knowledge-access chapters
     discuss (the research variants have their own chapter)."""
-    return sorted((r for r in load_records(profile, root, kind) if r["variant"] == "vanilla"),
-                  key=lambda r: r["seed"])
+    return list(records_by_seed(profile, kind, "vanilla", root).values())
 
 
 def load_data():

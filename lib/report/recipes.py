@@ -18,7 +18,7 @@ import pandas as pd
 from lib.report.reading import details, dev_outcomes
 from lib.report.stats import Paired, Rate, exact_rate, format_p, mcnemar
 from lib.report.verdicts import probe_asked
-from lib.runs.records import load_records, results_root
+from lib.runs.records import load_records, records_by_seed, results_root
 
 # The attention variants this chapter compares; the cheaper-attention variants have their own.
 ARM_VARIANTS = ("vanilla", "rope")
@@ -67,8 +67,7 @@ def arms(base: str, root: Path | None = None) -> list[Arm]:
 
 
 def _by_seed(arm: Arm, kind: str, root: Path | None) -> dict[int, dict]:
-    return {r["seed"]: r for r in load_records(arm.profile, root, kind=kind)
-            if r["variant"] == arm.variant}
+    return records_by_seed(arm.profile, kind, arm.variant, root)
 
 
 def _bio_hits(record: dict | None, root: Path | None) -> dict[str, bool]:
@@ -185,8 +184,7 @@ def provenance(measured: list[Measured], root: Path | None = None) -> str:
     check (`benchmarks/same_arithmetic.py`) says about the code in between."""
     commits: dict[str, list[str]] = {}
     for m in measured:
-        record = next(r for r in load_records(m.arm.profile, root, kind="pretrain_finetune")
-                      if r["variant"] == m.arm.variant and r["seed"] == m.seed)
+        record = _by_seed(m.arm, "pretrain_finetune", root)[m.seed]
         label = f"{m.arm.label} seed {m.seed}"
         commits.setdefault(record["git_commit"][:7], [])
         if label not in commits[record["git_commit"][:7]]:

@@ -11,7 +11,7 @@ from lib.report.choice import profiles_with_records
 from lib.report.formatting import format_stat, mean_std
 from lib.report.reading import dev_outcomes, world_label
 from lib.report.stats import exact_rate, format_p, mcnemar
-from lib.runs.records import load_records
+from lib.runs.records import load_records, records_by_seed
 
 # The configurations of the matrix, in the order the book discusses them.
 CONFIGURATIONS = {
@@ -207,9 +207,8 @@ def variant_answer_line(variant: str, root: Path | None = None) -> str:
     """`variant` against vanilla after pretraining and finetuning, seed by seed on the same
     people, on the first profile (whole data first) that has both."""
     for profile in profiles_with_records(root):
-        records = load_records(profile, root, "pretrain_finetune")
-        ours = {r["seed"]: r for r in records if r["variant"] == variant}
-        base = {r["seed"]: r for r in records if r["variant"] == "vanilla"}
+        ours = records_by_seed(profile, "pretrain_finetune", variant, root)
+        base = records_by_seed(profile, "pretrain_finetune", "vanilla", root)
         shared = sorted(set(ours) & set(base))
         if not shared:
             continue

@@ -89,7 +89,7 @@ PROFILES: dict[str, Profile] = {
     "mini": Profile(
         name="mini",
         description=("mini world of 400 train and 100 dev people (seed 0) with a 128-dim "
-                     "model, sized for about half an hour on a 2-core CPU"),
+                     "model, sized for a 2-core CPU (each run's wall time is in its record)"),
         n_layer=4, n_head=8, n_embd=128, dropout=0.1, attn_dropout=0.0,
         pretrain=TrainConfig(epochs=600, batch_size=64, learning_rate=6e-3, clamp_schedule=True,
                              final_epochs=600, warmup_tokens=512 * 20, length_grouped=True,

@@ -99,3 +99,11 @@ def load_records(profile: str, root: Path | None = None, kind: str | None = None
     records = [read_record(p) for p in sorted(folder.glob("*.json"))]
     records = [r for r in records if r.get("schema") == SCHEMA and "run_id" in r]
     return [r for r in records if kind is None or r["kind"] == kind]
+
+
+def records_by_seed(profile: str, kind: str, variant: str,
+                    root: Path | None = None) -> dict[int, dict]:
+    """One configuration's records of one kind, keyed by seed, in seed order: how pages and
+    checks find a run without each filtering `load_records` their own way."""
+    found = [r for r in load_records(profile, root, kind) if r.get("variant") == variant]
+    return {r["seed"]: r for r in sorted(found, key=lambda r: r["seed"])}
