@@ -360,17 +360,6 @@ def test_gather_prefers_the_largest_complete_profile(tmp_path, real_data):
         EV.gather(real_data, root=tmp_path / "empty")
 
 
-def test_auroc_interval_brackets_the_estimate():
-    rng = np.random.default_rng(0)
-    y = rng.random(200) < 0.2
-    s = rng.random(200) + 0.5 * y
-    low, high = CF.auroc_interval(s, y, resamples=300)
-    assert low < CF.auroc(s, y) < high and 0.5 < low and high < 1
-    few_low, few_high = CF.auroc_interval(s[:20], y[:20], resamples=300)
-    assert few_high - few_low > high - low  # fewer answers, a wider interval
-    assert all(math.isnan(v) for v in CF.auroc_interval([0.1, 0.2], [False, False]))
-
-
 def test_known_place_share():
     assert CF.known_place_share(["Oslo", "Osl", "Rome", "Lima"], ["Oslo", "Rome"]) == 0.5
 
@@ -410,3 +399,82 @@ def test_the_essays_read_every_finished_seed_of_their_profile(real_data):
     assert every[1].records["pretrain_finetune"]["seed"] == 1
     assert EV.seeds_line(every) == "seeds 0, 1 and 2 (3 seeds)"
     assert EV.seeds_line(every[:1]) == "seed 0 (one seed)"
+
+
+# --------------------------------------------------------------------------------------
+# Every seed side by side: what the essays' figures and counts read
+
+
+def _evidence(seed: int, unread: dict | None) -> EV.Evidence:
+    """A hand-made seed: four dev people, their probe completions and both models' answers."""
+    from types import SimpleNamespace
+
+    f = _probe_fixture()
+    probe = [{"name": n, "place": p, "name_completion": nc, "bio_completion": bc}
+             for n, p, nc, bc in zip(f.names, f.places, f.name_completions, f.bio_completions,
+                                     strict=True)]
+    golds = dict(zip(f.names, f.places, strict=True))
+    answers = {"pretrain_finetune": ["Oslo", "Oslo", "Rome", "Paris"],
+               "finetune": ["Paris", "Paris", "Paris", "Lima"]}
+    details = {"pretrain": {"probe": probe},
+               **{kind: {"dev": [{"name": n, "gold": golds[n], "prediction": a}
+                                 for n, a in zip(f.names, said, strict=True)]}
+                  for kind, said in answers.items()}}
+    metrics = {"probe_unread": unread} if unread else {}
+    records = {"pretrain": {"config": {"block_size": 128}, "metrics": metrics}}
+    # A writes Oslo inside the window, B later than the window, C never, D has no biography.
+    biographies = {"A": "A was born in Oslo.", "B": "x" * 120 + " Oslo", "C": "A poet."}
+    data = SimpleNamespace(biographies=biographies)
+    return EV.Evidence("p", "vanilla", seed, records, details, world=None, data=data)
+
+
+def test_storage_rates_count_each_probe_its_controls_and_the_questions():
+    unread = {"bio_gold_correct": 1, "bio_gold_total": 9, "name_gold_correct": 0,
+              "name_gold_total": 10}
+    rates = EV.storage_rates(_evidence(0, unread))
+    counts = {k: (r.k, r.n) if r else None for k, r in rates.items()}
+    assert counts == {
+        "biography probe: own place": (1, 3), "biography probe: another's place": (1, 3),
+        "biography probe: never-read people": (1, 9),
+        "name probe: own place": (2, 4), "name probe: another's place": (1, 4),
+        "name probe: never-read people": (0, 10),
+        "question: pretrain, then finetune": (3, 4), "question: finetune only": (1, 4)}
+    assert EV.storage_rates(_evidence(0, None))["name probe: never-read people"] is None
+
+
+def test_location_rates_split_each_model_by_where_the_place_is_written():
+    rates = EV.location_rates(_evidence(0, None))
+    counts = {k: (r.k, r.n) for k, r in rates.items()}
+    assert counts == {
+        "pretrain, then finetune: inside the window": (1, 1),
+        "pretrain, then finetune: later in the biography": (1, 1),
+        "pretrain, then finetune: not in the biography": (1, 2),
+        "finetune only: inside the window": (0, 1),
+        "finetune only: later in the biography": (0, 1),
+        "finetune only: not in the biography": (1, 2)}
+
+
+def test_by_seed_keeps_every_seed_apart_and_the_figure_draws_them():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lib.report import figures
+
+    seeds = [_evidence(0, None), _evidence(2, {"bio_gold_correct": 0, "bio_gold_total": 5,
+                                               "name_gold_correct": 0, "name_gold_total": 5})]
+    rows = EV.by_seed(seeds, EV.storage_rates)
+    assert list(rows["name probe: own place"]) == [0, 2]
+    assert rows["name probe: never-read people"][0] is None
+    assert rows["name probe: never-read people"][2].n == 5
+    fig = figures.seed_rates(rows, "t", "x")
+    points = [line for line in fig.axes[0].lines if line.get_marker() == "o"]
+    assert len(points) == 2 * len(rows) - 2  # seed 0 recorded no never-read probe
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["seed 0", "seed 2"]
+
+
+def test_per_seed_text_names_each_seed_or_says_they_agree():
+    assert EV.per_seed_text({2: "4/90", 0: "71/90", 1: "61/90"}) == (
+        "71/90 (seed 0), 61/90 (seed 1) and 4/90 (seed 2)")
+    assert EV.per_seed_text({0: "0/90", 1: "0/90"}) == "0/90 in each of the 2 seeds"
+    assert EV.per_seed_text({3: "x"}) == "x (seed 3)"
+    assert EV.per_seed_text({}) == ""

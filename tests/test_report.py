@@ -257,8 +257,13 @@ def test_chapter_profile_prefers_full_then_cpu_then_smoke(scratch):
         add("full", kind, 0, {"dev": dev(20)} if kind != "pretrain" else {"probe": probe(50, 0)})
     add("full", "pretrain_finetune", 0, {"dev": dev(10)}, variant="synthesizer")
     assert report.chapter_profile() == "mini" and report.variant_profile() is None
+    # The essays follow the chapters: one finished seed of the whole data does not displace
+    # a world whose every seed has finished.
+    assert report.essay_profile() == "mini"
+    assert report.essay_profile(variant="synthesizer") is None
     stored_but_not_extracted("full")
     assert report.chapter_profile() == "full" and report.variant_profile() == "full"
+    assert report.essay_profile() == "full"
 
 
 def test_captions_name_profile_and_world(scratch):

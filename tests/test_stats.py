@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from lib.report import stats
 from lib.report.stats import exact_rate, format_p, mcnemar
 
 
@@ -64,3 +65,32 @@ def test_fisher_matches_the_tea_tasting_experiment_and_states_its_direction():
     assert fisher(5, 50, 40, 50).verdict == "below"
     assert fisher(0, 0, 3, 10).p_value == 1.0
     assert clear.a.k == 40 and clear.b.n == 50
+
+
+def test_separation_matches_the_textbook_mann_whitney_example():
+    # Nine values, five in one group: U = 17 of 5 x 4 = 20 pairs, exact two-sided p = 0.111
+    # (scipy's documented example of `mannwhitneyu`).
+    scores = [19, 22, 16, 29, 24, 20, 11, 17, 12]
+    right = [True] * 5 + [False] * 4
+    found = stats.separation(scores, right)
+    assert found.auroc == pytest.approx(17 / 20)
+    assert found.p_value == pytest.approx(0.1111, abs=1e-4)
+    assert found.verdict == "cannot tell from chance"
+    assert found.text() == "0.85 (p = 0.11)"
+
+
+def test_one_right_answer_above_most_wrong_ones_is_not_evidence_of_separation():
+    # One right answer more confident than 91 of 99 wrong ones: AUROC 0.92, yet under chance
+    # its rank is uniform, so a rank this high or higher has p = 9/100 each side.
+    wrong = [i / 100 for i in range(99)]
+    found = stats.separation([0.905] + wrong, [True] + [False] * 99)
+    assert found.auroc == pytest.approx(91 / 99)
+    assert found.p_value == pytest.approx(2 * 9 / 100) and found.verdict == "cannot tell from chance"
+    first = stats.separation([2.0] + wrong, [True] + [False] * 99)
+    assert first.auroc == 1.0 and first.p_value == pytest.approx(2 / 100)
+    many = stats.separation([0.9] * 30 + [0.1] * 70, [True] * 30 + [False] * 70)
+    assert many.verdict == "separates" and many.p_value < 1e-10
+    worse = stats.separation([0.1] * 30 + [0.9] * 70, [True] * 30 + [False] * 70)
+    assert worse.verdict == "worse than chance" and worse.auroc == 0.0
+    assert stats.separation([0.5, 0.4], [False, False]).verdict == "nothing to rank"
+    assert stats.separation([0.5, 0.4], [False, False]).text() == "–"

@@ -56,9 +56,12 @@ def people_profile(root: Path | None = None) -> str | None:
 
 
 def essay_profile(root: Path | None = None, variant: str = "vanilla") -> str | None:
-    """The essays: finished runs of every trained kind (pretrain, pretrain + finetune,
-    finetune) of `variant`, for at least one seed."""
-    return choose(lambda p, r: has_runs(p, r, TRAINED_KINDS, variant), root)
+    """The essays: for vanilla attention the chapters' profile (a complete matrix, every
+    seed), so a whole-data profile with one seed finished does not displace a world read
+    on every seed; failing that (or for another variant), the first profile with finished
+    runs of every trained kind (pretrain, pretrain + finetune, finetune) for one seed."""
+    complete = chapter_profile(root) if variant == "vanilla" else None
+    return complete or choose(lambda p, r: has_runs(p, r, TRAINED_KINDS, variant), root)
 
 
 def profiles_with_records(root: Path | None = None) -> list[str]:

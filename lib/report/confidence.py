@@ -53,28 +53,6 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def auroc_interval(scores: Sequence[float], labels: Sequence[bool], level: float = 0.9,
-                   resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """A percentile bootstrap interval for the AUROC, resampling right and wrong answers separately.
-
-    With few right answers the AUROC is a rough number; the interval says how rough.
-    """
-    s = np.asarray(scores, dtype=float)
-    y = np.asarray(labels, dtype=bool)
-    pos, neg = s[y], s[~y]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(resamples):
-        p = rng.choice(pos, len(pos))
-        n = rng.choice(neg, len(neg))
-        values.append(auroc(np.concatenate([p, n]), np.r_[np.ones(len(p), bool), np.zeros(len(n), bool)]))
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 def histogram(conf: Sequence[float], correct: Sequence[bool], bins: int = 20) -> pd.DataFrame:
     """Counts of right and wrong answers per equal-width confidence bin over [0, 1]."""
     edges = np.linspace(0.0, 1.0, bins + 1)

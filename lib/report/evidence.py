@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.core import data as D
+from lib.report import analysis as A
 from lib.report.choice import essay_profile
 from lib.report.reading import details as run_details
 from lib.report.reading import record_world
+from lib.report.stats import Rate, exact_rate
 from lib.runs.matrix import TRAINED_KINDS
 from lib.runs.records import records_by_seed, results_root
 
@@ -107,3 +109,73 @@ def seeds_line(evidences: Sequence[Evidence]) -> str:
     listed = seeds[0] if len(seeds) == 1 else ", ".join(seeds[:-1]) + " and " + seeds[-1]
     return (f"seed {listed} (one seed)" if len(seeds) == 1
             else f"seeds {listed} ({len(seeds)} seeds)")
+
+
+# --------------------------------------------------------------------------------------
+# What one seed shows, as rates the essays' figures put side by side
+# --------------------------------------------------------------------------------------
+RUN_LABELS = {"pretrain_finetune": "pretrain, then finetune", "finetune": "finetune only"}
+SHORT_LOCATIONS = dict(zip(A.LOCATIONS, ("inside the window", "later in the biography",
+                                         "not in the biography"), strict=True))
+
+
+def _right(rows: Sequence[dict]) -> list[bool]:
+    return [r["prediction"] == r["gold"] for r in rows]
+
+
+def storage_rates(evidence: Evidence) -> dict[str, Rate | None]:
+    """What one seed stored (the probes) and extracted (the question), each a rate over dev
+    people with its exact interval. Beside each probe: its two controls, another person's
+    place (rules out "emits frequent places") and people the model never read (rules out
+    "guesses from the name"); None where the run did not record the latter."""
+    scores = A.probe_scores(A.probe_table(evidence.details["pretrain"]["probe"]))
+    scores = scores.set_index(["probe", "against"])
+    unread = evidence.records["pretrain"]["metrics"].get("probe_unread")
+    out: dict[str, Rate | None] = {}
+    for key, probe, label in (("bio", "biography prefix", "biography probe"),
+                              ("name", "NAME. NAME was born in", "name probe")):
+        for against, shown in (("own place", "own place"), ("control", "another's place")):
+            row = scores.loc[(probe, against)]
+            out[f"{label}: {shown}"] = exact_rate(int(row["correct"]), int(row["asked"]))
+        out[f"{label}: never-read people"] = (
+            exact_rate(unread[f"{key}_gold_correct"], unread[f"{key}_gold_total"])
+            if unread else None)
+    for kind, label in RUN_LABELS.items():
+        right = _right(evidence.details[kind]["dev"])
+        out[f"question: {label}"] = exact_rate(sum(right), len(right))
+    return out
+
+
+def location_rates(evidence: Evidence) -> dict[str, Rate]:
+    """Dev accuracy by where the gold place is written (inside the pretraining window, later,
+    nowhere), for both finetuned runs of one seed."""
+    out = {}
+    for kind, label in RUN_LABELS.items():
+        rows = evidence.details[kind]["dev"]
+        where = A.locate(rows, evidence.data.biographies, evidence.window)
+        table = A.accuracy_by_group(_right(rows), where)
+        for group, row in table.iterrows():
+            out[f"{label}: {SHORT_LOCATIONS.get(group, group)}"] = exact_rate(
+                int(row["correct"]), int(row["people"]))
+    return out
+
+
+def by_seed(evidences: Sequence[Evidence], measure) -> dict[str, dict[int, object]]:
+    """`measure(evidence)` (a dict of named values) for every seed, turned to name -> seed ->
+    value: the shape `figures.seed_rates` draws."""
+    out: dict[str, dict[int, object]] = {}
+    for e in evidences:
+        for name, value in measure(e).items():
+            out.setdefault(name, {})[e.seed] = value
+    return out
+
+
+def per_seed_text(values: dict[int, str]) -> str:
+    """'76/90 (seed 0), 61/90 (seed 1) and 80/90 (seed 2)': one value per seed for prose
+    ('0/90 in each of the 3 seeds' where they agree)."""
+    if len(values) > 1 and len(set(values.values())) == 1:
+        return f"{next(iter(values.values()))} in each of the {len(values)} seeds"
+    parts = [f"{v} (seed {s})" for s, v in sorted(values.items())]
+    if len(parts) < 2:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]

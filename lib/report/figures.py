@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from lib.report.results import PUBLISHED_VALUES, SHORT_CONFIGURATIONS
 from lib.report.run_pages import snapshot_table
+from lib.report.stats import Rate
 from lib.report.variant_tables import variant_rates
 
 
@@ -150,5 +151,35 @@ def accuracy_by_profile(points: list[dict], title: str) -> Figure:
     ax.set_yticks(range(len(kinds)), [SHORT_CONFIGURATIONS[k] for k in kinds])
     ax.invert_yaxis()
     ax.set(xlabel="dev accuracy (%), with exact 95 % interval; one point per seed", title=title)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return fig
+
+
+def seed_rates(rows: dict[str, dict[int, Rate | None]], title: str, xlabel: str) -> Figure:
+    """Rates of several measures, one point per seed with its exact 95 % interval and its
+    count: the essays' figures, which show every seed side by side instead of pooling them
+    (the seeds ask the same people). A measure a seed did not record is left out."""
+    seeds = sorted({s for by_seed in rows.values() for s in by_seed})
+    colours = dict(zip(seeds, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.17 * len(rows) * max(2, len(seeds))),
+                           constrained_layout=True)
+    labelled = set()
+    for row, by_seed in enumerate(rows.values()):
+        for i, seed in enumerate(seeds):
+            rate = by_seed.get(seed)
+            if rate is None or not rate.n:
+                continue
+            y = row + (i - (len(seeds) - 1) / 2) * 0.75 / max(1, len(seeds))
+            ax.errorbar(100 * rate.value, y,
+                        xerr=[[100 * (rate.value - rate.low)], [100 * (rate.high - rate.value)]],
+                        fmt="o", ms=4, capsize=2, color=colours[seed],
+                        label=None if seed in labelled else f"seed {seed}")
+            ax.annotate(f"{rate.k}/{rate.n}", (100 * rate.high, y), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=7, color="0.3")
+            labelled.add(seed)
+    ax.set_yticks(range(len(rows)), list(rows))
+    ax.invert_yaxis()
+    ax.set_xlim(0, 108)
+    ax.set(xlabel=xlabel, title=title)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig

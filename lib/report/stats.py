@@ -121,3 +121,44 @@ def fisher(a_hits: int, a_n: int, b_hits: int, b_n: int) -> Unpaired:
     table = [[a_hits, a_n - a_hits], [b_hits, b_n - b_hits]]
     p = 1.0 if min(a_n, b_n) == 0 else float(fisher_exact(table).pvalue)
     return Unpaired(exact_rate(a_hits, a_n), exact_rate(b_hits, b_n), p)
+
+
+@dataclass(frozen=True)
+class Separation:
+    """How well a score ranks right answers above wrong ones (AUROC), with the Mann-Whitney
+    test of "no better than chance". Unlike a bootstrap interval, the test stays honest with
+    one or two right answers: a single right answer's rank among the wrong ones is, under
+    chance, uniform, so even a high AUROC from it is not evidence."""
+
+    auroc: float
+    p_value: float  # two-sided; nan when either group is empty
+    right: int
+    wrong: int
+
+    @property
+    def verdict(self) -> str:
+        if self.p_value != self.p_value:
+            return "nothing to rank"
+        if self.p_value >= ALPHA:
+            return "cannot tell from chance"
+        return "separates" if self.auroc > 0.5 else "worse than chance"
+
+    def text(self) -> str:
+        """'0.67 (p = 0.16)': the AUROC with the test's p-value."""
+        if self.p_value != self.p_value:
+            return "–"
+        return f"{self.auroc:.2f} ({format_p(self.p_value)})"
+
+
+def separation(scores: Sequence[float], right: Sequence[bool]) -> Separation:
+    """AUROC of `scores` for telling right from wrong, tested against chance (two-sided
+    Mann-Whitney U; AUROC = U / (right x wrong), ties counting half)."""
+    from scipy.stats import mannwhitneyu
+
+    pos = [s for s, ok in zip(scores, right, strict=True) if ok]
+    neg = [s for s, ok in zip(scores, right, strict=True) if not ok]
+    if not pos or not neg:
+        return Separation(float("nan"), float("nan"), len(pos), len(neg))
+    test = mannwhitneyu(pos, neg, alternative="two-sided")
+    return Separation(float(test.statistic) / (len(pos) * len(neg)), float(test.pvalue),
+                      len(pos), len(neg))
