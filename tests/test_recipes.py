@@ -15,6 +15,7 @@ from lib.core import data as D
 from lib.core import datasets as DS
 from lib.runs import pipeline as P
 from lib.runs.profiles import get_profile
+from lib.runs.records import write_record
 
 
 def corpus_of(dataset: DS.SpanCorruptionDataset) -> list[str]:
@@ -202,7 +203,22 @@ def test_a_recorded_rerun_is_reported_beside_the_commits(tmp_path):
     (tmp_path / "benchmarks" / "rerun_mini+mixed_rope_seed0_bbbbbbb.json").write_text(
         json.dumps(record | {"profile": "mini+mixed"}))
     assert RR.rerun_note("mini", tmp_path) == (
-        "Run a second time at bbbbbbb, vanilla seed 0 of `mini` (stored: aaaaaaa) answered 9/100 "
-        "dev questions against 6/100 (5 vs 2 people, McNemar p = 0.45), and its biography probe "
-        "found 70/90 against 71/90 (3 vs 4 people, McNemar p = 1.00): that is how far rounding "
-        "differences alone move one whole run.")
+        "Run a second time at bbbbbbb, vanilla seed 0 of `mini` answered 9/100 dev questions "
+        "against 6/100 the first time (at aaaaaaa; 5 vs 2 people, McNemar p = 0.45), and the "
+        "biography probe found 70/90 against 71/90 (McNemar p = 1.00): that is how far rounding "
+        "differences alone move a whole run.")
+    # Two seeds rerun at one commit share a sentence; where the records under results/ are
+    # the second runs, the note says so.
+    (tmp_path / "benchmarks" / "rerun_mini_vanilla_seed1_bbbbbbb.json").write_text(json.dumps(
+        record | {"seed": 1, "stored": {"commit": "ccccccc", "dev": "1/100",
+                                        "biography probe": "61/90"}}))
+    for seed in (0, 1):
+        write_record({"run_id": f"pretrain_finetune-vanilla-seed{seed}", "kind": "pretrain_finetune",
+                      "profile": "mini", "variant": "vanilla", "seed": seed, "metrics": {},
+                      "git_commit": "bbbbbbb" + "0" * 33}, tmp_path)
+    assert RR.rerun_note("mini", tmp_path) == (
+        "Run a second time at bbbbbbb, vanilla seeds 0 and 1 of `mini` answered 9/100 and 9/100 "
+        "dev questions against 6/100 and 1/100 the first time (at aaaaaaa and ccccccc; 5 vs 2 "
+        "people and 5 vs 2 people, McNemar p = 0.45 and p = 0.45), and the biography probe found "
+        "70/90 and 70/90 against 71/90 and 61/90 (McNemar p = 1.00 and p = 1.00): that is how "
+        "far rounding differences alone move a whole run. The records shown are the second runs.")

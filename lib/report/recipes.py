@@ -222,26 +222,45 @@ def provenance(measured: list[Measured], root: Path | None = None) -> str:
     return " ".join(filter(None, [text, rerun_note(base, root)]))
 
 
+def _listing(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def rerun_note(profile: str, root: Path | None = None) -> str:
     """What the recorded reruns of `profile` (`benchmarks/rerun_drift.py`) measured: how far a
-    whole run lands from the stored one when only rounding differs. Empty without one."""
+    whole run lands from the first one when only rounding differs, seed by seed, and which of
+    the two runs the records hold. Empty without one."""
     folder = (root or results_root()) / "benchmarks"
-    notes = []
+    found = []
     for path in sorted(folder.glob(f"rerun_{profile}_*.json")) if folder.is_dir() else []:
         r = json.loads(path.read_text(encoding="utf-8"))
-        if r["profile"] != profile:
-            continue
-        stored, rerun = r["stored"], r["rerun"]
-        dev, bio = r["dev, rerun against stored"], r["biography probe, rerun against stored"]
+        if r["profile"] == profile:
+            found.append(r)
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in sorted(found, key=lambda r: r["seed"]):
+        groups.setdefault((r["variant"], r["rerun"]["commit"]), []).append(r)
+    notes = []
+    for (variant, commit), runs in groups.items():
+        def each(pick, runs: list[dict] = runs) -> str:
+            return _listing([pick(r) for r in runs])
+
+        seeds = ("seed " if len(runs) == 1 else "seeds ") + each(lambda r: str(r["seed"]))
+        dev = [r["dev, rerun against stored"] for r in runs]
+        bio = [r["biography probe, rerun against stored"] for r in runs]
+        split = _listing([f"{d['only rerun right']} vs {d['only stored right']} people" for d in dev])
         notes.append(
-            f"Run a second time at {rerun['commit']}, {r['variant']} seed {r['seed']} of "
-            f"`{profile}` (stored: {stored['commit']}) answered {rerun['dev']} dev questions "
-            f"against {stored['dev']} ({dev['only rerun right']} vs {dev['only stored right']} "
-            f"people, McNemar {format_p(dev['McNemar p'])}), and its biography probe found "
-            f"{rerun['biography probe']} against {stored['biography probe']} "
-            f"({bio['only rerun']} vs {bio['only stored']} people, McNemar "
-            f"{format_p(bio['McNemar p'])}): that is how far rounding differences alone move one "
-            "whole run.")
+            f"Run a second time at {commit}, {variant} {seeds} of `{profile}` answered "
+            f"{each(lambda r: r['rerun']['dev'])} dev questions against "
+            f"{each(lambda r: r['stored']['dev'])} the first time (at "
+            f"{each(lambda r: r['stored']['commit'])}; {split}, McNemar "
+            f"{_listing([format_p(d['McNemar p']) for d in dev])}), and the biography probe "
+            f"found {each(lambda r: r['rerun']['biography probe'])} against "
+            f"{each(lambda r: r['stored']['biography probe'])} (McNemar "
+            f"{_listing([format_p(b['McNemar p']) for b in bio])}): that is how far rounding "
+            "differences alone move a whole run.")
+        held = records_by_seed(profile, "pretrain_finetune", variant, root)
+        if all(held.get(r["seed"], {}).get("git_commit", "").startswith(commit) for r in runs):
+            notes.append("The records shown are the second runs.")
     return " ".join(notes)
 
 
