@@ -3,7 +3,7 @@ checked against the world they were made on, and the same for every finished see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,7 +160,8 @@ def location_rates(evidence: Evidence) -> dict[str, Rate]:
     return out
 
 
-def by_seed(evidences: Sequence[Evidence], measure) -> dict[str, dict[int, object]]:
+def by_seed(evidences: Sequence[Evidence],
+            measure: Callable[[Evidence], dict]) -> dict[str, dict[int, object]]:
     """`measure(evidence)` (a dict of named values) for every seed, turned to name -> seed ->
     value: the shape `figures.seed_rates` draws."""
     out: dict[str, dict[int, object]] = {}
