@@ -222,3 +222,28 @@ def test_a_recorded_rerun_is_reported_beside_the_commits(tmp_path):
         "people and 5 vs 2 people, McNemar p = 0.45 and p = 0.45), and the biography probe found "
         "70/90 and 70/90 against 71/90 and 61/90 (McNemar p = 1.00 and p = 1.00): that is how "
         "far rounding differences alone move a whole run. The records shown are the second runs.")
+
+
+def test_rerun_noise_counts_reruns_the_rule_already_separates(tmp_path):
+    from lib.report import recipes as RR
+
+    assert RR.rerun_noise("mini", tmp_path) == ""
+    (tmp_path / "benchmarks").mkdir()
+
+    def rerun(seed: int, dev_p: float, bio_p: float) -> None:
+        record = {"profile": "mini", "variant": "vanilla", "seed": seed,
+                  "dev, rerun against stored": {"McNemar p": dev_p},
+                  "biography probe, rerun against stored": {"McNemar p": bio_p}}
+        (tmp_path / "benchmarks" / f"rerun_mini_vanilla_seed{seed}_abc.json").write_text(
+            json.dumps(record))
+
+    rerun(0, 0.62, 0.18)
+    assert RR.rerun_noise("mini", tmp_path).startswith("Of 1 rerun of one configuration")
+    assert "none came out above or below" in RR.rerun_noise("mini", tmp_path)
+    rerun(1, 1.0, 0.65)
+    rerun(2, 0.62, 0.013)
+    assert RR.rerun_noise("mini", tmp_path) == (
+        "Of 3 reruns of one configuration that differ from the first run only by rounding, 0 "
+        "came out above or below it on the dev questions and 1 on the biography probe: one "
+        "seed's \"above\" or \"below\" can come from run-to-run noise alone.")
+    assert RR.rerun_noise("mini+mixed", tmp_path) == ""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from lib.report.reading import details, dev_outcomes
-from lib.report.stats import Paired, Rate, exact_rate, format_p, mcnemar
+from lib.report.stats import ALPHA, Paired, Rate, exact_rate, format_p, mcnemar
 from lib.report.verdicts import probe_asked
 from lib.runs.records import load_records, records_by_seed, results_root
 
@@ -207,10 +207,12 @@ def provenance(measured: list[Measured], root: Path | None = None) -> str:
                  "small job did not train alike: those runs are not comparable as they stand.")
     if checked:
         worst = max(r for _, _, r in checked)
+        losses = ("identical losses" if worst == 0 else
+                  f"losses equal to a relative {worst:.0e} at most")
         text += (" The same small job (`benchmarks/same_arithmetic.py`: the smoke profile with "
                  "dropout on) run at " + ", ".join(f"{o} and {n}" for o, n, _ in checked)
-                 + " logged the same steps and learning rates, losses equal to a relative "
-                 f"{worst:.0e} at most, and identical answers and probe completions: the "
+                 + f" logged the same steps and learning rates, {losses}, and identical "
+                 "answers and probe completions: the "
                  "training arithmetic did not change in between. Over hundreds of epochs "
                  "rounding differences grow, so a rerun at the newer commit does not repeat "
                  "a run digit for digit.")
@@ -262,6 +264,28 @@ def rerun_note(profile: str, root: Path | None = None) -> str:
         if all(held.get(r["seed"], {}).get("git_commit", "").startswith(commit) for r in runs):
             notes.append("The records shown are the second runs.")
     return " ".join(notes)
+
+
+def rerun_noise(profile: str, root: Path | None = None) -> str:
+    """How often a rerun that differs only by rounding already came out "above" or "below"
+    its first run by the book's rule: the floor under any one-seed verdict. Empty without
+    recorded reruns."""
+    folder = (root or results_root()) / "benchmarks"
+    found = [json.loads(path.read_text(encoding="utf-8"))
+             for path in (sorted(folder.glob(f"rerun_{profile}_*.json")) if folder.is_dir() else [])]
+    found = [r for r in found if r["profile"] == profile]
+    if not found:
+        return ""
+    dev = sum(r["dev, rerun against stored"]["McNemar p"] < ALPHA for r in found)
+    bio = sum(r["biography probe, rerun against stored"]["McNemar p"] < ALPHA for r in found)
+    runs = f"{len(found)} rerun{'s' if len(found) > 1 else ''}"
+    if not dev and not bio:
+        return (f"Of {runs} of one configuration that differ from the first run only by "
+                "rounding, none came out above or below it, on the dev questions or the "
+                "biography probe.")
+    return (f"Of {runs} of one configuration that differ from the first run only by rounding, "
+            f"{dev} came out above or below it on the dev questions and {bio} on the biography "
+            "probe: one seed's \"above\" or \"below\" can come from run-to-run noise alone.")
 
 
 def _same_arithmetic(record: dict) -> float | None:
