@@ -10,6 +10,7 @@ from pathlib import Path
 from lib.core import data as D
 from lib.report import analysis as A
 from lib.report.choice import essay_profile
+from lib.report.formatting import listing
 from lib.report.reading import details as run_details
 from lib.report.reading import record_world
 from lib.report.stats import Rate, exact_rate
@@ -106,7 +107,7 @@ def gather_seeds(evidence: Evidence, root: Path | None = None) -> list[Evidence]
 def seeds_line(evidences: Sequence[Evidence]) -> str:
     """How many seeds a page reads, for its note: 'seeds 0, 1 and 2 (3 seeds)'."""
     seeds = [str(e.seed) for e in evidences]
-    listed = seeds[0] if len(seeds) == 1 else ", ".join(seeds[:-1]) + " and " + seeds[-1]
+    listed = listing(seeds)
     return (f"seed {listed} (one seed)" if len(seeds) == 1
             else f"seeds {listed} ({len(seeds)} seeds)")
 
@@ -176,7 +177,4 @@ def per_seed_text(values: dict[int, str]) -> str:
     ('0/90 in each of the 3 seeds' where they agree)."""
     if len(values) > 1 and len(set(values.values())) == 1:
         return f"{next(iter(values.values()))} in each of the {len(values)} seeds"
-    parts = [f"{v} (seed {s})" for s, v in sorted(values.items())]
-    if len(parts) < 2:
-        return "".join(parts)
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
+    return listing([f"{v} (seed {s})" for s, v in sorted(values.items())])

@@ -13,6 +13,13 @@ def percent(x: float, digits: int = 1) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.{digits}f} %"
 
 
+def listing(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c': items for a sentence."""
+    if len(items) < 2:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def mean_std(values: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (None for a single seed: no spread to report)."""
     arr = np.asarray(values, dtype=float)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from lib.report.formatting import listing
+from lib.report.provenance import commit_note
 from lib.report.reading import details, dev_outcomes
 from lib.report.stats import ALPHA, Paired, Rate, exact_rate, format_p, mcnemar
 from lib.report.verdicts import probe_asked
@@ -182,50 +184,11 @@ def verdict(m: Measured) -> str:
 def provenance(measured: list[Measured], root: Path | None = None) -> str:
     """Which commits the compared runs come from and, where they differ, what the recorded
     check (`benchmarks/same_arithmetic.py`) says about the code in between."""
-    commits: dict[str, list[str]] = {}
-    for m in measured:
-        record = _by_seed(m.arm, "pretrain_finetune", root)[m.seed]
-        label = f"{m.arm.label} seed {m.seed}"
-        commits.setdefault(record["git_commit"][:7], [])
-        if label not in commits[record["git_commit"][:7]]:
-            commits[record["git_commit"][:7]].append(label)
-    if len(commits) == 1:
-        return f"Every run compared here was made at commit {next(iter(commits))}."
-    parts = [f"{', '.join(labels)} at commit {commit}" for commit, labels in commits.items()]
-    text = "The runs come from different commits: " + "; ".join(parts) + "."
-    folder = (root or results_root()) / "benchmarks"
-    checked, unlike = [], []
-    for old in commits:
-        for new in commits:
-            path = folder / f"same_arithmetic_{old}_{new}.json"
-            if old != new and path.exists():
-                result = _same_arithmetic(json.loads(path.read_text(encoding="utf-8")))
-                (checked if result is not None else unlike).append((old, new, result))
-    linked = {c for old, new, _ in checked for c in (old, new)}
-    if unlike:
-        text += (" Run at " + " and ".join(f"{o} and {n}" for o, n, _ in unlike) + ", the same "
-                 "small job did not train alike: those runs are not comparable as they stand.")
-    if checked:
-        worst = max(r for _, _, r in checked)
-        losses = ("identical losses" if worst == 0 else
-                  f"losses equal to a relative {worst:.0e} at most")
-        text += (" The same small job (`benchmarks/same_arithmetic.py`: the smoke profile with "
-                 "dropout on) run at " + ", ".join(f"{o} and {n}" for o, n, _ in checked)
-                 + f" logged the same steps and learning rates, {losses}, and identical "
-                 "answers and probe completions: the "
-                 "training arithmetic did not change in between. Over hundreds of epochs "
-                 "rounding differences grow, so a rerun at the newer commit does not repeat "
-                 "a run digit for digit.")
-    missing = [c for c in commits if c not in linked and len(commits) > 1]
-    if missing:
-        text += (" No check that the code trains alike links commit "
-                 + ", ".join(missing) + " to the others.")
+    labelled = {f"{m.arm.label} seed {m.seed}": _by_seed(m.arm, "pretrain_finetune", root)[m.seed]
+                for m in measured}
+    text = commit_note(labelled, root)
     base = measured[0].arm.profile if measured else ""
     return " ".join(filter(None, [text, rerun_note(base, root)]))
-
-
-def _listing(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def rerun_note(profile: str, root: Path | None = None) -> str:
@@ -244,21 +207,21 @@ def rerun_note(profile: str, root: Path | None = None) -> str:
     notes = []
     for (variant, commit), runs in groups.items():
         def each(pick, runs: list[dict] = runs) -> str:
-            return _listing([pick(r) for r in runs])
+            return listing([pick(r) for r in runs])
 
         seeds = ("seed " if len(runs) == 1 else "seeds ") + each(lambda r: str(r["seed"]))
         dev = [r["dev, rerun against stored"] for r in runs]
         bio = [r["biography probe, rerun against stored"] for r in runs]
-        split = _listing([f"{d['only rerun right']} vs {d['only stored right']} people" for d in dev])
+        split = listing([f"{d['only rerun right']} vs {d['only stored right']} people" for d in dev])
         notes.append(
             f"Run a second time at {commit}, {variant} {seeds} of `{profile}` answered "
             f"{each(lambda r: r['rerun']['dev'])} dev questions against "
             f"{each(lambda r: r['stored']['dev'])} the first time (at "
             f"{each(lambda r: r['stored']['commit'])}; {split}, McNemar "
-            f"{_listing([format_p(d['McNemar p']) for d in dev])}), and the biography probe "
+            f"{listing([format_p(d['McNemar p']) for d in dev])}), and the biography probe "
             f"found {each(lambda r: r['rerun']['biography probe'])} against "
             f"{each(lambda r: r['stored']['biography probe'])} (McNemar "
-            f"{_listing([format_p(b['McNemar p']) for b in bio])}): that is how far rounding "
+            f"{listing([format_p(b['McNemar p']) for b in bio])}): that is how far rounding "
             "differences alone move a whole run.")
         held = records_by_seed(profile, "pretrain_finetune", variant, root)
         if all(held.get(r["seed"], {}).get("git_commit", "").startswith(commit) for r in runs):
@@ -286,17 +249,6 @@ def rerun_noise(profile: str, root: Path | None = None) -> str:
     return (f"Of {runs} of one configuration that differ from the first run only by rounding, "
             f"{dev} came out above or below it on the dev questions and {bio} on the biography "
             "probe: one seed's \"above\" or \"below\" can come from run-to-run noise alone.")
-
-
-def _same_arithmetic(record: dict) -> float | None:
-    """The largest relative loss difference of a same-arithmetic check that found the same
-    steps, rates, answers and completions at both commits; None if it found a difference."""
-    files = record["files (share of answers or completions that are identical)"]
-    logs = [v for k, v in files.items() if k.endswith(".metrics.jsonl")]
-    answers = [share for k, v in files.items() if k.endswith(".details.json") for share in v.values()]
-    if not logs or not all(v["same steps and rates"] for v in logs) or any(a != 1 for a in answers):
-        return None
-    return max(v["largest relative loss difference"] for v in logs)
 
 
 def pretraining_logs(base: str, seed: int = 0, root: Path | None = None) -> dict[str, list[dict]]:
