@@ -29,6 +29,7 @@ def per_character_confidences(rows: Sequence[dict]) -> np.ndarray:
 
 
 def correctness(rows: Sequence[dict]) -> np.ndarray:
+    """Whether each answer matches its gold place exactly, as the book scores."""
     return np.array([r["prediction"] == r["gold"] for r in rows], dtype=bool)
 
 

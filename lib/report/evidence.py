@@ -10,7 +10,8 @@ from pathlib import Path
 from lib.core import data as D
 from lib.report import analysis as A
 from lib.report.choice import essay_profile
-from lib.report.formatting import listing
+from lib.report.confidence import correctness
+from lib.report.formatting import KIND_LABELS, listing
 from lib.report.reading import details as run_details
 from lib.report.reading import record_world
 from lib.report.stats import Rate, exact_rate
@@ -115,13 +116,10 @@ def seeds_line(evidences: Sequence[Evidence]) -> str:
 # --------------------------------------------------------------------------------------
 # What one seed shows, as rates the essays' figures put side by side
 # --------------------------------------------------------------------------------------
-RUN_LABELS = {"pretrain_finetune": "pretrain, then finetune", "finetune": "finetune only"}
+# The two finetuned runs of a seed, with the labels every page uses.
+RUN_LABELS = {kind: KIND_LABELS[kind] for kind in ("pretrain_finetune", "finetune")}
 SHORT_LOCATIONS = dict(zip(A.LOCATIONS, ("inside the window", "later in the biography",
                                          "not in the biography"), strict=True))
-
-
-def _right(rows: Sequence[dict]) -> list[bool]:
-    return [r["prediction"] == r["gold"] for r in rows]
 
 
 def storage_rates(evidence: Evidence) -> dict[str, Rate | None]:
@@ -142,8 +140,8 @@ def storage_rates(evidence: Evidence) -> dict[str, Rate | None]:
             exact_rate(unread[f"{key}_gold_correct"], unread[f"{key}_gold_total"])
             if unread else None)
     for kind, label in RUN_LABELS.items():
-        right = _right(evidence.details[kind]["dev"])
-        out[f"question: {label}"] = exact_rate(sum(right), len(right))
+        right = correctness(evidence.details[kind]["dev"])
+        out[f"question: {label}"] = exact_rate(int(right.sum()), len(right))
     return out
 
 
@@ -154,7 +152,7 @@ def location_rates(evidence: Evidence) -> dict[str, Rate]:
     for kind, label in RUN_LABELS.items():
         rows = evidence.details[kind]["dev"]
         where = A.locate(rows, evidence.data.biographies, evidence.window)
-        table = A.accuracy_by_group(_right(rows), where)
+        table = A.accuracy_by_group(correctness(rows), where)
         for group, row in table.iterrows():
             out[f"{label}: {SHORT_LOCATIONS.get(group, group)}"] = exact_rate(
                 int(row["correct"]), int(row["people"]))

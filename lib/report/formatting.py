@@ -13,6 +13,11 @@ def percent(x: float, digits: int = 1) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.{digits}f} %"
 
 
+# What the pages call each trained kind of run (`lib.runs.matrix.TRAINED_KINDS`).
+KIND_LABELS = {"pretrain": "pretraining", "pretrain_finetune": "pretrain, then finetune",
+               "finetune": "finetune only"}
+
+
 def listing(items: list[str]) -> str:
     """'a', 'a and b', 'a, b and c': items for a sentence."""
     if len(items) < 2:

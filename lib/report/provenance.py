@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lib.report.formatting import listing
+from lib.report.formatting import KIND_LABELS, listing
 from lib.runs.records import results_root
 
 
@@ -101,10 +101,6 @@ def commit_note(records: dict[str, dict], root: Path | None = None) -> str:
     return text
 
 
-CONFIGURATION_LABELS = {"pretrain": "pretraining", "pretrain_finetune": "pretrain, then finetune",
-                        "finetune": "finetune only"}
-
-
 def mixed_commits(profile: str, root: Path | None = None) -> list[str]:
     """For every configuration of `profile` whose seeds were run at different commits, its
     `commit_note` (one for the kinds of a variant that share their commits): what a page
@@ -113,7 +109,7 @@ def mixed_commits(profile: str, root: Path | None = None) -> list[str]:
 
     runs: dict[tuple[str, str], dict[str, dict]] = {}
     for r in load_records(profile, root):
-        if r["kind"] in CONFIGURATION_LABELS and "git_commit" in r:
+        if r["kind"] in KIND_LABELS and "git_commit" in r:
             runs.setdefault((r["variant"], r["kind"]), {})[f"seed {r['seed']}"] = r
     shared: dict[tuple, list[str]] = {}
     for (variant, kind), by_seed in sorted(runs.items()):
@@ -123,7 +119,7 @@ def mixed_commits(profile: str, root: Path | None = None) -> list[str]:
     notes = []
     for (variant, _), kinds in shared.items():
         by_seed = dict(sorted(runs[(variant, kinds[0])].items()))
-        what = listing([CONFIGURATION_LABELS[k] for k in kinds])
+        what = listing([KIND_LABELS[k] for k in kinds])
         notes.append(f"**{variant}, {what}.** " + commit_note(by_seed, root).replace(
             "The runs come from different commits: ", "Its seeds come from different commits: "))
     return notes

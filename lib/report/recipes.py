@@ -92,6 +92,7 @@ class Measured:
     answered_of_stored: Rate | None  # dev people the biography probe finds, answered right
     final_loss: float | None
     name: Rate | None = None  # the name probe, which no recipe's reading order favours
+    record: dict | None = None  # the pretrain + finetune record measured (its provenance)
 
 
 def measure(base: str, root: Path | None = None) -> list[Measured]:
@@ -125,7 +126,7 @@ def measure(base: str, root: Path | None = None) -> list[Measured]:
                                 if arm != reference and both else None),
                 answered_of_stored=exact_rate(sum(stored), len(stored)) if bio else None,
                 final_loss=pre[seed]["metrics"].get("final_loss") if seed in pre else None,
-                name=_name_rate(pre.get(seed))))
+                name=_name_rate(pre.get(seed)), record=record))
     return out
 
 
@@ -184,25 +185,26 @@ def verdict(m: Measured) -> str:
 def provenance(measured: list[Measured], root: Path | None = None) -> str:
     """Which commits the compared runs come from and, where they differ, what the recorded
     check (`benchmarks/same_arithmetic.py`) says about the code in between."""
-    labelled = {f"{m.arm.label} seed {m.seed}": _by_seed(m.arm, "pretrain_finetune", root)[m.seed]
-                for m in measured}
+    labelled = {f"{m.arm.label} seed {m.seed}": m.record for m in measured if m.record is not None}
     text = commit_note(labelled, root)
     base = measured[0].arm.profile if measured else ""
     return " ".join(filter(None, [text, rerun_note(base, root)]))
+
+
+def _reruns(profile: str, root: Path | None = None) -> list[dict]:
+    """The rerun records of `profile` (`benchmarks/rerun_drift.py`), in file-name order."""
+    folder = (root or results_root()) / "benchmarks"
+    paths = sorted(folder.glob(f"rerun_{profile}_*.json")) if folder.is_dir() else []
+    found = [json.loads(path.read_text(encoding="utf-8")) for path in paths]
+    return [r for r in found if r["profile"] == profile]
 
 
 def rerun_note(profile: str, root: Path | None = None) -> str:
     """What the recorded reruns of `profile` (`benchmarks/rerun_drift.py`) measured: how far a
     whole run lands from the first one when only rounding differs, seed by seed, and which of
     the two runs the records hold. Empty without one."""
-    folder = (root or results_root()) / "benchmarks"
-    found = []
-    for path in sorted(folder.glob(f"rerun_{profile}_*.json")) if folder.is_dir() else []:
-        r = json.loads(path.read_text(encoding="utf-8"))
-        if r["profile"] == profile:
-            found.append(r)
     groups: dict[tuple[str, str], list[dict]] = {}
-    for r in sorted(found, key=lambda r: r["seed"]):
+    for r in sorted(_reruns(profile, root), key=lambda r: r["seed"]):
         groups.setdefault((r["variant"], r["rerun"]["commit"]), []).append(r)
     notes = []
     for (variant, commit), runs in groups.items():
@@ -233,10 +235,7 @@ def rerun_noise(profile: str, root: Path | None = None) -> str:
     """How often a rerun that differs only by rounding already came out "above" or "below"
     its first run by the book's rule: the floor under any one-seed verdict. Empty without
     recorded reruns."""
-    folder = (root or results_root()) / "benchmarks"
-    found = [json.loads(path.read_text(encoding="utf-8"))
-             for path in (sorted(folder.glob(f"rerun_{profile}_*.json")) if folder.is_dir() else [])]
-    found = [r for r in found if r["profile"] == profile]
+    found = _reruns(profile, root)
     if not found:
         return ""
     dev = sum(r["dev, rerun against stored"]["McNemar p"] < ALPHA for r in found)
