@@ -14,7 +14,7 @@ from lib.core.checkpoint import CheckpointError, load_tensors
 from lib.core.metrics_log import read_log
 from lib.core.model import GPT, GPTConfig
 from lib.core.train.config import TrainConfig, lr_multiplier, make_optimizer
-from lib.core.train.loop import ReplaceLoss, StopAfterEpochs, TrainingDiverged, train
+from lib.core.train.loop import ReplaceLoss, StopAfterEpochs, Trainer, TrainingDiverged, train
 from lib.runs.profiles import get_profile
 
 
@@ -211,3 +211,33 @@ def test_a_resumed_runs_clock_continues_from_the_time_its_log_recorded(small_set
     assert second.wall_time >= 3600.0
     times = [row["time"] for row in read_log(log)]
     assert times[len(lines):] and min(times[len(lines):]) >= 3600.0  # no restart at zero
+
+
+class _RecordingTrainer(Trainer):
+    """A trainer whose steps only record what they would train on (no update)."""
+
+    def _step(self, x, y, scale):
+        self.seen.append((int(len(x)), int((y != D.PAD_ID).sum()), scale))
+        self.step += 1
+
+
+@pytest.mark.parametrize("epoch_mean", [False, True])
+def test_epoch_token_mean_weighs_every_character_the_same(small_setup, tmp_path, epoch_mean):
+    dataset, cfg, config = small_setup
+    cfg = replace(cfg, epochs=1, epoch_token_mean=epoch_mean)
+    trainer = _RecordingTrainer(fresh(config), dataset, cfg, seed=0, state_path=tmp_path / "s",
+                                progress=False)
+    trainer.seen = []
+    trainer.run()
+    sizes, targets, scales = zip(*trainer.seen, strict=True)
+    assert sum(sizes) == len(dataset) and len(set(targets)) > 1  # grouped batches differ in length
+    if epoch_mean:
+        # One weight per character across the epoch: batch size times the mean characters
+        # per example, whatever this batch's own lengths are.
+        per_example = sum(targets) / len(dataset)
+        assert all(s == pytest.approx(1 / (n * per_example), rel=1e-12)
+                   for n, s in zip(sizes, scales, strict=True))
+        full = {s for n, s in zip(sizes, scales, strict=True) if n == cfg.batch_size}
+        assert len(full) == 1
+    else:
+        assert all(s == 1 / t for t, s in zip(targets, scales, strict=True))

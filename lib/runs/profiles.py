@@ -117,16 +117,17 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu32": Profile(
         name="cpu32",
-        description=("the `cpu` profile in float32: the whole data with the classic model size "
-                     "on a 2-core CPU, 400 pretraining epochs, length-grouped batches, no "
-                     "attention dropout, and no bf16 (it left the lower layers' gradients "
-                     "uncorrelated with the true ones, see the performance appendix)"),
+        description=("the classic recipe in float32 on a 2-core CPU: the whole data, the classic "
+                     "model size and schedule (650 pretraining epochs, the cosine reaching its "
+                     "floor at epoch 200 and rising again), length-grouped batches in which "
+                     "every character still weighs the same, and no attention dropout"),
         n_layer=4, n_head=8, n_embd=256, dropout=0.1, attn_dropout=0.0,
-        pretrain=replace(CLASSIC_PRETRAIN, epochs=400, final_epochs=400, clamp_schedule=True,
-                         length_grouped=True, checkpoint_every=5),
-        finetune_scratch=replace(CLASSIC_FINETUNE_SCRATCH, length_grouped=True, checkpoint_every=5),
+        pretrain=replace(CLASSIC_PRETRAIN, length_grouped=True, epoch_token_mean=True,
+                         checkpoint_every=5),
+        finetune_scratch=replace(CLASSIC_FINETUNE_SCRATCH, length_grouped=True,
+                                 epoch_token_mean=True, checkpoint_every=5),
         finetune_pretrained=replace(CLASSIC_FINETUNE_PRETRAINED, length_grouped=True,
-                                    checkpoint_every=5),
+                                    epoch_token_mean=True, checkpoint_every=5),
     ),
     "full": Profile(
         name="full",
@@ -151,6 +152,8 @@ DEPARTURE_REASONS = {
     "final_epochs": "the cosine ends at the last epoch, not at epoch 200",
     "clamp_schedule": "the rate then stays at its floor instead of rising again",
     "length_grouped": "batches of similar-length examples, cut to their longest: less padding",
+    "epoch_token_mean": ("in those batches every character still weighs the same in the loss, "
+                         "as in mixed batches"),
     "cpu_bf16": "bf16 autocast: faster steps on a CPU with bf16 instructions, see the performance appendix",
     "gpu_bf16": "bf16 autocast on a GPU, see the performance appendix",
     "attn_dropout": "no dropout on the attention weights, so the fused attention kernel runs",

@@ -32,6 +32,12 @@ class TrainConfig:
     grad_clip: float = 1.0
     # Batches of similar-length examples waste less compute on padding (CPU speed-up).
     length_grouped: bool = False
+    # How a batch's summed loss is normalised. Off: by the batch's own target characters, so
+    # every batch weighs the same in a step; with length-grouped batches a character of a
+    # short example then counts many times one of a long example. On: by the batch's size
+    # times the epoch's mean target characters per example, so every character weighs the
+    # same, as in the classic code's mixed batches, however the batches are grouped.
+    epoch_token_mean: bool = False
     # Epochs between resumable checkpoints (0: only at the end).
     checkpoint_every: int = 1
     # How many weight snapshots to keep along the way (for "how much pretraining?").

@@ -222,6 +222,7 @@ class Trainer:
         lengths = (x_host != PAD_ID).sum(1)
         x_dev, y_dev = x_host.to(self.device), y_host.to(self.device)
         full_width = self.compile_model or self.static  # fixed shapes: every batch at full width
+        per_example = float((y_all != PAD_ID).sum()) / max(1, len(y_all))
         end = 0
         for batch in batches:
             start, end = end, end + len(batch)
@@ -233,7 +234,8 @@ class Trainer:
                 sizes = [len(part) for part in torch.arange(len(batch)).tensor_split(self.world)]
                 lo = start + sum(sizes[:self.rank])
                 hi = lo + sizes[self.rank]
-            self._step(x_dev[lo:hi, :width], y_dev[lo:hi, :width], self.world / max(1, target_tokens))
+            divisor = len(batch) * per_example if self.cfg.epoch_token_mean else target_tokens
+            self._step(x_dev[lo:hi, :width], y_dev[lo:hi, :width], self.world / max(1.0, divisor))
             if self.step % self.log_every == 0:
                 self._flush(epoch)
         self._flush(epoch)
@@ -242,7 +244,8 @@ class Trainer:
             self.log_lines.clear()
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, scale: float) -> None:
-        """One optimizer step on the summed loss times `scale` (1 / target tokens, times ranks)."""
+        """One optimizer step on the summed loss times `scale` (1 / target tokens, times ranks;
+        see `TrainConfig.epoch_token_mean`)."""
         cfg = self.cfg
         mult = lr_multiplier(self.tokens, cfg.warmup_tokens, self.final_tokens, cfg.lr_floor,
                              cfg.clamp_schedule)
