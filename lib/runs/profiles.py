@@ -118,8 +118,8 @@ PROFILES: dict[str, Profile] = {
     "cpu32": Profile(
         name="cpu32",
         description=("the classic recipe in float32 on a 2-core CPU: the whole data, the classic "
-                     "model size and schedule (650 pretraining epochs, the cosine reaching its "
-                     "floor at epoch 200 and rising again), length-grouped batches in which "
+                     "model size and schedule (650 pretraining epochs, the cosine ending at epoch "
+                     "200 and the rate rising again after it), length-grouped batches in which "
                      "every character still weighs the same, and no attention dropout"),
         n_layer=4, n_head=8, n_embd=256, dropout=0.1, attn_dropout=0.0,
         pretrain=replace(CLASSIC_PRETRAIN, length_grouped=True, epoch_token_mean=True,
