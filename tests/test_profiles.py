@@ -34,3 +34,11 @@ def test_every_departure_is_listed_with_its_reason():
     ]
     for name in ("smoke", "mini"):
         assert all("(changed)" not in line for line in recipe_departures(PROFILES[name])), name
+
+
+def test_cpu32_is_the_classic_recipe_but_for_what_makes_it_affordable():
+    assert recipe_departures(PROFILES["cpu32"]) == [
+        "attn_dropout 0.1 -> 0 (" + DEPARTURE_REASONS["attn_dropout"] + ")",
+        "length_grouped off -> on in every phase (" + DEPARTURE_REASONS["length_grouped"] + ")",
+        "epoch_token_mean off -> on in every phase (" + DEPARTURE_REASONS["epoch_token_mean"] + ")",
+    ]
