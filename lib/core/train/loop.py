@@ -235,7 +235,10 @@ class Trainer:
                 lo = start + sum(sizes[:self.rank])
                 hi = lo + sizes[self.rank]
             divisor = len(batch) * per_example if self.cfg.epoch_token_mean else target_tokens
-            self._step(x_dev[lo:hi, :width], y_dev[lo:hi, :width], self.world / max(1.0, divisor))
+            divisor = max(1.0, divisor)
+            # The log shows each batch's mean loss per character, however the step weighs it.
+            self._step(x_dev[lo:hi, :width], y_dev[lo:hi, :width], self.world / divisor,
+                       log_factor=divisor / max(1, target_tokens))
             if self.step % self.log_every == 0:
                 self._flush(epoch)
         self._flush(epoch)
@@ -243,9 +246,9 @@ class Trainer:
             append_lines(self.log_path, self.log_lines)
             self.log_lines.clear()
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, scale: float) -> None:
+    def _step(self, x: torch.Tensor, y: torch.Tensor, scale: float, log_factor: float = 1.0) -> None:
         """One optimizer step on the summed loss times `scale` (1 / target tokens, times ranks;
-        see `TrainConfig.epoch_token_mean`)."""
+        see `TrainConfig.epoch_token_mean`); the loss times `log_factor` goes to the log."""
         cfg = self.cfg
         mult = lr_multiplier(self.tokens, cfg.warmup_tokens, self.final_tokens, cfg.lr_floor,
                              cfg.clamp_schedule)
@@ -266,7 +269,7 @@ class Trainer:
                                      self.step_on_device, self.first_bad)
         self.step += 1
         self.step_on_device += 1
-        self.loss_sum += loss.detach().float()
+        self.loss_sum += loss.detach().float() * log_factor
         self.loss_count += 1
         self.bar.update(1)
 
