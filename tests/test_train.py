@@ -216,8 +216,8 @@ def test_a_resumed_runs_clock_continues_from_the_time_its_log_recorded(small_set
 class _RecordingTrainer(Trainer):
     """A trainer whose steps only record what they would train on (no update)."""
 
-    def _step(self, x, y, scale, log_factor=1.0):
-        self.seen.append((int(len(x)), int((y != D.PAD_ID).sum()), scale, log_factor))
+    def _step(self, x, y, scale, log_weight=1.0, log_count=1):
+        self.seen.append((int(len(x)), int((y != D.PAD_ID).sum()), scale, log_weight, log_count))
         self.step += 1
 
 
@@ -229,10 +229,15 @@ def test_epoch_token_mean_weighs_every_character_the_same(small_setup, tmp_path,
                                 progress=False)
     trainer.seen = []
     trainer.run()
-    sizes, targets, scales, log_factors = zip(*trainer.seen, strict=True)
-    # Whatever the weighting, the log shows each batch's mean loss per character.
-    assert all(s * f == pytest.approx(1 / t, rel=1e-12)
-               for t, s, f in zip(targets, scales, log_factors, strict=True))
+    sizes, targets, scales, weights, counts = zip(*trainer.seen, strict=True)
+    # The log shows what the steps minimise: a scaled loss times its weight, summed and
+    # divided by the summed counts, is the mean per character (epoch_token_mean) or the
+    # mean of the batches' means.
+    unit = [s * w for s, w in zip(scales, weights, strict=True)]
+    if epoch_mean:
+        assert all(u == pytest.approx(1.0) for u in unit) and list(counts) == list(targets)
+    else:
+        assert all(u == s for u, s in zip(unit, scales, strict=True)) and set(counts) == {1}
     assert sum(sizes) == len(dataset) and len(set(targets)) > 1  # grouped batches differ in length
     if epoch_mean:
         # One weight per character across the epoch: batch size times the mean characters

@@ -236,9 +236,11 @@ class Trainer:
                 hi = lo + sizes[self.rank]
             divisor = len(batch) * per_example if self.cfg.epoch_token_mean else target_tokens
             divisor = max(1.0, divisor)
-            # The log shows each batch's mean loss per character, however the step weighs it.
+            # The log shows what the steps minimise: the mean of the batches' means, or, with
+            # epoch_token_mean, the mean per character over the batches since the last line.
+            weight, count = (divisor, target_tokens) if self.cfg.epoch_token_mean else (1.0, 1)
             self._step(x_dev[lo:hi, :width], y_dev[lo:hi, :width], self.world / divisor,
-                       log_factor=divisor / max(1, target_tokens))
+                       log_weight=weight, log_count=count)
             if self.step % self.log_every == 0:
                 self._flush(epoch)
         self._flush(epoch)
@@ -246,9 +248,11 @@ class Trainer:
             append_lines(self.log_path, self.log_lines)
             self.log_lines.clear()
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, scale: float, log_factor: float = 1.0) -> None:
+    def _step(self, x: torch.Tensor, y: torch.Tensor, scale: float, log_weight: float = 1.0,
+              log_count: int = 1) -> None:
         """One optimizer step on the summed loss times `scale` (1 / target tokens, times ranks;
-        see `TrainConfig.epoch_token_mean`); the loss times `log_factor` goes to the log."""
+        see `TrainConfig.epoch_token_mean`). The log's next line divides the sum of the losses
+        times `log_weight` by the sum of the `log_count`s."""
         cfg = self.cfg
         mult = lr_multiplier(self.tokens, cfg.warmup_tokens, self.final_tokens, cfg.lr_floor,
                              cfg.clamp_schedule)
@@ -269,8 +273,8 @@ class Trainer:
                                      self.step_on_device, self.first_bad)
         self.step += 1
         self.step_on_device += 1
-        self.loss_sum += loss.detach().float() * log_factor
-        self.loss_count += 1
+        self.loss_sum += loss.detach().float() * log_weight
+        self.loss_count += log_count
         self.bar.update(1)
 
     def _flush(self, epoch: int) -> None:
