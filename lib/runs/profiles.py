@@ -2,14 +2,16 @@
 
 - `smoke`: seconds on a CPU; proves the wiring, not accuracy.
 - `mini`: a seeded *mini world* (a few hundred people's biographies and questions, same
-  vocabulary) and a smaller model, sized so a 2-core CPU stores the facts in about half
-  an hour. Every `mini` number says it comes from the mini world.
-- `cpu`: the whole data and the classic model size on a 2-core CPU, with only the
-  departures from the classic recipe that make it affordable there (`recipe_departures`).
+  vocabulary) and a smaller model, sized for a 2-core CPU (each record holds its wall
+  time). Every `mini` number says it comes from the mini world.
+- `cpu`: the whole data and the classic model size on a 2-core CPU under bf16, on a
+  stretched, clamped schedule (`recipe_departures` lists every departure).
+- `cpu32`: the classic recipe in float32 on a 2-core CPU; its only departures are
+  length-grouped batches (each character still weighing the same) and no attention dropout.
 - `full`: the classic exercise's hyperparameters on the whole data, meant for a GPU.
 
 Other profiles can be added by name (`register_profile`, or a JSON list of profiles in
-`$BOOK_EXTRA_PROFILES`); the reliability tests do so. The built-in three cannot be replaced.
+`$BOOK_EXTRA_PROFILES`); the reliability tests do so. The built-in ones cannot be replaced.
 """
 
 from __future__ import annotations
