@@ -222,7 +222,8 @@ class Trainer:
         lengths = (x_host != PAD_ID).sum(1)
         x_dev, y_dev = x_host.to(self.device), y_host.to(self.device)
         full_width = self.compile_model or self.static  # fixed shapes: every batch at full width
-        per_example = float((y_all != PAD_ID).sum()) / max(1, len(y_all))
+        per_example = (float((y_all != PAD_ID).sum()) / max(1, len(y_all))
+                       if self.cfg.epoch_token_mean else 0.0)
         end = 0
         for batch in batches:
             start, end = end, end + len(batch)
