@@ -2,12 +2,14 @@
 runs of one configuration made at different commits.
 
     python benchmarks/same_arithmetic.py OLD NEW [--profile smoke] [--kind pretrain_finetune]
-                                         [--changes '{"dropout": 0.1}']
+                                         [--variant vanilla] [--changes '{"dropout": 0.1}']
 
 Checks out both commits into temporary worktrees, runs the same job of a cheap profile in
 each (one thread, a process per commit, the package imported from its own worktree only),
 and compares what the runs wrote: the logged losses and learning rates step by step, the
-answers, the probe completions. Writes `results/benchmarks/same_arithmetic_OLD_NEW.json`.
+answers, the probe completions. Writes `results/benchmarks/same_arithmetic_OLD_NEW.json`
+(`..._OLD_NEW_VARIANT.json` for an attention variant other than vanilla). A check speaks
+for its variant only: the trainer is shared, but each variant's attention code is its own.
 
 What it shows and what it does not. Identical answers with losses equal to float32 rounding
 say that the training arithmetic and the data did not change between the commits. Over
@@ -42,11 +44,12 @@ except ModuleNotFoundError:  # a commit from before lib was split into layers
     import lib.pipeline as P
     import lib.profiles as PR
 PR.PROFILES[{profile!r}] = replace(PR.PROFILES[{profile!r}], **{changes!r})
-P.run({kind!r}, {profile!r}, progress=False)
+P.run({kind!r}, {profile!r}, variant={variant!r}, progress=False)
 """
 
 
-def run_at(commit: str, profile: str, kind: str, changes: dict, scratch: Path) -> Path:
+def run_at(commit: str, profile: str, kind: str, variant: str, changes: dict,
+           scratch: Path) -> Path:
     tree = scratch / f"tree-{commit}"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(tree), commit],
                    check=True, capture_output=True)
@@ -56,7 +59,7 @@ def run_at(commit: str, profile: str, kind: str, changes: dict, scratch: Path) -
                    BOOK_CHECKPOINTS=str(scratch / commit / "checkpoints"),
                    OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", BOOK_GIT_COMMIT=commit)
         subprocess.run([sys.executable, "-c", RUNNER.format(root=str(tree), kind=kind, profile=profile,
-                                                      changes=changes)],
+                                                      variant=variant, changes=changes)],
                        cwd=tree, env=env, check=True)
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
@@ -101,6 +104,7 @@ def main() -> None:
     parser.add_argument("new")
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--kind", default="pretrain_finetune")
+    parser.add_argument("--variant", default="vanilla", help="the attention variant both commits run")
     parser.add_argument("--changes", type=json.loads, default={},
                         help='profile fields set at both commits, as JSON: {"dropout": 0.1} '
                              "exercises dropout, which the smoke profile turns off")
@@ -109,13 +113,15 @@ def main() -> None:
                               capture_output=True, text=True).stdout.strip()
                for c in (args.old, args.new)]
     with tempfile.TemporaryDirectory() as tmp:
-        folders = [run_at(c, args.profile, args.kind, args.changes, Path(tmp)) for c in commits]
+        folders = [run_at(c, args.profile, args.kind, args.variant, args.changes, Path(tmp)) for c in commits]
         files = compare(*folders)
     record = {"what": "the same job at two commits: do they train and answer alike?",
               "old": commits[0], "new": commits[1], "profile": args.profile, "changes": args.changes, "kind": args.kind,
+              "variant": args.variant,
               "files (share of answers or completions that are identical)": files,
               "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    target = ROOT / "results" / "benchmarks" / f"same_arithmetic_{commits[0]}_{commits[1]}.json"
+    suffix = "" if args.variant == "vanilla" else f"_{args.variant}"
+    target = ROOT / "results" / "benchmarks" / f"same_arithmetic_{commits[0]}_{commits[1]}{suffix}.json"
     target.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(record, indent=1))
 

@@ -8,14 +8,16 @@ from lib.report.provenance import commit_note, mixed_commits
 from lib.runs.records import write_record
 
 
-def _check(root, old: str, new: str, alike: bool, worst: float = 0.0) -> None:
+def _check(root, old: str, new: str, alike: bool, worst: float = 0.0, variant: str | None = None) -> None:
     folder = root / "benchmarks"
     folder.mkdir(exist_ok=True)
     files = {"pretrain.metrics.jsonl": {"same steps and rates": alike,
                                         "largest relative loss difference": worst},
              "pretrain.details.json": {"name probe": 1.0 if alike else 0.9}}
-    (folder / f"same_arithmetic_{old}_{new}.json").write_text(
-        json.dumps({"files (share of answers or completions that are identical)": files}))
+    record = {"files (share of answers or completions that are identical)": files}
+    suffix = f"_{variant}" if variant else ""  # a record without a variant ran vanilla
+    (folder / f"same_arithmetic_{old}_{new}{suffix}.json").write_text(
+        json.dumps(record | ({"variant": variant} if variant else {})))
 
 
 def _at(commit: str) -> dict:
@@ -41,6 +43,25 @@ def test_one_commit_is_named_and_several_are_listed_with_what_links_them(tmp_pat
     _check(tmp_path, "aaaaaaa", "ccccccc", False)
     assert "Run at aaaaaaa and ccccccc, the same small job did not train alike" in commit_note(
         runs, tmp_path)
+
+
+def test_a_check_links_runs_of_its_own_variant_only(tmp_path):
+    runs = {"vanilla seed 0": {**_at("aaaaaaa"), "variant": "vanilla"},
+            "synthesizer seed 0": {**_at("bbbbbbb"), "variant": "synthesizer"},
+            "synthesizer seed 1": {**_at("ccccccc"), "variant": "synthesizer"}}
+    _check(tmp_path, "bbbbbbb", "ccccccc", True)  # vanilla: says nothing of the synthesizer's code
+    assert commit_note(runs, tmp_path).endswith(
+        "No recorded check that the code trains alike links commits bbbbbbb (synthesizer seed 0) "
+        "and ccccccc (synthesizer seed 1) to aaaaaaa: whether the code in between could move "
+        "these numbers is not measured.")
+    _check(tmp_path, "aaaaaaa", "bbbbbbb", True)
+    _check(tmp_path, "bbbbbbb", "ccccccc", True, 3e-7, variant="synthesizer")
+    linked = commit_note(runs, tmp_path)
+    assert ("The same small job of each variant (`benchmarks/same_arithmetic.py`: a small job) "
+            "run at aaaaaaa with bbbbbbb (vanilla); bbbbbbb with ccccccc (synthesizer) logged the "
+            "same steps and learning rates, losses equal to a relative 3e-07 at most") in linked
+    assert "the training arithmetic of each variant did not change" in linked
+    assert "No recorded check" not in linked
 
 
 def test_mixed_commits_names_each_configuration_whose_seeds_differ(tmp_path):
