@@ -60,3 +60,20 @@ def test_bf16_plateau_gradient_cosines_are_one_in_float32(one_thread):
     assert set(cosines) == {"float32", "bf16"}
     assert "tok_emb.weight" in cosines["float32"] and "blocks.3.attn.qkv.weight" not in cosines["float32"]
     assert all(c > 0.9999 for c in cosines["float32"].values())
+
+
+def test_thread_layout_benchmark_times_each_layout_in_its_own_processes(tmp_path):
+    from benchmarks import thread_layout
+
+    out = tmp_path / "layout.json"
+    assert thread_layout.main(["--quick", "--profile", "smoke", "--rounds", "1", "--steps", "2",
+                               "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    (layouts,) = record["rounds"]
+    assert {name: item["threads"] for name, item in layouts.items()} == thread_layout.LAYOUTS
+    for item in layouts.values():  # one list of step times per process
+        assert [len(s) for s in item["seconds"]] == [2] * len(item["threads"])
+        assert item["batch"][0] == 8
+    assert record["throughput_vs_two_threads"]["one process, 2 threads"] == [1.0]
+    two = layouts["two processes, 1 thread each"]
+    assert two["steps_per_second"] == sum(1 / m for m in two["median_seconds_per_step"])
