@@ -35,6 +35,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -501,6 +502,30 @@ def test_no_broken_internal_links(build: Build):
                 if unquote(fragment) not in ids:
                     problems.append(f"{name}: link {url!r}: no id {fragment!r} in {target.name}")
     assert not problems, "\n".join(problems[:50])
+
+
+# Characters of printed (monospace) output that the text column shows at a 1280-pixel
+# window; a longer line is cut off on screen.
+PRINTED_LINE_LIMIT = 84
+PRINTED_OUTPUT = re.compile(
+    r'<div class="output (?:stream|text_plain)[^"]*"><div class="highlight"><pre>(.*?)</pre>', re.S)
+
+
+@pytest.mark.book
+def test_printed_output_fits_the_page(build: Build):
+    """Chapters break their printed lines to the text column. The stored run notebooks
+    (book/runs) are rendered as papermill left them and are not checked."""
+    html = _html(build)
+    long = []
+    for page in _pages(html):
+        name = page.relative_to(html).as_posix()
+        if name.startswith("book/runs/"):
+            continue
+        for block in PRINTED_OUTPUT.findall(page.read_text(encoding="utf-8")):
+            text = unescape(re.sub(r"<[^>]+>", "", block))
+            long += [f"{name}: {len(line)} characters: {line[:70]}"
+                     for line in text.splitlines() if len(line) > PRINTED_LINE_LIMIT]
+    assert not long, "printed lines wider than the page:\n" + "\n".join(long)
 
 
 @pytest.mark.book
