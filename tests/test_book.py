@@ -514,7 +514,8 @@ PRINTED_OUTPUT = re.compile(
 @pytest.mark.book
 def test_printed_output_fits_the_page(build: Build):
     """Chapters break their printed lines to the text column. The stored run notebooks
-    (book/runs) are rendered as papermill left them and are not checked."""
+    (book/runs) are not checked: those that trained their run keep their output as it ran,
+    progress bars included (the templates under notebooks/ wrap what they print)."""
     html = _html(build)
     long = []
     for page in _pages(html):
