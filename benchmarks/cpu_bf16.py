@@ -59,6 +59,18 @@ def step_seconds(model: GPT, x: torch.Tensor, y: torch.Tensor, bf16: bool, optim
     return time.perf_counter() - started
 
 
+def typical_batch(profile, data: D.BirthplaceData, config: GPTConfig,
+                  batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A full batch of the examples nearest the median length of one pretraining epoch, cut
+    to its longest, as length grouping forms batches."""
+    dataset = DS.SpanCorruptionDataset(world_for(profile, data).corpus, data.vocab, config.block_size)
+    x, y = dataset.epoch(torch.Generator().manual_seed(0))
+    lengths = (x != D.PAD_ID).sum(1)
+    rows = torch.argsort((lengths - lengths.median()).abs(), stable=True)[:batch]
+    width = int(lengths[rows].max())
+    return x[rows, :width], y[rows, :width]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="cpu")
@@ -76,13 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         config = GPTConfig(**{**config.to_dict(), "n_layer": 1, "n_embd": 32, "n_head": 2})
         batch = 8
-    dataset = DS.SpanCorruptionDataset(world_for(profile, data).corpus, data.vocab, config.block_size)
-    x, y = dataset.epoch(torch.Generator().manual_seed(0))
-    # A batch of the typical width: examples as long as the median one.
-    lengths = (x != D.PAD_ID).sum(1)
-    width = int(lengths.median())
-    rows = torch.nonzero(lengths == width).flatten()[:batch]
-    xb, yb = x[rows, :width], y[rows, :width]
+    xb, yb = typical_batch(profile, data, config, batch)
     torch.manual_seed(0)
     model = GPT(config)
     optimizer = make_optimizer(model, profile.pretrain)
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "what": "seconds per training step (forward, backward, AdamW), float32 against bf16 "
                 "autocast, alternating on one batch",
-        "profile": profile.name, "quick": args.quick, "batch": [len(rows), width],
+        "profile": profile.name, "quick": args.quick, "batch": list(xb.shape),
         "threads": torch.get_num_threads(), "cpu_flags": cpu_flags(),
         "machine": platform.machine(), "processor": platform.processor(),
         "torch_version": torch.__version__, "git_commit": git_commit(),

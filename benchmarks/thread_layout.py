@@ -35,13 +35,12 @@ def worker(profile_name: str, steps: int, quick: bool) -> list[float]:
     """Seconds per training step in this process (threads set by the caller's environment)."""
     import torch
 
-    from benchmarks.cpu_bf16 import step_seconds
+    from benchmarks.cpu_bf16 import step_seconds, typical_batch
     from lib.core import data as D
-    from lib.core import datasets as DS
     from lib.core.model import GPT, GPTConfig
     from lib.core.train.config import make_optimizer
     from lib.runs.pipeline import model_config
-    from lib.runs.profiles import get_profile, world_for
+    from lib.runs.profiles import get_profile
 
     profile = get_profile(profile_name)
     data = D.load()
@@ -50,14 +49,8 @@ def worker(profile_name: str, steps: int, quick: bool) -> list[float]:
     if quick:
         config = GPTConfig(**{**config.to_dict(), "n_layer": 1, "n_embd": 32, "n_head": 2})
         batch = 8
-    dataset = DS.SpanCorruptionDataset(world_for(profile, data).corpus, data.vocab, config.block_size)
-    x, y = dataset.epoch(torch.Generator().manual_seed(0))
-    # A full batch of the examples nearest the median length, as length grouping forms them.
-    lengths = (x != D.PAD_ID).sum(1)
-    rows = torch.argsort((lengths - lengths.median()).abs(), stable=True)[:batch]
-    width = int(lengths[rows].max())
-    xb, yb = x[rows, :width], y[rows, :width]
-    print(json.dumps({"batch": [len(rows), width]}))
+    xb, yb = typical_batch(profile, data, config, batch)
+    print(json.dumps({"batch": list(xb.shape)}))
     torch.manual_seed(0)
     model = GPT(config)
     optimizer = make_optimizer(model, profile.pretrain)
