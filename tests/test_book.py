@@ -511,6 +511,36 @@ PRINTED_OUTPUT = re.compile(
     r'<div class="output (?:stream|text_plain)[^"]*"><div class="highlight"><pre>(.*?)</pre>', re.S)
 
 
+CODE_CELL = re.compile(r"```\{code-cell\}[^\n]*\n(.*?)\n```", re.S)
+
+
+def _visible_code(cell: str) -> list[str]:
+    """A code cell's source lines as the page shows them: none when its options (leading
+    `:key:` lines or a `---` block) hide or remove the input."""
+    lines = cell.splitlines()
+    if lines and lines[0].strip() == "---":
+        end = lines.index("---", 1)
+        options, code = lines[: end + 1], lines[end + 1:]
+    else:
+        n = next((i for i, line in enumerate(lines) if not line.startswith(":")), len(lines))
+        options, code = lines[:n], lines[n:]
+    hidden = re.search(r"hide-input|remove-input|hide-cell|remove-cell", " ".join(options))
+    return [] if hidden else code
+
+
+def test_visible_code_fits_the_page():
+    """Code a chapter shows (not hidden behind "Show code cell source") fits the text column,
+    as printed output does."""
+    long = []
+    for page in sorted((ROOT / "book").rglob("*.md")):
+        if "runs" in page.relative_to(ROOT / "book").parts:
+            continue
+        for cell in CODE_CELL.findall(page.read_text(encoding="utf-8")):
+            long += [f"{page.relative_to(ROOT)}: {len(line)} characters: {line[:70]}"
+                     for line in _visible_code(cell) if len(line) > PRINTED_LINE_LIMIT]
+    assert not long, "shown code lines wider than the page:\n" + "\n".join(long)
+
+
 @pytest.mark.book
 def test_printed_output_fits_the_page(build: Build):
     """Chapters break their printed lines to the text column. The stored run notebooks
