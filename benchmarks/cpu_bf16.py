@@ -71,6 +71,22 @@ def typical_batch(profile, data: D.BirthplaceData, config: GPTConfig,
     return x[rows, :width], y[rows, :width]
 
 
+def training_setup(profile_name: str, quick: bool = False):
+    """The profile's model (a tiny one with `quick`, for the tests), its optimizer and a
+    typical batch: what the step benchmarks time."""
+    profile = get_profile(profile_name)
+    data = D.load()
+    config = model_config(profile, len(data.vocab), "vanilla")
+    batch = profile.pretrain.batch_size
+    if quick:
+        config = GPTConfig(**{**config.to_dict(), "n_layer": 1, "n_embd": 32, "n_head": 2})
+        batch = 8
+    xb, yb = typical_batch(profile, data, config, batch)
+    torch.manual_seed(0)
+    model = GPT(config)
+    return model, make_optimizer(model, profile.pretrain), xb, yb
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="cpu")
@@ -81,17 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.rounds <= 0 or args.steps <= 0:
         ap.error("--rounds and --steps must be positive")
-    profile = get_profile(args.profile)
-    data = D.load()
-    config = model_config(profile, len(data.vocab), "vanilla")
-    batch = profile.pretrain.batch_size
-    if args.quick:
-        config = GPTConfig(**{**config.to_dict(), "n_layer": 1, "n_embd": 32, "n_head": 2})
-        batch = 8
-    xb, yb = typical_batch(profile, data, config, batch)
-    torch.manual_seed(0)
-    model = GPT(config)
-    optimizer = make_optimizer(model, profile.pretrain)
+    model, optimizer, xb, yb = training_setup(args.profile, args.quick)
     times: dict[str, list[float]] = {"float32": [], "bf16": []}
     for bf16 in (False, True):  # warm-up, untimed
         step_seconds(model, xb, yb, bf16, optimizer)
@@ -103,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "what": "seconds per training step (forward, backward, AdamW), float32 against bf16 "
                 "autocast, alternating on one batch",
-        "profile": profile.name, "quick": args.quick, "batch": list(xb.shape),
+        "profile": args.profile, "quick": args.quick, "batch": list(xb.shape),
         "threads": torch.get_num_threads(), "cpu_flags": cpu_flags(),
         "machine": platform.machine(), "processor": platform.processor(),
         "torch_version": torch.__version__, "git_commit": git_commit(),
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": times,
     }
     atomic_write_json(args.out, record)
-    print(f"{profile.name}: float32 {median['float32']:.3f} s/step, bf16 {median['bf16']:.3f} s/step, "
+    print(f"{args.profile}: float32 {median['float32']:.3f} s/step, bf16 {median['bf16']:.3f} s/step, "
           f"bf16 is {record['speedup']:.2f} times as fast ({torch.get_num_threads()} threads; "
           f"CPU flags {', '.join(record['cpu_flags']) or 'none'})")
     return 0

@@ -33,27 +33,10 @@ LAYOUTS = {"one process, 2 threads": [2], "one process, 1 thread": [1],
 
 def worker(profile_name: str, steps: int, quick: bool) -> list[float]:
     """Seconds per training step in this process (threads set by the caller's environment)."""
-    import torch
+    from benchmarks.cpu_bf16 import step_seconds, training_setup
 
-    from benchmarks.cpu_bf16 import step_seconds, typical_batch
-    from lib.core import data as D
-    from lib.core.model import GPT, GPTConfig
-    from lib.core.train.config import make_optimizer
-    from lib.runs.pipeline import model_config
-    from lib.runs.profiles import get_profile
-
-    profile = get_profile(profile_name)
-    data = D.load()
-    config = model_config(profile, len(data.vocab), "vanilla")
-    batch = profile.pretrain.batch_size
-    if quick:
-        config = GPTConfig(**{**config.to_dict(), "n_layer": 1, "n_embd": 32, "n_head": 2})
-        batch = 8
-    xb, yb = typical_batch(profile, data, config, batch)
+    model, optimizer, xb, yb = training_setup(profile_name, quick)
     print(json.dumps({"batch": list(xb.shape)}))
-    torch.manual_seed(0)
-    model = GPT(config)
-    optimizer = make_optimizer(model, profile.pretrain)
     step_seconds(model, xb, yb, False, optimizer)  # warm-up, untimed
     return [step_seconds(model, xb, yb, False, optimizer) for _ in range(steps)]
 
