@@ -257,8 +257,8 @@ def test_chapter_profile_prefers_full_then_cpu_then_smoke(scratch):
         add("full", kind, 0, {"dev": dev(20)} if kind != "pretrain" else {"probe": probe(50, 0)})
     add("full", "pretrain_finetune", 0, {"dev": dev(10)}, variant="synthesizer")
     assert report.chapter_profile() == "mini" and report.variant_profile() is None
-    # The essays follow the chapters: one finished seed of the whole data does not displace
-    # a world whose every seed has finished.
+    # The essays follow the chapters: a whole-data profile without finetuning alone for
+    # seeds 1 and 2 does not answer 2(c), so it does not displace a world that does.
     assert report.essay_profile() == "mini"
     assert report.essay_profile(variant="synthesizer") is None
     stored_but_not_extracted("full")
@@ -288,15 +288,20 @@ def test_run_links_link_stored_notebooks_and_flag_missing_ones(scratch):
 def test_stored_vs_answered_counts_people(scratch):
     pre = add("mini", "pretrain", 0, {"probe": probe(1, 0, n=3)})
     pf = add("mini", "pretrain_finetune", 0, {"dev": dev(1, 3)})
+    # A: the name probe finds X; B: only the biography probe does; C: neither (no biography).
     atomic_write_json(results_root() / "mini" / pre["files"]["details"], {"probe": [
-        {"name": "A", "name_probe": True}, {"name": "B", "name_probe": False},
-        {"name": "C", "name_probe": False}]})
+        {"name": "A", "place": "X", "name_completion": "X, in 1950", "bio_completion": "Y"},
+        {"name": "B", "place": "X", "name_completion": "Y", "bio_completion": "X."},
+        {"name": "C", "place": "X", "name_completion": "Z", "bio_completion": None}]})
     atomic_write_json(results_root() / "mini" / pf["files"]["details"], {"dev": [
         {"name": "A", "gold": "X", "prediction": "Y"}, {"name": "B", "gold": "X", "prediction": "X"},
         {"name": "C", "gold": "X", "prediction": "Z"}]})
     table = report.stored_vs_answered(pre, pf)
-    assert table.loc[True, False] == 1 and table.loc[False, True] == 1 and table.loc[False, False] == 1
-    assert table.loc[True, True] == 0
+    assert table.loc["recovered by the probe", "question answered"] == 1  # B
+    assert table.loc["recovered by the probe", "question missed"] == 1  # A
+    assert table.loc["not recovered", "question missed"] == 1  # C
+    assert table.loc["not recovered", "question answered"] == 0
+    assert table.loc["total", "total"] == 3
 
 
 def test_figures_draw_what_the_logs_hold(scratch):
@@ -307,7 +312,8 @@ def test_figures_draw_what_the_logs_hold(scratch):
     loss_line = fig.axes[0].lines[0]
     assert list(loss_line.get_ydata()) == [row["loss"] for row in log]
     fig = figures.panels({"a": {"seed 0": log}, "b": {}}, "t", key="lr")
-    assert len(fig.axes) == 2 and list(fig.axes[0].lines[0].get_ydata()) == [1e-3] * 3
+    assert len(fig.axes) == 2 and list(fig.axes[0].lines[0].get_ydata()) == [1.0] * 3
+    assert fig.axes[0].get_ylabel() == "learning rate (× 1e-3)"  # the unit is in the label
 
 
 @pytest.fixture
@@ -339,11 +345,13 @@ def test_snapshot_figures_plot_each_run_and_skip_runs_without_snapshots():
 
     runs = {"seed 0": {"metrics": {"snapshots": [snap(1, 10, 2), snap(2, 40, 5)]}},
             "seed 1": {"metrics": {}}}
-    probes = figures.probe_snapshots(runs, "t").axes[0]
-    assert [line.get_label() for line in probes.lines] == ["seed 0: name probe, own place",
-                                                          "seed 0: control"]
-    assert list(probes.lines[0].get_ydata()) == [10.0, 40.0]
-    assert list(probes.lines[1].get_ydata()) == [1.0, 1.0]
+    name_panel, bio_panel = figures.probe_snapshots(runs, "t").axes
+    assert [name_panel.get_title(), bio_panel.get_title()] == ["name probe", "biography probe"]
+    assert [line.get_label() for line in name_panel.lines] == ["seed 0: own place", "seed 0: control"]
+    assert list(name_panel.lines[0].get_ydata()) == [10.0, 40.0]
+    assert list(name_panel.lines[1].get_ydata()) == [1.0, 1.0]
+    assert list(bio_panel.lines[0].get_ydata()) == [0.0, 0.0]
+    assert name_panel.get_ylim() == (0.0, 44.0)
     accuracy = figures.accuracy_snapshots(runs, "t").axes[0]
     assert len(accuracy.lines) == 1 and list(accuracy.lines[0].get_ydata()) == [2.0, 5.0]
     assert accuracy.get_ylabel() == "dev accuracy (%)"
@@ -358,23 +366,38 @@ def test_seed_spread_flags_variation_beyond_counting_noise():
     assert report.seed_spread(runs[:1]) is None
 
 
-def test_chapters_pass_over_a_whole_data_profile_until_its_matrix_is_complete(scratch):
+def test_chapters_read_a_whole_data_profile_once_it_answers_the_exercise(scratch):
     stored_but_not_extracted("mini")
     # The cpu profile as it grows: London and the cheap finetunes first, pretraining later.
     add("cpu", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
-    for seed in (0, 1, 2):
+    for seed in (0, 1):
         add("cpu", "finetune", seed, {"dev": dev(3, 500)}, whole_data=True)
-    assert report.chapter_profile() == "mini"
     add("cpu", "pretrain", 0, {"probe": probe(40, 5)}, whole_data=True)
     add("cpu", "pretrain_finetune", 0, {"dev": dev(80, 500)}, whole_data=True)
-    assert report.chapter_profile() == "mini"  # seeds 1 and 2 are still to come
+    assert report.chapter_profile() == "mini"  # 2(c) needs every seed's finetune
+    add("cpu", "finetune", 2, {"dev": dev(3, 500)}, whole_data=True)
+    assert report.answers_exercise("cpu")
+    assert report.chapter_profile() == report.essay_profile() == "cpu"
+    assert [r.id for r in report.pending_runs("cpu")] == ["pretrain-vanilla-seed1", "pretrain_finetune-vanilla-seed1",
+                                                          "pretrain-vanilla-seed2",
+                                                          "pretrain_finetune-vanilla-seed2"]
+    assert report.findings("cpu")["pending"].startswith(
+        "Not finished yet under this profile: pretraining and pretrain + finetune for seeds 1 and 2.")
     for seed in (1, 2):
         add("cpu", "pretrain", seed, {"probe": probe(40, 5)}, whole_data=True)
         add("cpu", "pretrain_finetune", seed, {"dev": dev(70, 500)}, whole_data=True)
-    assert report.chapter_profile() == "cpu"
+    assert report.chapter_profile() == "cpu" and report.pending_runs("cpu") == []
+    assert "pending" not in report.findings("cpu")
+    # A GPU call cut short: pretraining without its pretrain + finetune, one seed's finetune.
     add("full", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
+    add("full", "pretrain", 0, {"probe": probe(60, 5)}, whole_data=True)
+    add("full", "finetune", 0, {"dev": dev(3, 500)}, whole_data=True)
+    assert report.chapter_profile() == "cpu"
     add("full", "pretrain_finetune", 0, {"dev": dev(110, 500)}, whole_data=True)
-    assert report.chapter_profile() == "cpu"  # a partial GPU matrix changes nothing
+    assert report.chapter_profile() == "cpu"  # seeds 1 and 2 of finetuning alone are missing
+    for seed in (1, 2):
+        add("full", "finetune", seed, {"dev": dev(3, 500)}, whole_data=True)
+    assert report.chapter_profile() == "full"
     assert report.caption("cpu").endswith("(the whole data; the recipe departs from the classic one as stated)")
 
 

@@ -15,13 +15,14 @@ Further modules are imported by name: `stats`, `figures`, `analysis` (the essays
 """
 
 from lib.report.choice import (  # noqa: F401
+    answers_exercise,
     chapter_profile,
     choose,
     essay_profile,
     first_profile_with,
     has_research_variant,
     has_runs,
-    matrix_complete,
+    pending_runs,
     people_profile,
     profiles_with_records,
     variant_profile,

@@ -1,8 +1,9 @@
 """Which profile a page shows, by one rule (`choose`): walk the profiles in `PROFILE_ORDER`
 (the whole data first, `full` before the CPU profiles, then the mini world, the `smoke`
 wiring check last) and take the first whose records hold every run the page needs. A
-profile still running, or run in parts, is passed over, so a page never mixes profiles.
-What each page needs is the only thing that differs, and each is one predicate below.
+profile that cannot yet answer what a page asks is passed over, so a page never mixes
+profiles. What each page needs is the only thing that differs, and each is one predicate
+below.
 """
 
 from __future__ import annotations
@@ -10,21 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lib.runs.matrix import TRAINED_KINDS, missing
-from lib.runs.profiles import PROFILE_ORDER
+from lib.runs.matrix import TRAINED_KINDS, Run, missing
+from lib.runs.profiles import PROFILE_ORDER, get_profile
 from lib.runs.records import load_records
 
 
 def choose(holds: Callable[[str, Path | None], bool], root: Path | None = None) -> str | None:
     """The first profile in `PROFILE_ORDER` whose records hold what a page needs."""
     return next((profile for profile in PROFILE_ORDER if holds(profile, root)), None)
-
-
-def matrix_complete(profile: str, root: Path | None = None) -> bool:
-    """Whether the London baseline and every vanilla run of the matrix (pretrain, pretrain +
-    finetune, finetune) have finished for every seed the profile names."""
-    have = [(r["kind"], r["variant"], r["seed"]) for r in load_records(profile, root)]
-    return not missing(profile, have)
 
 
 def has_runs(profile: str, root: Path | None = None, kinds: Sequence[str] = TRAINED_KINDS,
@@ -39,15 +33,36 @@ def has_research_variant(profile: str, root: Path | None = None) -> bool:
                for r in load_records(profile, root, kind="pretrain_finetune"))
 
 
+def answers_exercise(profile: str, root: Path | None = None) -> bool:
+    """Whether a profile answers the exercise's questions 2(c), 2(d) and 2(f): the London
+    baseline, finetuning from scratch for every seed the profile names (cheap runs), and
+    vanilla pretraining with its pretrain + finetune for at least one seed. The other seeds'
+    pretraining (hours each on a CPU) joins the pages as it finishes; `pending_runs` names
+    what is still to come."""
+    records = load_records(profile, root)
+    vanilla = {(r["kind"], r["seed"]) for r in records if r["variant"] == "vanilla"}
+    seeds = get_profile(profile).seeds
+    return (any(r["kind"] == "london" for r in records)
+            and all(("finetune", s) in vanilla for s in seeds)
+            and any(("pretrain", s) in vanilla and ("pretrain_finetune", s) in vanilla
+                    for s in seeds))
+
+
+def pending_runs(profile: str, root: Path | None = None) -> list[Run]:
+    """The vanilla runs of a profile's matrix that have not finished, in running order."""
+    have = [(r["kind"], r["variant"], r["seed"]) for r in load_records(profile, root)]
+    return missing(profile, have)
+
+
 def chapter_profile(root: Path | None = None) -> str | None:
-    """The knowledge-access chapters: a complete vanilla matrix, every seed."""
-    return choose(matrix_complete, root)
+    """The knowledge-access chapters: the first profile that answers the exercise."""
+    return choose(answers_exercise, root)
 
 
 def variant_profile(root: Path | None = None) -> str | None:
-    """The variants chapter: a complete vanilla matrix (what each variant is compared with)
-    and a finished research-variant run."""
-    return choose(lambda p, r: matrix_complete(p, r) and has_research_variant(p, r), root)
+    """The variants chapter: a profile that answers the exercise with vanilla attention (what
+    each variant is compared with) and a finished research-variant run."""
+    return choose(lambda p, r: answers_exercise(p, r) and has_research_variant(p, r), root)
 
 
 def people_profile(root: Path | None = None) -> str | None:
@@ -56,9 +71,8 @@ def people_profile(root: Path | None = None) -> str | None:
 
 
 def essay_profile(root: Path | None = None, variant: str = "vanilla") -> str | None:
-    """The essays: for vanilla attention the chapters' profile (a complete matrix, every
-    seed), so a whole-data profile with one seed finished does not displace a world read
-    on every seed; failing that (or for another variant), the first profile with finished
+    """The essays: for vanilla attention the chapters' profile, so essays and chapters read
+    the same runs; failing that (or for another variant), the first profile with finished
     runs of every trained kind (pretrain, pretrain + finetune, finetune) for one seed."""
     complete = chapter_profile(root) if variant == "vanilla" else None
     return complete or choose(lambda p, r: has_runs(p, r, TRAINED_KINDS, variant), root)

@@ -7,6 +7,8 @@ numbers come from.
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
@@ -59,15 +61,28 @@ def _per_snapshot(records: dict[str, dict], title: str, xlabel: str, ylabel: str
 
 
 def probe_snapshots(records: dict[str, dict], title: str) -> Figure:
-    """Knowledge-probe hit rate (own place and control) along pretraining, per run."""
-    def draw(ax, label, table):
-        epochs = table["pretraining epoch"]
-        line = ax.plot(epochs, 100 * table["name probe, own"], marker="o",
-                       label=f"{label}: name probe, own place")[0]
-        ax.plot(epochs, 100 * table["name probe, control"], marker="x", ls="--",
-                color=line.get_color(), label=f"{label}: control")
-
-    return _per_snapshot(records, title, "pretraining epoch", "people (%)", draw)
+    """Knowledge-probe hit rates along pretraining, one panel per probe (name, biography),
+    own place and control per run. The axes start at zero and reach at least 5 %, so one
+    person in five hundred does not fill the panel."""
+    tables = {label: snapshot_table(record) for label, record in records.items()}
+    tables = {label: table for label, table in tables.items() if not table.empty}
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True, sharey=True)
+    top = 5.0
+    for ax, (probe, name) in zip(axes, (("name", "name probe"), ("bio", "biography probe")),
+                                 strict=True):
+        for label, table in tables.items():
+            epochs = table["pretraining epoch"]
+            own, control = 100 * table[f"{probe} probe, own"], 100 * table[f"{probe} probe, control"]
+            line = ax.plot(epochs, own, marker="o", label=f"{label}: own place")[0]
+            ax.plot(epochs, control, marker="x", ls="--", color=line.get_color(),
+                    label=f"{label}: control")
+            top = max(top, float(own.max()), float(control.max()))
+        ax.set(xlabel="pretraining epoch", title=name)
+        if tables:
+            ax.legend(fontsize=7, loc="upper left")
+    axes[0].set(ylabel="people, own place or control (%)", ylim=(0, 1.1 * top))
+    fig.suptitle(title, fontsize=10)
+    return fig
 
 
 def accuracy_snapshots(records: dict[str, dict], title: str) -> Figure:
@@ -85,13 +100,17 @@ def panels(logs: dict[str, dict[str, list[dict]]], title: str, key: str = "loss"
     fig, axes = plt.subplots(1, max(1, len(logs)), figsize=(4 * max(1, len(logs)), 3.2),
                              constrained_layout=True, squeeze=False)
     for ax, (name, runs) in zip(axes[0], logs.items(), strict=False):
+        # Rates are drawn in units of a power of ten named in the axis label: matplotlib's
+        # offset text ("1e-4" above the axis) would push the panel title into the figure's.
+        top = max((abs(row[key]) for log in runs.values() for row in log), default=0.0)
+        exponent = math.floor(math.log10(top)) if key == "lr" and top > 0 else 0
         for label, log in runs.items():
-            ax.plot([row["tokens"] / 1e6 for row in log], [row[key] for row in log], lw=1.1,
-                    label=label)
+            ax.plot([row["tokens"] / 1e6 for row in log],
+                    [row[key] / 10 ** exponent for row in log], lw=1.1, label=label)
+        ylabel = "training loss" if key == "loss" else "learning rate"
         ax.set(title=name, xlabel="tokens seen (millions)",
-               ylabel="training loss" if key == "loss" else "learning rate")
-        if key == "lr":
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+               ylabel=f"{ylabel} (× 1e{exponent})" if exponent else ylabel)
+        ax.ticklabel_format(axis="y", useOffset=False)
         if runs:
             ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)

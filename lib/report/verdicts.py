@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.report.formatting import percent
+from lib.report.analysis import cross_table, stored_vs_extracted
+from lib.report.choice import pending_runs
+from lib.report.formatting import listing, percent
 from lib.report.reading import details, dev_outcomes, is_whole_data, load_data, runs_of
 from lib.report.stats import Paired, exact_rate, fisher, format_p, mcnemar
 from lib.runs.records import load_records
@@ -190,10 +192,34 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
                           "it was never asked about during finetuning.")
     if not is_whole_data(profile, root):
         out["pending"] = ("These are mini-world numbers. The exercise's questions are about the "
-                          "whole data (the `cpu` and `full` profiles); the results page shows "
-                          "whatever whole-data runs have finished, and these pages switch to a "
-                          "whole-data profile once its matrix is complete.")
+                          "whole data (the `full`, `cpu32` and `cpu` profiles); the results page "
+                          "shows whatever whole-data runs have finished, and these pages switch "
+                          "to a whole-data profile once it holds London, finetuning alone for "
+                          "every seed, and pretraining with its pretrain + finetune for one seed.")
+    elif variant == "vanilla" and (waiting := pending_text(profile, root)):
+        out["pending"] = waiting
     return out
+
+
+KIND_WORDS = {"london": "the London baseline", "pretrain": "pretraining",
+              "pretrain_finetune": "pretrain + finetune", "finetune": "finetuning alone"}
+
+
+def pending_text(profile: str, root: Path | None = None) -> str | None:
+    """Which of the profile's vanilla runs have not finished, kind by kind, so a page read
+    before every seed is in says which seeds its numbers rest on; None when all are in."""
+    seeds: dict[str, list[int]] = {}
+    for run in pending_runs(profile, root):
+        seeds.setdefault(run.kind, []).append(run.seed)
+    if not seeds:
+        return None
+    kinds: dict[tuple[int, ...], list[str]] = {}  # kinds waiting for the same seeds go together
+    for kind, waiting in seeds.items():
+        kinds.setdefault(tuple(waiting), []).append(KIND_WORDS[kind])
+    parts = [f"{listing(words)} for seed{'s' if len(s) > 1 else ''} {listing([str(x) for x in s])}"
+             for s, words in kinds.items()]
+    return (f"Not finished yet under this profile: {'; '.join(parts)}. The numbers here rest on "
+            "the seeds that have finished; the others join these pages when their runs do.")
 
 
 def runs_table(records: list[dict]) -> pd.DataFrame:
@@ -226,19 +252,12 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
 
 
 def stored_vs_answered(pretrain: dict, finetuned: dict, root: Path | None = None) -> pd.DataFrame:
-    """Per dev person: did the name probe of the pretrained model find the place, and did the
-    model finetuned from it answer the question right? Counts of the four combinations."""
-    probe = {row["name"]: bool(row["name_probe"]) for row in details(pretrain, root).get("probe", [])}
-    answered = {row["name"]: row["prediction"] == row["gold"]
-                for row in details(finetuned, root).get("dev", [])}
-    people = [n for n in answered if n in probe]
-    table = pd.crosstab(pd.Series([probe[n] for n in people], name="name probe finds the place"),
-                        pd.Series([answered[n] for n in people], name="finetuned model answers right"))
-    for flag in (False, True):
-        for axis in (0, 1):
-            if flag not in table.axes[axis]:
-                table = table.reindex(sorted(set(table.axes[axis]) | {flag}), axis=axis, fill_value=0)
-    return table
+    """Counts of dev people: did either probe of the pretrained model complete the person's
+    own place (stored), and did the model finetuned from it answer the question (extracted)?
+    The essays' per-person table (`analysis.stored_vs_extracted`), counted."""
+    per_person = stored_vs_extracted(details(pretrain, root).get("probe", []),
+                                     details(finetuned, root).get("dev", []))
+    return cross_table(per_person)
 
 
 def answers_from_train(record: dict, root: Path | None = None) -> pd.DataFrame:
