@@ -368,37 +368,51 @@ def test_seed_spread_flags_variation_beyond_counting_noise():
 
 def test_chapters_read_a_whole_data_profile_once_it_answers_the_exercise(scratch):
     stored_but_not_extracted("mini")
-    # The cpu profile as it grows: London and the cheap finetunes first, pretraining later.
-    add("cpu", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
+    # The cpu32 profile as it grows: London and the cheap finetunes first, pretraining later.
+    add("cpu32", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
     for seed in (0, 1):
-        add("cpu", "finetune", seed, {"dev": dev(3, 500)}, whole_data=True)
-    add("cpu", "pretrain", 0, {"probe": probe(40, 5)}, whole_data=True)
-    add("cpu", "pretrain_finetune", 0, {"dev": dev(80, 500)}, whole_data=True)
+        add("cpu32", "finetune", seed, {"dev": dev(3, 500)}, whole_data=True)
+    add("cpu32", "pretrain", 0, {"probe": probe(40, 5)}, whole_data=True)
+    add("cpu32", "pretrain_finetune", 0, {"dev": dev(80, 500)}, whole_data=True)
     assert report.chapter_profile() == "mini"  # 2(c) needs every seed's finetune
-    add("cpu", "finetune", 2, {"dev": dev(3, 500)}, whole_data=True)
-    assert report.answers_exercise("cpu")
-    assert report.chapter_profile() == report.essay_profile() == "cpu"
-    assert [r.id for r in report.pending_runs("cpu")] == ["pretrain-vanilla-seed1", "pretrain_finetune-vanilla-seed1",
+    add("cpu32", "finetune", 2, {"dev": dev(3, 500)}, whole_data=True)
+    assert report.answers_exercise("cpu32")
+    assert report.chapter_profile() == report.essay_profile() == "cpu32"
+    assert [r.id for r in report.pending_runs("cpu32")] == ["pretrain-vanilla-seed1", "pretrain_finetune-vanilla-seed1",
                                                           "pretrain-vanilla-seed2",
                                                           "pretrain_finetune-vanilla-seed2"]
-    assert report.findings("cpu")["pending"].startswith(
+    assert report.findings("cpu32")["pending"].startswith(
         "Not finished yet under this profile: pretraining and pretrain + finetune for seeds 1 and 2.")
     for seed in (1, 2):
-        add("cpu", "pretrain", seed, {"probe": probe(40, 5)}, whole_data=True)
-        add("cpu", "pretrain_finetune", seed, {"dev": dev(70, 500)}, whole_data=True)
-    assert report.chapter_profile() == "cpu" and report.pending_runs("cpu") == []
-    assert "pending" not in report.findings("cpu")
+        add("cpu32", "pretrain", seed, {"probe": probe(40, 5)}, whole_data=True)
+        add("cpu32", "pretrain_finetune", seed, {"dev": dev(70, 500)}, whole_data=True)
+    assert report.chapter_profile() == "cpu32" and report.pending_runs("cpu32") == []
+    assert "pending" not in report.findings("cpu32")
     # A GPU call cut short: pretraining without its pretrain + finetune, one seed's finetune.
     add("full", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
     add("full", "pretrain", 0, {"probe": probe(60, 5)}, whole_data=True)
     add("full", "finetune", 0, {"dev": dev(3, 500)}, whole_data=True)
-    assert report.chapter_profile() == "cpu"
+    assert report.chapter_profile() == "cpu32"
     add("full", "pretrain_finetune", 0, {"dev": dev(110, 500)}, whole_data=True)
-    assert report.chapter_profile() == "cpu"  # seeds 1 and 2 of finetuning alone are missing
+    assert report.chapter_profile() == "cpu32"  # seeds 1 and 2 of finetuning alone are missing
     for seed in (1, 2):
         add("full", "finetune", seed, {"dev": dev(3, 500)}, whole_data=True)
     assert report.chapter_profile() == "full"
-    assert report.caption("cpu").endswith("(the whole data; the recipe departs from the classic one as stated)")
+    assert report.caption("cpu32").endswith("(the whole data; the recipe departs from the classic one as stated)")
+
+
+def test_a_superseded_profile_is_compared_on_the_results_page_only(scratch):
+    stored_but_not_extracted("mini")
+    add("cpu", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
+    for seed in (0, 1, 2):
+        add("cpu", "pretrain", seed, {"probe": probe(1, 0, n=500)}, whole_data=True)
+        add("cpu", "pretrain_finetune", seed, {"dev": dev(6, 500)}, whole_data=True)
+        add("cpu", "finetune", seed, {"dev": dev(10, 500)}, whole_data=True)
+    assert report.answers_exercise("cpu")
+    assert report.chapter_profile() == report.essay_profile() == "mini"
+    assert report.answer_line("pretrain_finetune").startswith("profile `mini`")
+    assert "cpu" in report.profiles_with_records()
+    assert "cpu (whole data)" in set(report.side_by_side()["profile"])
 
 
 def _answers(profile: str, record: dict, right: list[bool]) -> None:

@@ -19,7 +19,6 @@ from lib.report.choice import (  # noqa: F401
     chapter_profile,
     choose,
     essay_profile,
-    first_profile_with,
     has_research_variant,
     has_runs,
     pending_runs,

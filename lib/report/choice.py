@@ -1,6 +1,7 @@
 """Which profile a page shows, by one rule (`choose`): walk the profiles in `PROFILE_ORDER`
 (the whole data first, `full` before the CPU profiles, then the mini world, the `smoke`
-wiring check last) and take the first whose records hold every run the page needs. A
+wiring check last), passing over those a later profile `SUPERSEDED`, and take the first
+whose records hold every run the page needs. A
 profile that cannot yet answer what a page asks is passed over, so a page never mixes
 profiles. What each page needs is the only thing that differs, and each is one predicate
 below.
@@ -12,13 +13,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lib.runs.matrix import TRAINED_KINDS, Run, missing
-from lib.runs.profiles import PROFILE_ORDER, get_profile
+from lib.runs.profiles import PROFILE_ORDER, SUPERSEDED, get_profile
 from lib.runs.records import load_records
 
 
 def choose(holds: Callable[[str, Path | None], bool], root: Path | None = None) -> str | None:
-    """The first profile in `PROFILE_ORDER` whose records hold what a page needs."""
-    return next((profile for profile in PROFILE_ORDER if holds(profile, root)), None)
+    """The first profile in `PROFILE_ORDER`, superseded ones passed over, whose records hold
+    what a page needs."""
+    return next((profile for profile in PROFILE_ORDER
+                 if profile not in SUPERSEDED and holds(profile, root)), None)
 
 
 def has_runs(profile: str, root: Path | None = None, kinds: Sequence[str] = TRAINED_KINDS,
@@ -79,15 +82,10 @@ def essay_profile(root: Path | None = None, variant: str = "vanilla") -> str | N
 
 
 def profiles_with_records(root: Path | None = None) -> list[str]:
-    """Profiles with at least one vanilla or London record, whole data first (`full`, `cpu`),
-    then the mini world; `smoke` only when nothing else has run (its numbers mean nothing)."""
+    """Profiles with at least one vanilla or London record, whole data first (`full`, `cpu32`,
+    `cpu`), then the mini world; `smoke` only when nothing else has run (its numbers mean
+    nothing). Superseded profiles are listed: this is what the results page compares."""
     have = [p for p in PROFILE_ORDER if any(r["variant"] in ("vanilla", "none")
                                             for r in load_records(p, root))]
     real = [p for p in have if p != "smoke"]
     return real or have
-
-
-def first_profile_with(kind: str, root: Path | None = None, variant: str = "vanilla") -> str | None:
-    """A page's number about one kind of run (the answers page): the first listed profile
-    holding a finished run of that kind and variant."""
-    return next((p for p in profiles_with_records(root) if has_runs(p, root, (kind,), variant)), None)

@@ -11,6 +11,7 @@ from lib.report.choice import profiles_with_records
 from lib.report.formatting import format_stat, mean_std
 from lib.report.reading import dev_outcomes, world_label
 from lib.report.stats import exact_rate, format_p, mcnemar
+from lib.runs.profiles import SUPERSEDED
 from lib.runs.records import load_records, records_by_seed
 
 # The configurations of the matrix, in the order the book discusses them.
@@ -184,11 +185,14 @@ def side_by_side(root: Path | None = None, points: list[dict] | None = None) -> 
 
 
 def answer_line(kind: str, root: Path | None = None, points: list[dict] | None = None) -> str:
-    """The runs of `kind` (vanilla) on the first profile that has them, whole data first:
+    """The runs of `kind` (vanilla) on the first profile that has them, whole data first and
+    superseded profiles passed over:
     each seed's rate with its interval and its paired comparison with London (`points`:
     `accuracy_points` already computed)."""
     points = accuracy_points(root) if points is None else points
     for profile in dict.fromkeys(p["profile"] for p in points):
+        if profile in SUPERSEDED:  # on the results page only
+            continue
         here = [p for p in points if p["profile"] == profile and p["kind"] == kind]
         if not here:
             continue
@@ -205,8 +209,11 @@ def answer_line(kind: str, root: Path | None = None, points: list[dict] | None =
 
 def variant_answer_line(variant: str, root: Path | None = None) -> str:
     """`variant` against vanilla after pretraining and finetuning, seed by seed on the same
-    people, on the first profile (whole data first) that has both."""
+    people, on the first profile (whole data first, superseded ones passed over) that has
+    both."""
     for profile in profiles_with_records(root):
+        if profile in SUPERSEDED:
+            continue
         ours = records_by_seed(profile, "pretrain_finetune", variant, root)
         base = records_by_seed(profile, "pretrain_finetune", "vanilla", root)
         shared = sorted(set(ours) & set(base))

@@ -192,7 +192,7 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
                           "it was never asked about during finetuning.")
     if not is_whole_data(profile, root):
         out["pending"] = ("These are mini-world numbers. The exercise's questions are about the "
-                          "whole data (the `full`, `cpu32` and `cpu` profiles); the results page "
+                          "whole data (the `full` and `cpu32` profiles); the results page "
                           "shows whatever whole-data runs have finished, and these pages switch "
                           "to a whole-data profile once it holds London, finetuning alone for "
                           "every seed, and pretraining with its pretrain + finetune for one seed.")

@@ -146,6 +146,11 @@ BUILTIN = ("smoke", "mini", "cpu", "cpu32", "full")
 # The order in which pages look for a profile to show: the classic setting first, then the
 # whole data on a CPU (float32 before bf16), then the mini world, then the wiring check.
 PROFILE_ORDER = ("full", "cpu32", "cpu", "mini", "smoke")
+# Profiles whose recipe a later profile replaced, with that profile. Their records stay on the
+# results page beside the others; no chapter or essay reads them. `cpu` trained under bf16 on
+# a stretched, clamped schedule that stayed on the loss plateau (performance appendix);
+# `cpu32` runs the classic schedule in float32.
+SUPERSEDED = {"cpu": "cpu32"}
 
 # Why a profile may depart from the classic recipe (`full`), field by field. Fields that
 # cannot move a result (names, checkpoint spacing, snapshot count) are not departures.
