@@ -504,9 +504,10 @@ def test_no_broken_internal_links(build: Build):
     assert not problems, "\n".join(problems[:50])
 
 
-# Characters of printed (monospace) output that the text column shows at a 1280-pixel
-# window; a longer line is cut off on screen.
-PRINTED_LINE_LIMIT = 84
+# Characters of monospace text that the text column shows in a 1280-pixel window (measured
+# in Chromium: about 80 in an output box, as many in a code cell); a longer line is cut
+# off on screen and has to be scrolled.
+PRINTED_LINE_LIMIT = 80
 PRINTED_OUTPUT = re.compile(
     r'<div class="output (?:stream|text_plain)[^"]*"><div class="highlight"><pre>(.*?)</pre>', re.S)
 
