@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import attention_scaling
 
 
@@ -38,6 +40,21 @@ def test_cpu_bf16_benchmark_writes_a_record(tmp_path, one_thread):
     record = json.loads(out.read_text())
     assert set(record["median_seconds"]) == {"float32", "bf16"}
     assert record["speedup"] == record["median_seconds"]["float32"] / record["median_seconds"]["bf16"]
+
+
+@pytest.mark.slow
+def test_cpu_compile_benchmark_writes_a_record(tmp_path, one_thread):
+    from benchmarks import cpu_compile
+
+    out = tmp_path / "compile.json"
+    assert cpu_compile.main(["--quick", "--profile", "smoke", "--rounds", "1", "--steps", "1",
+                             "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert set(record["median_seconds"]) == {"eager", "compiled"}
+    assert len(record["seconds"]["compiled"]) == 1
+    assert record["compiled_speed_vs_eager"] == (record["median_seconds"]["eager"]
+                                                 / record["median_seconds"]["compiled"])
+    assert record["other_width"] < record["batch"][1]
 
 
 def test_bf16_plateau_gradient_cosines_are_one_in_float32(one_thread):
