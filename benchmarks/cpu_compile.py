@@ -6,7 +6,8 @@
 The CPU profiles cut each length-grouped batch to its longest example, so a compiled model
 meets a new shape at almost every step; it is compiled with dynamic shapes, and the record
 keeps what the first step (compilation) and the first step at a second width cost besides
-the steady-state speed. Two copies of one model, eager and compiled, take turns on the same
+the steady-state speed, with inductor's on-disk caches off so that a rerun measures the
+compilation again rather than a cache hit. Two copies of one model, eager and compiled, take turns on the same
 batch (`cpu_bf16.training_setup`), so background load hits both alike.
 Writes `results/benchmarks/cpu_compile.json`.
 """
@@ -16,12 +17,15 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
+import os
 import platform
 import statistics
 import sys
 from pathlib import Path
 
-import torch
+os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")  # before inductor loads
+
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -64,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "profile": args.profile, "quick": args.quick, "batch": list(xb.shape),
         "threads": torch.get_num_threads(), "machine": platform.machine(),
         "torch_version": torch.__version__, "git_commit": git_commit(),
+        "inductor_caches_disabled": os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] == "1",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "first_compiled_step_seconds": first,
         "first_step_at_another_width_seconds": new_width, "other_width": narrower,
