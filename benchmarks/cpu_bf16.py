@@ -18,6 +18,8 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -87,6 +89,17 @@ def training_setup(profile_name: str, quick: bool = False):
     return model, make_optimizer(model, profile.pretrain), xb, yb
 
 
+def alternate(steps: dict[str, Callable[[], float]], rounds: int,
+              per_round: int) -> dict[str, list[float]]:
+    """Seconds of each mode's timed step, `per_round` steps of each mode in turn for `rounds`
+    rounds, so background load falls on every mode alike."""
+    times: dict[str, list[float]] = {mode: [] for mode in steps}
+    for _ in range(rounds):
+        for mode, step in steps.items():
+            times[mode] += [step() for _ in range(per_round)]
+    return times
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="cpu")
@@ -98,13 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds <= 0 or args.steps <= 0:
         ap.error("--rounds and --steps must be positive")
     model, optimizer, xb, yb = training_setup(args.profile, args.quick)
-    times: dict[str, list[float]] = {"float32": [], "bf16": []}
     for bf16 in (False, True):  # warm-up, untimed
         step_seconds(model, xb, yb, bf16, optimizer)
-    for _ in range(args.rounds):
-        for mode in times:
-            times[mode] += [step_seconds(model, xb, yb, mode == "bf16", optimizer)
-                            for _ in range(args.steps)]
+    times = alternate({mode: partial(step_seconds, model, xb, yb, mode == "bf16", optimizer)
+                       for mode in ("float32", "bf16")}, args.rounds, args.steps)
     median = {mode: statistics.median(t) for mode, t in times.items()}
     record = {
         "what": "seconds per training step (forward, backward, AdamW), float32 against bf16 "

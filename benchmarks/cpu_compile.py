@@ -7,8 +7,9 @@ The CPU profiles cut each length-grouped batch to its longest example, so a comp
 meets a new shape at almost every step; it is compiled with dynamic shapes, and the record
 keeps what the first step (compilation) and the first step at a second width cost besides
 the steady-state speed, with inductor's on-disk caches off so that a rerun measures the
-compilation again rather than a cache hit. Two copies of one model, eager and compiled, take turns on the same
-batch (`cpu_bf16.training_setup`), so background load hits both alike.
+compilation again rather than a cache hit. Two copies of one model, eager and compiled,
+take turns on the same batch (`cpu_bf16.training_setup`, `cpu_bf16.alternate`), so
+background load hits both alike.
 Writes `results/benchmarks/cpu_compile.json`.
 """
 
@@ -21,6 +22,7 @@ import os
 import platform
 import statistics
 import sys
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")  # before inductor loads
@@ -30,7 +32,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.cpu_bf16 import step_seconds, training_setup  # noqa: E402
+from benchmarks.cpu_bf16 import alternate, step_seconds, training_setup  # noqa: E402
 from lib.core.atomic import atomic_write_json  # noqa: E402
 from lib.core.train.config import make_optimizer  # noqa: E402
 from lib.runs.profiles import get_profile  # noqa: E402
@@ -56,11 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     new_width = step_seconds(compiled, xb[:, :narrower], yb[:, :narrower], False, compiled_opt)
     step_seconds(eager, xb, yb, False, eager_opt)  # warm-up, untimed
     step_seconds(compiled, xb, yb, False, compiled_opt)
-    times: dict[str, list[float]] = {"eager": [], "compiled": []}
-    for _ in range(args.rounds):
-        times["eager"] += [step_seconds(eager, xb, yb, False, eager_opt) for _ in range(args.steps)]
-        times["compiled"] += [step_seconds(compiled, xb, yb, False, compiled_opt)
-                              for _ in range(args.steps)]
+    times = alternate({"eager": partial(step_seconds, eager, xb, yb, False, eager_opt),
+                       "compiled": partial(step_seconds, compiled, xb, yb, False, compiled_opt)},
+                      args.rounds, args.steps)
     median = {mode: statistics.median(t) for mode, t in times.items()}
     record = {
         "what": "seconds per float32 training step (forward, backward, AdamW), eager against "

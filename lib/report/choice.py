@@ -1,10 +1,9 @@
 """Which profile a page shows, by one rule (`choose`): walk the profiles in `PROFILE_ORDER`
 (the whole data first, `full` before the CPU profiles, then the mini world, the `smoke`
 wiring check last), passing over those a later profile `SUPERSEDED`, and take the first
-whose records hold every run the page needs. A
-profile that cannot yet answer what a page asks is passed over, so a page never mixes
-profiles. What each page needs is the only thing that differs, and each is one predicate
-below.
+whose records hold every run the page needs. A profile that cannot yet answer what a page
+asks is passed over, so a page never mixes profiles. What each page needs is the only
+thing that differs, and each is one predicate below.
 """
 
 from __future__ import annotations
@@ -77,8 +76,8 @@ def essay_profile(root: Path | None = None, variant: str = "vanilla") -> str | N
     """The essays: for vanilla attention the chapters' profile, so essays and chapters read
     the same runs; failing that (or for another variant), the first profile with finished
     runs of every trained kind (pretrain, pretrain + finetune, finetune) for one seed."""
-    complete = chapter_profile(root) if variant == "vanilla" else None
-    return complete or choose(lambda p, r: has_runs(p, r, TRAINED_KINDS, variant), root)
+    chapters = chapter_profile(root) if variant == "vanilla" else None
+    return chapters or choose(lambda p, r: has_runs(p, r, TRAINED_KINDS, variant), root)
 
 
 def profiles_with_records(root: Path | None = None) -> list[str]:
