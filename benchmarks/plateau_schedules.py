@@ -29,23 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lib.core.metrics_log import read_log  # noqa: E402
+from lib.report.reading import epoch_curve  # noqa: E402
 from lib.runs.records import records_by_seed, results_root  # noqa: E402
-
-
-def epoch_curve(rows: list[dict], complete_only: bool = False) -> dict[str, list[float]]:
-    """Mean of the logged losses of each epoch and the rate at its last logged step.
-
-    `complete_only` drops the last epoch of a log that stops part-way through it."""
-    by_epoch: dict[int, list[dict]] = {}
-    for row in rows:
-        by_epoch.setdefault(int(row["epoch"]), []).append(row)
-    epochs = sorted(by_epoch)
-    if complete_only and epochs:
-        epochs = epochs[:-1]
-    if epochs != list(range(1, len(epochs) + 1)):
-        raise ValueError("the log skips epochs")
-    return {"loss": [round(sum(r["loss"] for r in by_epoch[e]) / len(by_epoch[e]), 4) for e in epochs],
-            "lr": [by_epoch[e][-1]["lr"] for e in epochs]}
 
 
 def _schedule(pretrain: dict) -> dict:

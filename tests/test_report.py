@@ -493,3 +493,15 @@ def test_records_by_seed_keeps_one_configuration_in_seed_order(tmp_path):
     assert [r["run_id"] for r in found.values()] == [f"pretrain-rope-seed{s}" for s in (0, 1, 2)]
     assert records_by_seed("p", "pretrain", "linformer", tmp_path) == {}
     assert records_by_seed("absent", "pretrain", "rope", tmp_path) == {}
+
+
+def test_epoch_curve_averages_each_epochs_lines_and_keeps_its_last_rate():
+    from lib.report.reading import epoch_curve
+
+    rows = [{"epoch": 1, "loss": 3.0, "lr": 1e-3}, {"epoch": 1, "loss": 2.0, "lr": 2e-3},
+            {"epoch": 2, "loss": 1.5, "lr": 3e-3}, {"epoch": 3, "loss": 1.0, "lr": 4e-3}]
+    assert epoch_curve(rows) == {"loss": [2.5, 1.5, 1.0], "lr": [2e-3, 3e-3, 4e-3]}
+    # A log cut off part-way through its last epoch: that epoch is dropped.
+    assert epoch_curve(rows, complete_only=True) == {"loss": [2.5, 1.5], "lr": [2e-3, 3e-3]}
+    with pytest.raises(ValueError, match="skips epochs"):
+        epoch_curve([rows[0], rows[3]])
