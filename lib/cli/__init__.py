@@ -118,6 +118,8 @@ def _path_flag(p: argparse.ArgumentParser, name: str, **options) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The `python -m lib` parser: one subcommand per step of the classic exercise's workflow,
+    sharing the profile, seed and device options."""
     top = argparse.ArgumentParser(prog="python -m lib", description=__doc__.split("\n")[0])
     sub = top.add_subparsers(dest="command", required=True)
 
@@ -216,6 +218,8 @@ def _reconcile_handout_forms(args: argparse.Namespace) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit status: 2, with the reason and no traceback, for
+    bad input or damaged data; 1 when training diverged (the message names the checkpoint)."""
     from lib.cli.commands import dispatch
     from lib.core.train.loop import TrainingDiverged
 

@@ -33,8 +33,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` so that a reader finds the old file or the new one, never a torn one."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> Path:
+def atomic_write_json(path: str | os.PathLike, obj: object) -> Path:
+    """`obj` as indented JSON with sorted keys (committed records diff line by line), written
+    atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

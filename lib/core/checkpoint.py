@@ -57,11 +57,15 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
 
 
 def save_weights(path: str | os.PathLike, model: torch.nn.Module, meta: dict) -> Path:
+    """A model's weights with `meta` (no optimizer state): what evaluation, snapshots and
+    finetuning from a pretrained model load."""
     state = {k: v for k, v in model.state_dict().items()}
     return save_tensors(path, state, {"kind": "weights", **meta})
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Weights and metadata from a weights file, or the model's part of a training state, so
+    either kind of checkpoint loads as a model."""
     tensors, meta = load_tensors(path)
     if meta.get("kind") not in ("weights", "state"):
         raise CheckpointError(f"{path} holds no model weights")

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -105,6 +106,7 @@ def data_file(kind: str, folder: str | os.PathLike | None = None) -> Path:
 
 
 def sha256(path: str | os.PathLike) -> str:
+    """A file's SHA-256 digest, to compare with the reference checksums of the data."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -271,7 +273,7 @@ class Vocabulary:
         except KeyError as error:
             raise DataError(f"character {error.args[0]!r} is not in the vocabulary") from None
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.itos[int(i)] for i in ids)
 
 
@@ -387,6 +389,8 @@ def unread_people(data: BirthplaceData, world: World, n: int, seed: int = 0) -> 
 
 
 def full_world(data: BirthplaceData) -> World:
+    """The whole data as a world: every biography and every training and dev question, as
+    the classic exercise uses them."""
     return World(data.corpus, data.train, data.dev,
                  f"whole data: {len(data.train)} train and {len(data.dev)} dev questions, "
                  f"{len(data.corpus)} biographies")

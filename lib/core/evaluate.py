@@ -48,7 +48,7 @@ def _max_new(prompt_len: int, max_new: int, block_size: int) -> int:
 
 
 @torch.no_grad()
-def decode_reference(model, prompt: list[int], max_new: int = 32, stop_id: int = MASK_ID,
+def decode_reference(model: torch.nn.Module, prompt: list[int], max_new: int = 32, stop_id: int = MASK_ID,
                      device: str | torch.device = "cpu") -> Decoded:
     """Greedy decoding of one prompt, recomputing the whole prefix at every step (slow, plain).
 
@@ -70,7 +70,7 @@ def decode_reference(model, prompt: list[int], max_new: int = 32, stop_id: int =
 
 
 @torch.no_grad()
-def decode_batched(model, prompts: Sequence[Sequence[int]], max_new: int = 32,
+def decode_batched(model: torch.nn.Module, prompts: Sequence[Sequence[int]], max_new: int = 32,
                    stop_id: int = MASK_ID, device: str | torch.device = "cpu",
                    batch_size: int = 512, use_cache: bool | None = None) -> list[Decoded]:
     """Greedy decoding of many prompts at once.
@@ -157,6 +157,9 @@ def question_prompts(rows: Sequence[Question], vocab: Vocabulary, mode: str = "u
 
 @dataclass
 class Predictions:
+    """A model's answers to a question file, in its order, with each answer's log-probability
+    (what the confidence analyses read)."""
+
     places: list[str]
     logprobs: list[float]
 
@@ -166,14 +169,19 @@ class Predictions:
         return [float(np.exp(lp)) for lp in self.logprobs]
 
 
-def predict(model, rows: Sequence[Question], vocab: Vocabulary, mode: str = "unicode",
-            device: str | torch.device = "cpu", source: str = "questions") -> Predictions:
+def predict(model: torch.nn.Module, rows: Sequence[Question], vocab: Vocabulary,
+            mode: str = "unicode", device: str | torch.device = "cpu",
+            source: str = "questions") -> Predictions:
+    """Greedy answers to questions, with their log-probabilities, decoded the classic way:
+    the question and a mask as the prompt, the answer ending at the next mask."""
     decoded = decode_batched(model, question_prompts(rows, vocab, mode, source), device=device)
     return Predictions([vocab.decode(d.ids) for d in decoded], [d.logprob for d in decoded])
 
 
 @dataclass(frozen=True)
 class Score:
+    """Right answers out of questions asked: exact matches, as the classic exercise counts."""
+
     correct: int
     total: int
 
@@ -239,6 +247,7 @@ def london_baseline(rows: Sequence[Question], place: str = "London") -> list[str
 
 
 def most_common_place(rows: Sequence[Question]) -> str:
+    """The most frequent birthplace among `rows`: the constant baseline's answer."""
     return Counter(r.place for r in rows).most_common(1)[0][0]
 
 
@@ -287,7 +296,7 @@ def control_places(places: Sequence[str]) -> list[str]:
     return out
 
 
-def knowledge_probe(model, rows: Sequence[Question], biographies: dict[str, str],
+def knowledge_probe(model: torch.nn.Module, rows: Sequence[Question], biographies: dict[str, str],
                     vocab: Vocabulary, device: str | torch.device = "cpu",
                     max_prefix: int | None = None, max_new: int = 24) -> ProbeResult:
     """What a pretrained model stored, asked without any finetuning.

@@ -16,6 +16,8 @@ def read_log(log_path: str | Path) -> list[dict]:
 
 
 def append_lines(log_path: Path, lines: list[str]) -> None:
+    """Append whole lines in one write: a kill leaves at most one torn last line, which
+    reading drops."""
     with open(log_path, "a", encoding="utf-8") as handle:
         handle.write("".join(line + "\n" for line in lines))
 

@@ -70,6 +70,8 @@ class GPTConfig:
 
 
 class MLP(nn.Module):
+    """The position-wise part of a block: widen four times, GELU, project back, dropout."""
+
     def __init__(self, n_embd: int, dropout: float) -> None:
         super().__init__()
         self.fc = nn.Linear(n_embd, 4 * n_embd)
@@ -109,6 +111,9 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    """Embeddings, `n_layer` blocks, a final LayerNorm and a linear head over the characters;
+    GPT-2's initialisation. `forward` returns logits and, given targets, the loss."""
+
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config

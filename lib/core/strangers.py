@@ -16,6 +16,9 @@ from lib.core.data import BirthplaceData, Question
 
 @dataclass(frozen=True)
 class Stranger:
+    """An invented person: a first and a last name of real people in the data, recombined into
+    a name that appears nowhere in the data."""
+
     name: str
     first: str
     last: str

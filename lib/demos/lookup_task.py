@@ -111,6 +111,8 @@ class LookupModel(nn.Module):
 
 @dataclass
 class LearningCurve:
+    """One variant's held-out accuracy and loss at each evaluation step of the lookup task."""
+
     variant: str
     steps: list[int] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
@@ -124,6 +126,8 @@ class LearningCurve:
 
 @dataclass(frozen=True)
 class LookupConfig:
+    """The lookup experiment: the task, the one-layer model's size and the training schedule."""
+
     task: LookupTask = LookupTask()
     steps: int = 1200
     batch: int = 64

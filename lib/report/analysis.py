@@ -45,6 +45,8 @@ def place_location(place: str, biography: str | None, window: int) -> str:
 
 def locate(rows: Iterable[dict], biographies: dict[str, str], window: int,
            place_key: str = "gold") -> list[str]:
+    """Where each row's place (`place_key`) is written in that person's biography: inside
+    the pretraining window, after it, or nowhere (`place_location`)."""
     return [place_location(r[place_key], biographies.get(r["name"]), window) for r in rows]
 
 

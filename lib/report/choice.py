@@ -31,6 +31,7 @@ def has_runs(profile: str, root: Path | None = None, kinds: Sequence[str] = TRAI
 
 
 def has_research_variant(profile: str, root: Path | None = None) -> bool:
+    """Whether a profile has a finished research-variant run to compare with vanilla."""
     return any(r["variant"] not in ("vanilla", "none")
                for r in load_records(profile, root, kind="pretrain_finetune"))
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 
-def percent(x: float, digits: int = 1) -> str:
+def percent(x: float | None, digits: int = 1) -> str:
+    """A rate as the book prints it ('5.0 %'); 'n/a' when there is none."""
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.{digits}f} %"
 
 

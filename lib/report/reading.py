@@ -19,7 +19,7 @@ def vanilla_runs(profile: str, kind: str, root: Path | None = None) -> list[dict
     return list(records_by_seed(profile, kind, "vanilla", root).values())
 
 
-def load_data():
+def load_data() -> D.BirthplaceData:
     """The data, from the folder the Makefile chooses, wherever the caller runs (chapters
     execute inside book/, where a relative `BIRTHPLACE_DATA` would point elsewhere)."""
     return D.load(D.data_dir())
@@ -130,6 +130,7 @@ def dev_outcomes(record: dict, root: Path | None = None) -> list[bool]:
 # Answers at a glance: one line per numeric question of the exercise
 # --------------------------------------------------------------------------------------
 def world_label(profile: str, root: Path | None = None) -> str:
+    """'whole data' or 'mini world': the words that keep the two apart on every page."""
     return "whole data" if is_whole_data(profile, root) else "mini world"
 
 

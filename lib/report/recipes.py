@@ -28,6 +28,9 @@ ARM_VARIANTS = ("vanilla", "rope")
 
 @dataclass(frozen=True)
 class Arm:
+    """One configuration of the recipes comparison: a profile with its recipe options and an
+    attention variant (vanilla or RoPE)."""
+
     profile: str
     variant: str
 

@@ -45,6 +45,7 @@ PUBLISHED = {
 
 
 def dev_accuracies(records: list[dict]) -> list[float]:
+    """Each record's dev accuracy, in the records' order."""
     return [r["metrics"]["dev"]["accuracy"] for r in records]
 
 

@@ -38,6 +38,7 @@ def provenance_line(record: dict) -> str:
 
 
 def accuracy_line(record: dict) -> str:
+    """One finetuned run's dev result in words, with the profile and world it comes from."""
     d = record["metrics"]["dev"]
     return (f"{record['run_id']}: {d['correct']} of {d['total']} dev questions right = "
             f"{percent(d['accuracy'])} ({caption(record['profile'])})")

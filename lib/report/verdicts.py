@@ -29,6 +29,8 @@ def pooled_london(records: list[dict]) -> tuple[int, int] | None:
 
 
 def pooled_probe(records: list[dict], probe: str, against: str) -> tuple[int, int]:
+    """(hits, people) of one probe (`name` or `bio`), scored against the person's own
+    place (`gold`) or the control's, summed over `records`."""
     return pooled(records, f"probe.{probe}_{against}_correct", f"probe.{probe}_{against}_total")
 
 
@@ -43,6 +45,7 @@ def _seeds(n: int) -> str:
 
 
 def rate_text(pair: tuple[int, int]) -> str:
+    """'hits/n = rate', the count first, so a reader sees how many people a rate rests on."""
     hits, n = pair
     return f"{hits}/{n} = {percent(hits / n if n else float('nan'))}"
 

@@ -19,10 +19,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lib.runs.matrix import Run, matrix, run_id
 from lib.runs.profiles import PROFILES, get_profile
 from lib.runs.records import REPO_ROOT, read_record, record_path
+
+if TYPE_CHECKING:
+    import nbformat
 
 # Stored notebooks show tqdm's text bar (a widget bar would not survive storage), so the
 # hint that ipywidgets is missing is noise here.
@@ -50,6 +54,7 @@ def runs_root() -> Path:
 
 
 def stored_notebook(profile: str, rid: str) -> Path:
+    """Where a run's executed notebook is kept for the book (book/runs/PROFILE/RUN.ipynb)."""
     return runs_root() / profile / f"{rid}.ipynb"
 
 
@@ -219,7 +224,8 @@ def _merge_streams(outputs: list) -> list:
     return merged
 
 
-def finish_notebook(nb, run: Run, profile: str, target: Path):
+def finish_notebook(nb: nbformat.NotebookNode, run: Run, profile: str,
+                    target: Path) -> nbformat.NotebookNode:
     """Make an executed notebook a stored run: titled by its run, rendered (never executed)
     by the book, no machine-specific paths, and a progress bar kept as its final state."""
     nb.metadata["mystnb"] = {"execution_mode": "off"}

@@ -31,6 +31,8 @@ def parse_recipe(spec: str) -> tuple[tuple[str, ...], str]:
 
 
 def variant_rank(variant: str) -> tuple[int, str]:
+    """Sort key putting attention variants in the order of their value to the book
+    (`VARIANT_ORDER`), any others after them by name."""
     return (VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER), variant)
 
 

@@ -226,6 +226,7 @@ def _report(entries: list[dict], plan: Plan, state: str, wall: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the planned jobs to the deadline, packing every finished record as it goes."""
     started = time.time()  # the deadline counts from here: loading the data is part of it
     ap = _arguments()
     args = ap.parse_args(argv)

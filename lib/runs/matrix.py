@@ -22,6 +22,8 @@ TRAINED_KINDS = KINDS[1:]
 
 
 def checkpoints_root() -> Path:
+    """Where weights and training states go: `$BOOK_CHECKPOINTS` if set (a long run keeps
+    them outside the clone), else checkpoints/ (ignored by git)."""
     return Path(os.environ.get("BOOK_CHECKPOINTS", REPO_ROOT / "checkpoints"))
 
 
@@ -34,6 +36,10 @@ def run_id(kind: str, variant: str = "vanilla", seed: int = 0) -> str:
 
 @dataclass(frozen=True)
 class RunPaths:
+    """Where one run's files live: record, predictions, details and log under the results
+    folder (committed); weights, training state and snapshots under the checkpoints folder
+    (never committed)."""
+
     record: Path
     predictions: Path
     details: Path

@@ -30,7 +30,7 @@ from lib.core.evaluate import (
 )
 from lib.core.model import GPT, GPTConfig
 from lib.core.strangers import invented_names
-from lib.core.train.loop import train
+from lib.core.train.loop import TrainResult, train
 from lib.runs.matrix import KINDS, RunPaths, checkpoints_root, run_id
 from lib.runs.profiles import Profile, get_profile, world_for
 from lib.runs.records import provenance, read_record, write_record
@@ -53,6 +53,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def model_config(profile: Profile, vocab_size: int, variant: str) -> GPTConfig:
+    """The GPT a profile trains, with the named attention variant."""
     return GPTConfig(vocab_size=vocab_size, block_size=profile.block_size, n_layer=profile.n_layer,
                      n_head=profile.n_head, n_embd=profile.n_embd, dropout=profile.dropout,
                      attn_dropout=profile.attn_dropout, attention=variant)
@@ -174,7 +175,7 @@ def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0
     return read_record(write_record(record))
 
 
-def unread_probe(model, world: D.World, data: D.BirthplaceData,
+def unread_probe(model: torch.nn.Module, world: D.World, data: D.BirthplaceData,
                  device: torch.device) -> ProbeResult | None:
     """Both probes on as many people the model never read as the world has dev people
     (`lib.core.data.unread_people`); None for the whole data, where everyone was read."""
@@ -308,7 +309,7 @@ def _finetune_snapshots(profile: Profile, variant: str, seed: int, world: D.Worl
     return scores
 
 
-def graph_summary(result) -> dict:
+def graph_summary(result: TrainResult) -> dict:
     """How many training steps were replays of a captured CUDA graph (0 off a GPU), and why
     capture failed if it did: part of how a result was computed."""
     return {"replayed_steps": result.graphed_steps, "capture_failure": result.graph_failure}
@@ -342,6 +343,8 @@ def run(kind: str, profile: str | Profile, variant: str = "vanilla", seed: int =
 
 
 def summary_line(record: dict) -> str:
+    """One aligned line per record for the command line: dev accuracy, or the probes for a
+    pretraining."""
     m = record["metrics"]
     if "dev" in m:
         d = m["dev"]

@@ -27,6 +27,9 @@ from lib.core.train.config import TrainConfig
 
 @dataclass(frozen=True)
 class Profile:
+    """A named setting every run is made under: the model size, the three training
+    configurations, the world (whole data or a mini world), the seeds and any recipe options."""
+
     name: str
     description: str
     n_layer: int

@@ -57,6 +57,8 @@ _COMMIT_AT_IMPORT = git_commit()
 
 
 def device_name(device: str | torch.device) -> str:
+    """The GPU's name, or the CPU with its cores and threads: the speed, and on a CPU the
+    order of floating-point sums, depend on them."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -65,6 +67,7 @@ def device_name(device: str | torch.device) -> str:
 
 
 def provenance(device: str | torch.device) -> dict:
+    """What every record says about how it was made: device, versions, commit, time."""
     return {
         "device": str(torch.device(device)),
         "device_name": device_name(device),
@@ -76,10 +79,12 @@ def provenance(device: str | torch.device) -> dict:
 
 
 def record_path(profile: str, run_id: str, root: Path | None = None) -> Path:
+    """results/PROFILE/RUN_ID.json, under `root` if given."""
     return (root or results_root()) / profile / f"{run_id}.json"
 
 
 def write_record(record: dict, root: Path | None = None) -> Path:
+    """Write a record atomically, refusing one without the keys every reader relies on."""
     for key in ("run_id", "kind", "profile", "metrics"):
         if key not in record:
             raise ValueError(f"a result record needs {key!r}")
@@ -88,6 +93,7 @@ def write_record(record: dict, root: Path | None = None) -> Path:
 
 
 def read_record(path: str | os.PathLike) -> dict:
+    """One record as a dict."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 

@@ -25,6 +25,8 @@ def merge_heads(y: torch.Tensor) -> torch.Tensor:
 
 
 def check_length(t: int, block_size: int) -> None:
+    """Refuse a sequence longer than the block: the variants size their masks, projections
+    and rotation tables to it, and would otherwise fail with an unhelpful shape error."""
     if t > block_size:
         raise ValueError(f"sequence of length {t} exceeds block_size={block_size}")
 
@@ -38,6 +40,8 @@ def pad_to_blocks(x: torch.Tensor, block_len: int) -> torch.Tensor:
 
 
 def pow2_at_least(x: float) -> int:
+    """The smallest power of two at or above `x`, and 1 at least: the Linformer's default
+    block length is rounded up to one."""
     return 1 << max(0, math.ceil(math.log2(max(x, 1.0))))
 
 

@@ -85,7 +85,7 @@ def schedule_tokens(cfg: TrainConfig, n_examples: int, block_size: int) -> tuple
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool = False,
-                   capturable: bool = False):
+                   capturable: bool = False) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices (dim >= 2) only, never on biases or LayerNorm
     (`capturable`: its steps can be captured in a CUDA graph)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]

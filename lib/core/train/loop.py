@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 import torch.distributed as dist
@@ -36,8 +37,20 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class EpochSource(Protocol):
+    """What training reads: a whole epoch of (inputs, targets) at a time, drawn afresh from
+    `generator` where the examples are random (span corruption), the same otherwise."""
+
+    def __len__(self) -> int: ...
+
+    def epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 @dataclass
 class TrainResult:
+    """What a finished training reports to the record: its size, last loss and time, and where
+    it resumed from if it was interrupted."""
+
     steps: int
     tokens: int
     epochs: int
@@ -107,7 +120,7 @@ class Trainer:
     averaged gradient equals the single-process gradient of the same global batch.
     """
 
-    def __init__(self, model: torch.nn.Module, dataset, cfg: TrainConfig, *, seed: int,
+    def __init__(self, model: torch.nn.Module, dataset: EpochSource, cfg: TrainConfig, *, seed: int,
                  state_path: str | Path, log_path: str | Path | None = None,
                  device: str | torch.device = "cpu", progress: bool = True,
                  description: str = "train", snapshot_dir: str | Path | None = None,
@@ -324,6 +337,7 @@ class Trainer:
                            str(self.log_path) if self.log_path else None, *graphed, self.earlier)
 
 
-def train(model: torch.nn.Module, dataset, cfg: TrainConfig, **options) -> TrainResult:
+def train(model: torch.nn.Module, dataset: EpochSource, cfg: TrainConfig,
+          **options: object) -> TrainResult:
     """`Trainer(model, dataset, cfg, **options).run()`: train, or resume, to the end."""
     return Trainer(model, dataset, cfg, **options).run()

@@ -23,7 +23,8 @@ def epoch_batches(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator)
     return list(order.split(cfg.batch_size))
 
 
-def save_state(path: Path, model, optimizer, generator, meta: dict) -> None:
+def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               generator: torch.Generator, meta: dict) -> None:
     """Everything a run needs to continue exactly: weights, optimizer moments, both RNGs."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
@@ -39,7 +40,8 @@ def save_state(path: Path, model, optimizer, generator, meta: dict) -> None:
     save_tensors(path, tensors, {**meta, "kind": "state", "param_groups": groups})
 
 
-def load_state(path: Path, model, optimizer, generator) -> dict:
+def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               generator: torch.Generator) -> dict:
     """Put a saved state back into `model`, `optimizer`, the global RNGs and `generator`."""
     tensors, meta = load_tensors(path)
     if meta.get("kind") != "state":
