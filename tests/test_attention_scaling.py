@@ -6,13 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from benchmarks import attention_scaling
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 
 def test_tiny_benchmark_writes_slopes_and_ratios_for_every_variant(tmp_path, one_thread):
@@ -53,9 +51,9 @@ def test_cpu_compile_benchmark_writes_a_record(tmp_path):
     """Run as its own process: compiling leaves inductor's worker pool and TORCHINDUCTOR_*
     variables behind, which every later test and its child processes would inherit."""
     out = tmp_path / "compile.json"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cpu_compile.py"), "--quick",
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cpu_compile.py"), "--quick",
                            "--profile", "smoke", "--rounds", "1", "--steps", "1", "--out", str(out)],
-                          cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     record = json.loads(out.read_text())
