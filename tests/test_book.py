@@ -542,6 +542,31 @@ def test_visible_code_fits_the_page():
     assert not long, "shown code lines wider than the page:\n" + "\n".join(long)
 
 
+INCLUDED_OBJECT = re.compile(r"```\{literalinclude\} ([^\n]+)\n(?::[^\n]*\n)*?:pyobject: (\w+)")
+
+
+def test_library_code_a_chapter_shows_fits_the_page():
+    """Functions and classes of `lib` that a chapter shows with `literalinclude` fit the text
+    column, as the chapters' own code does (the package is otherwise written to ruff's
+    width)."""
+    import ast
+
+    long, shown = [], 0
+    for page in sorted((ROOT / "book").rglob("*.md")):
+        for relative, name in INCLUDED_OBJECT.findall(page.read_text(encoding="utf-8")):
+            source = (page.parent / relative.strip()).resolve()
+            text = source.read_text(encoding="utf-8")
+            node = next(n for n in ast.walk(ast.parse(text))
+                        if isinstance(n, ast.FunctionDef | ast.ClassDef) and n.name == name)
+            first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+            shown += 1
+            long += [f"{source.relative_to(ROOT)}:{first + i} ({name}): {len(line)} characters"
+                     for i, line in enumerate(text.splitlines()[first - 1:node.end_lineno])
+                     if len(line) > PRINTED_LINE_LIMIT]
+    assert shown >= 11, "the chapters should show the model's and the variants' code"
+    assert not long, "included library lines wider than the page:\n" + "\n".join(long)
+
+
 @pytest.mark.book
 def test_printed_output_fits_the_page(build: Build):
     """Chapters break their printed lines to the text column. The stored run notebooks

@@ -104,32 +104,40 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
     def forward_cached(self, x: torch.Tensor, cache: dict | None,
-                       key_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                       key_valid: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, dict]:
         a, cache = self.attn.forward_cached(self.ln1(x), cache, key_valid)
         x = x + a
         return x + self.mlp(self.ln2(x)), cache
 
 
 class GPT(nn.Module):
-    """Embeddings, `n_layer` blocks, a final LayerNorm and a linear head over the characters;
-    GPT-2's initialisation. `forward` returns logits and, given targets, the loss."""
+    """Embeddings, `n_layer` blocks, a final LayerNorm and a linear head over
+    the characters; GPT-2's initialisation. `forward` returns logits and, given
+    targets, the loss."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
         learned = config.positions == "learned"
-        self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd)) if learned else None
+        self.pos_emb = (
+            nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
+            if learned else None
+        )
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.blocks = nn.ModuleList(Block(config)
+                                    for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
-        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.head = nn.Linear(config.n_embd, config.vocab_size,
+                              bias=False)
         self.apply(self._init_weights)
-        # GPT-2's scaled init of the residual projections keeps the residual stream's
-        # variance from growing with depth.
+        # GPT-2's scaled init of the residual projections keeps the residual
+        # stream's variance from growing with depth.
+        residual_std = 0.02 / math.sqrt(2 * config.n_layer)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+                nn.init.normal_(p, mean=0.0, std=residual_std)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -145,7 +153,8 @@ class GPT(nn.Module):
 
     @property
     def supports_cache(self) -> bool:
-        """Whether every block's attention can decode incrementally with a KV cache."""
+        """Whether every block's attention can decode incrementally with a
+        KV cache."""
         return all(hasattr(b.attn, "forward_cached") for b in self.blocks)
 
     def num_parameters(self) -> int:
@@ -153,24 +162,27 @@ class GPT(nn.Module):
 
     def _embed(self, idx: torch.Tensor, start: int = 0,
                positions: torch.Tensor | None = None) -> torch.Tensor:
-        t = idx.shape[1]
-        if positions is not None:
-            if int(positions.max()) >= self.config.block_size:
-                raise ValueError(f"position {int(positions.max())} exceeds block_size="
-                                 f"{self.config.block_size}")
-            x = self.tok_emb(idx)
-            return self.drop(x if self.pos_emb is None else x + self.pos_emb[0, positions])
-        if start + t > self.config.block_size:
-            raise ValueError(
-                f"sequence of length {start + t} exceeds block_size={self.config.block_size}"
-            )
+        t, block_size = idx.shape[1], self.config.block_size
         x = self.tok_emb(idx)
-        return self.drop(x if self.pos_emb is None else x + self.pos_emb[:, start : start + t])
+        if positions is not None:
+            if int(positions.max()) >= block_size:
+                raise ValueError(f"position {int(positions.max())} exceeds "
+                                 f"block_size={block_size}")
+            if self.pos_emb is not None:
+                x = x + self.pos_emb[0, positions]
+            return self.drop(x)
+        if start + t > block_size:
+            raise ValueError(f"sequence of length {start + t} exceeds "
+                             f"block_size={block_size}")
+        if self.pos_emb is not None:
+            x = x + self.pos_emb[:, start : start + t]
+        return self.drop(x)
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, vocab) and, given targets, the mean loss over non-pad targets."""
+        """Logits (B, T, vocab) and, given targets, the mean loss over
+        non-pad targets."""
         x = self._embed(idx)
         for block in self.blocks:
             x = block(x)
@@ -184,15 +196,18 @@ class GPT(nn.Module):
         positions: torch.Tensor | None = None,
         key_valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[dict]]:
-        """Logits for the new positions `idx`, given per-block caches of earlier ones.
+        """Logits for the new positions `idx`, given per-block caches of
+        earlier ones.
 
-        For left-padded rows, `positions` (B, T_new) gives each new token's position in its
-        own sequence and `key_valid` (B, T_all) marks the non-pad positions of cache + new.
+        For left-padded rows, `positions` (B, T_new) gives each new token's
+        position in its own sequence and `key_valid` (B, T_all) marks the
+        non-pad positions of cache + new.
         """
         start = 0 if caches is None else caches[0]["k"].shape[2]
         x = self._embed(idx, start, positions)
         new_caches = []
         for i, block in enumerate(self.blocks):
-            x, cache = block.forward_cached(x, None if caches is None else caches[i], key_valid)
+            block_cache = None if caches is None else caches[i]
+            x, cache = block.forward_cached(x, block_cache, key_valid)
             new_caches.append(cache)
         return self.head(self.ln_f(x)), new_caches

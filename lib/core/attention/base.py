@@ -87,10 +87,12 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: floa
 
 @register_attention("vanilla")
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal dot-product attention through `scaled_dot_product_attention`.
+    """Multi-head causal dot-product attention through
+    `scaled_dot_product_attention`.
 
-    PyTorch picks a fused kernel (flash or memory-efficient) where it can, which is why the
-    causal mask is passed as `is_causal=True` rather than as an explicit matrix.
+    PyTorch picks a fused kernel (flash or memory-efficient) where it can,
+    which is why the causal mask is passed as `is_causal=True` rather than as
+    an explicit matrix.
     """
 
     def __init__(self, spec: AttentionSpec) -> None:
@@ -112,16 +114,18 @@ class CausalSelfAttention(nn.Module):
         b, h, t, d = y.shape
         return y.transpose(1, 2).contiguous().view(b, t, h * d)
 
-    def project(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, torch.Tensor,
-                                                                torch.Tensor]:
-        """Queries, keys and values of positions start, start + 1, ..., split into heads
-        (the positions matter only to variants that encode them here, as `rope` does)."""
+    def project(self, x: torch.Tensor, start: int = 0
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values of positions start, start + 1, ..., split
+        into heads (the positions matter only to variants that encode them
+        here, as `rope` does)."""
         q, k, v = self.qkv(x).split(x.shape[-1], dim=2)
         return self.split_heads(q), self.split_heads(k), self.split_heads(v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.project(x)
-        y = attend(q, k, v, dropout_p=self.attn_dropout if self.training else 0.0,
+        y = attend(q, k, v,
+                   dropout_p=self.attn_dropout if self.training else 0.0,
                    is_causal=True)
         return self.resid_drop(self.proj(self.merge_heads(y)))
 
@@ -131,22 +135,26 @@ class CausalSelfAttention(nn.Module):
         cache: dict[str, torch.Tensor] | None,
         key_valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Attend new positions `x` to themselves and to the cached keys and values.
+        """Attend new positions `x` to themselves and to the cached keys and
+        values.
 
-        Used by batched greedy decoding: the prefix is encoded once, then one position
-        at a time is appended, each step costing O(T) instead of recomputing O(T^2).
-        `key_valid` (B, T_all) marks real positions when rows are left-padded to a common
-        length: padding is never attended to (a pad query sees only itself, so that its
-        softmax is defined; its output is never used). Positions are counted in the padded
-        batch.
+        Used by batched greedy decoding: the prefix is encoded once, then one
+        position at a time is appended, each step costing O(T) instead of
+        recomputing O(T^2). `key_valid` (B, T_all) marks real positions when
+        rows are left-padded to a common length: padding is never attended to
+        (a pad query sees only itself, so that its softmax is defined; its
+        output is never used). Positions are counted in the padded batch.
         """
-        q, k, v = self.project(x, 0 if cache is None else cache["k"].shape[2])
+        start = 0 if cache is None else cache["k"].shape[2]
+        q, k, v = self.project(x, start)
         if cache is not None:
             k = torch.cat([cache["k"], k], dim=2)
             v = torch.cat([cache["v"], v], dim=2)
         t_new, t_all = q.shape[2], k.shape[2]
-        # New query i sits at absolute position t_all - t_new + i and sees keys up to it.
-        mask = torch.ones(t_new, t_all, dtype=torch.bool, device=x.device).tril(t_all - t_new)
+        # New query i sits at absolute position t_all - t_new + i and sees
+        # keys up to it.
+        mask = torch.ones(t_new, t_all, dtype=torch.bool,
+                          device=x.device).tril(t_all - t_new)
         if key_valid is not None:
             itself = _diagonal(t_new, t_all, x.device)
             mask = (mask & key_valid[:, None, None, :]) | itself

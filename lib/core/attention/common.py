@@ -46,14 +46,17 @@ def pow2_at_least(x: float) -> int:
 
 
 def attend_blocks(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor, dropout_p: float
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor,
+    dropout_p: float,
 ) -> torch.Tensor:
-    """Each query block attends to its own list of keys: softmax(q k^T / sqrt(D), allowed) v.
+    """Each query block attends to its own list of keys:
+    softmax(q k^T / sqrt(D), allowed) v.
 
-    q: (B, h, nb, b, D) queries cut into nb blocks of b; k, v: (B, h, nb, S, D), the S keys
-    and values gathered for each query block; allowed: (nb, b, S), True where query i of
-    block j may see key s. Returns (B, h, nb * b, D). The work is nb * b * S per head,
-    which is what makes a variant cheap when S is much smaller than the sequence.
+    q: (B, h, nb, b, D) queries cut into nb blocks of b; k, v:
+    (B, h, nb, S, D), the S keys and values gathered for each query block;
+    allowed: (nb, b, S), True where query i of block j may see key s. Returns
+    (B, h, nb * b, D). The work is nb * b * S per head, which is what makes a
+    variant cheap when S is much smaller than the sequence.
     """
     batch, heads, n_blocks, b, d = q.shape
     y = attend(
@@ -63,7 +66,8 @@ def attend_blocks(
         attn_mask=allowed,
         dropout_p=dropout_p,
     )
-    # CUDA kernels may return y with a non-contiguous layout, where .view fails.
+    # CUDA kernels may return y with a non-contiguous layout, where .view
+    # fails.
     return y.reshape(batch, heads, n_blocks * b, d)
 
 

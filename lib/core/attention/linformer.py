@@ -53,20 +53,25 @@ def default_linformer_block(block_size: int, rows: int) -> int:
 
 @register_attention("linformer")
 class BlockLinformerAttention(QKVAttention):
-    """Causal Linformer: exact attention inside a block, compressed summaries of earlier blocks.
+    """Causal Linformer: exact attention inside a block, compressed summaries
+    of earlier blocks.
 
-    The sequence is cut into blocks of `block_len` positions. A learned per-head matrix of
-    shape rows x block_len compresses each block's keys (and, separately, its values) along
-    the sequence into `rows` summary keys and values. A query in block j attends causally
-    to the positions of block j and to the summaries of the completed blocks 0..j-1; a
-    block's summary is never seen by its own queries, so no future position leaks in.
-    Per query that is b + (j * rows) scores instead of up to n: O(n (b + n/b * rows)) in all.
+    The sequence is cut into blocks of `block_len` positions. A learned
+    per-head matrix of shape rows x block_len compresses each block's keys
+    (and, separately, its values) along the sequence into `rows` summary keys
+    and values. A query in block j attends causally to the positions of block
+    j and to the summaries of the completed blocks 0..j-1; a block's summary
+    is never seen by its own queries, so no future position leaks in. Per
+    query that is b + (j * rows) scores instead of up to n:
+    O(n (b + n/b * rows)) in all.
     """
 
-    def __init__(self, spec: AttentionSpec, block_len: int | None = None, rows: int = 4) -> None:
+    def __init__(self, spec: AttentionSpec, block_len: int | None = None,
+                 rows: int = 4) -> None:
         super().__init__(spec)
         self.rows = rows
-        self.block_len = block_len or default_linformer_block(spec.block_size, rows)
+        self.block_len = block_len or default_linformer_block(
+            spec.block_size, rows)
         std = self.block_len**-0.5
         shape = (spec.n_head, rows, self.block_len)
         self.compress_k = nn.Parameter(torch.randn(shape) * std)
@@ -76,24 +81,33 @@ class BlockLinformerAttention(QKVAttention):
         check_length(x.shape[1], self.block_size)
         return self.output(self.attend(*self.heads_qkv(x)))
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """The blocked core on (B, heads, T, D) queries, keys and values; returns (B, h, T, D)."""
+    def attend(self, q: torch.Tensor, k: torch.Tensor,
+               v: torch.Tensor) -> torch.Tensor:
+        """The blocked core on (B, heads, T, D) queries, keys and values;
+        returns (B, h, T, D)."""
         t, b, r = q.shape[2], self.block_len, self.rows
-        q, k, v = (pad_to_blocks(z, b) for z in (q, k, v))  # (B, h, nb, b, D)
+        # (B, h, nb, b, D)
+        q, k, v = (pad_to_blocks(z, b) for z in (q, k, v))
         batch, heads, n_blocks, _, d = q.shape
-        # Summaries of every block, (B, h, nb * r, D): row m * r + i is summary i of block m.
-        k_sum = torch.einsum("hrp,zhnpd->zhnrd", self.compress_k, k).flatten(2, 3)
-        v_sum = torch.einsum("hrp,zhnpd->zhnrd", self.compress_v, v).flatten(2, 3)
-        # Keys of query block j: all nb * r summaries, then the b positions of block j.
+        # Summaries of every block, (B, h, nb * r, D): row m * r + i is
+        # summary i of block m.
+        summarise = "hrp,zhnpd->zhnrd"
+        k_sum = torch.einsum(summarise, self.compress_k, k).flatten(2, 3)
+        v_sum = torch.einsum(summarise, self.compress_v, v).flatten(2, 3)
+        # Keys of query block j: all nb * r summaries, then the b positions
+        # of block j.
         every = (batch, heads, n_blocks, n_blocks * r, d)
         keys = torch.cat([k_sum.unsqueeze(2).expand(every), k], dim=3)
         values = torch.cat([v_sum.unsqueeze(2).expand(every), v], dim=3)
         blocks = torch.arange(n_blocks, device=q.device)
-        # Summary column c belongs to block c // r; query block j may use it iff c // r < j.
-        done = blocks.repeat_interleave(r)[None, :] < blocks[:, None]  # (nb, nb * r)
+        # Summary column c belongs to block c // r; query block j may use it
+        # iff c // r < j. (nb, nb * r)
+        done = blocks.repeat_interleave(r)[None, :] < blocks[:, None]
         causal = torch.ones(b, b, dtype=torch.bool, device=q.device).tril()
         allowed = torch.cat(
-            [done[:, None, :].expand(n_blocks, b, n_blocks * r), causal.expand(n_blocks, b, b)],
+            [done[:, None, :].expand(n_blocks, b, n_blocks * r),
+             causal.expand(n_blocks, b, b)],
             dim=2,
         )
-        return attend_blocks(q, keys, values, allowed, self.dropout_p)[:, :, :t]
+        y = attend_blocks(q, keys, values, allowed, self.dropout_p)
+        return y[:, :, :t]
