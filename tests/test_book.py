@@ -43,9 +43,9 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
+from tests.conftest import REPO as ROOT
 from tools.book_pdf import HEADLESS_FLAGS
 
-ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 BUILD_TIMEOUT_S = 1800
 BROWSER_TIMEOUT_S = 120
