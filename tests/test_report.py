@@ -217,12 +217,39 @@ def test_findings_for_a_full_run_that_extracts(scratch):
 
 def test_findings_claim_nothing_across_seeds_that_one_seed_contradicts(scratch):
     add("full", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
-    for seed, hits in enumerate((110, 30)):
+    for seed, hits in enumerate((110, 9)):  # seed 1: 9 against finetuning alone's 8
         add("full", "pretrain", seed, {"probe": probe(200, 20, n=500)}, whole_data=True)
         add("full", "pretrain_finetune", seed, {"dev": dev(hits, 500)}, whole_data=True)
         add("full", "finetune", seed, {"dev": dev(8, 500)}, whole_data=True)
     found = report.findings("full")
     assert found["pretrain_finetune"].endswith("in 1 of 2 seeds.")
+    assert "helps the answers" not in found["summary"]
+    assert "extracts them" not in found["summary"]
+    assert "do not show question finetuning extracting them in every seed" in found["summary"]
+
+
+def test_findings_say_pretraining_helps_when_it_beats_finetuning_alone_but_not_london(scratch):
+    # The shape of a whole-data run that stores facts yet answers about as often as London:
+    # above finetuning alone in every seed, above London in one seed of two.
+    add("full", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
+    for seed, hits in enumerate((110, 30)):
+        add("full", "pretrain", seed, {"probe": probe(200, 20, n=500)}, whole_data=True)
+        add("full", "pretrain_finetune", seed, {"dev": dev(hits, 500)}, whole_data=True)
+        add("full", "finetune", seed, {"dev": dev(8, 500)}, whole_data=True)
+    found = report.findings("full")
+    assert "not separated from London (5 vs 0 people, McNemar p = 0.062)" in found["pretrain_finetune"]
+    summary = found["summary"]
+    assert "helps the answers: pretrain + finetune is above finetuning alone in 2 of 2 seeds" in summary
+    assert "above the London baseline in 1 of 2 seeds" in summary
+    assert "extracts them" not in summary and summary.endswith("they do not show that it cannot either.")
+
+
+def test_findings_do_not_say_pretraining_helps_without_a_london_record(scratch):
+    add("full", "pretrain", 0, {"probe": probe(200, 20, n=500)}, whole_data=True)
+    add("full", "pretrain_finetune", 0, {"dev": dev(30, 500)}, whole_data=True)
+    add("full", "finetune", 0, {"dev": dev(8, 500)}, whole_data=True)
+    found = report.findings("full")
+    assert "helps the answers" not in found["summary"]
     assert "do not show question finetuning extracting them in every seed" in found["summary"]
 
 

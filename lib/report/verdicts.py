@@ -133,27 +133,53 @@ def _finetune_finding(ft_right: dict[int, list[bool]], london_right: list[bool] 
 
 
 def _pretrain_finetune_finding(pf: dict[int, dict], ft_right: dict[int, list[bool]],
-                               london_right: list[bool] | None, root: Path | None) -> tuple[str, bool]:
-    """Pretrain + finetune against London and finetuning alone, and whether every seed is
-    above both."""
-    parts, verdicts = [], []
+                               london_right: list[bool] | None,
+                               root: Path | None) -> tuple[str, dict[str, list[str]]]:
+    """Pretrain + finetune against London and finetuning alone, seed by seed, and the
+    per-seed verdicts against each ('london', 'finetune', 'both'; 'not' where a comparison
+    is missing or not above)."""
+    parts = []
+    verdicts: dict[str, list[str]] = {"london": [], "finetune": [], "both": []}
     for seed, record in pf.items():
         right = dev_outcomes(record, root)
         text = f"seed {seed}: {exact_rate(sum(right), len(right)).text()}"
-        above_both = london_right is not None and seed in ft_right
+        versus = {"london": "not", "finetune": "not"}
         if london_right is not None:
             test = mcnemar(right, london_right)
-            above_both = above_both and test.verdict == "above"
+            versus["london"] = test.verdict
             text += ", " + paired_text(test, "London")
         if seed in ft_right:
             test = mcnemar(right, ft_right[seed])
-            above_both = above_both and test.verdict == "above"
+            versus["finetune"] = test.verdict
             text += ", " + paired_text(test, "finetuning alone (same seed)")
-        verdicts.append("above" if above_both else "not")
+        for other, verdict in versus.items():
+            verdicts[other].append("above" if verdict == "above" else "not")
+        verdicts["both"].append("above" if set(versus.values()) == {"above"} else "not")
         parts.append(text)
     return ("Pretraining, then finetuning answers " + "; ".join(parts) + ". "
-            + f"Above both the London baseline and finetuning alone in {_across(verdicts)}."), \
-        all(v == "above" for v in verdicts)
+            + f"Above both the London baseline and finetuning alone in "
+            f"{_across(verdicts['both'])}."), verdicts
+
+
+def _summary(versus: dict[str, list[str]], london_measured: bool) -> str:
+    """The closing sentence once the probes show stored facts: what pretrain + finetune's
+    per-seed verdicts (`_pretrain_finetune_finding`) support about extracting them."""
+    if all(v == "above" for v in versus["both"]):
+        return ("So under this profile pretraining stores facts and question finetuning "
+                "extracts them: the model answers questions about people it was never asked "
+                "about during finetuning.")
+    if london_measured and all(v == "above" for v in versus["finetune"]):
+        # Pretraining helps the answers in every seed, yet not enough to beat always
+        # answering London in every seed: say both halves, and claim neither direction.
+        return ("So, measured so far under this profile: pretraining stores facts (the probes "
+                "find them) and helps the answers: pretrain + finetune is above finetuning "
+                f"alone in {_across(versus['finetune'])}. But it is above the London baseline "
+                f"in {_across(versus['london'])}, so these numbers do not show question "
+                "finetuning extracting the stored facts well enough to beat always answering "
+                "London in every seed; they do not show that it cannot either.")
+    return ("So, measured so far under this profile: pretraining stores facts (the probes find "
+            "them), but these numbers do not show question finetuning extracting them in every "
+            "seed; they do not show that it cannot either.")
 
 
 def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -> dict[str, str]:
@@ -173,7 +199,7 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
     london = next((r for r in records if r["kind"] == "london"), None)
     london_right = dev_outcomes(london, root) if london else None
     out: dict[str, str] = {}
-    stored = extracted = None
+    stored, versus = None, None
     if pre:
         out["probe"], stored = _probe_finding(pre, root)
     if london is not None:
@@ -183,16 +209,10 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
     if ft:
         out["finetune"] = _finetune_finding(ft_right, london_right)
     if pf:
-        out["pretrain_finetune"], extracted = _pretrain_finetune_finding(pf, ft_right, london_right, root)
-    if stored and extracted is False:
-        out["summary"] = ("So, measured so far under this profile: pretraining stores facts "
-                          "(the probes find them), but these numbers do not show question "
-                          "finetuning extracting them in every seed; they do not show that it "
-                          "cannot either.")
-    elif stored and extracted:
-        out["summary"] = ("So under this profile pretraining stores facts and question "
-                          "finetuning extracts them: the model answers questions about people "
-                          "it was never asked about during finetuning.")
+        out["pretrain_finetune"], versus = _pretrain_finetune_finding(pf, ft_right, london_right,
+                                                                      root)
+    if stored and versus is not None:
+        out["summary"] = _summary(versus, london_measured=london is not None)
     if not is_whole_data(profile, root):
         out["pending"] = ("These are mini-world numbers. The exercise's questions are about the "
                           "whole data (the `full` and `cpu32` profiles); the results page "
