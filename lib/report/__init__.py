@@ -101,5 +101,6 @@ from lib.report.verdicts import (  # noqa: F401
     probe_outcomes,
     rate_text,
     runs_table,
+    snapshot_growth,
     stored_vs_answered,
 )

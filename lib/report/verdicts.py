@@ -4,6 +4,7 @@ pooled rates, paired tests per seed, and what they support.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
@@ -159,6 +160,42 @@ def _pretrain_finetune_finding(pf: dict[int, dict], ft_right: dict[int, list[boo
     return ("Pretraining, then finetuning answers " + "; ".join(parts) + ". "
             + f"Above both the London baseline and finetuning alone in "
             f"{_across(verdicts['both'])}."), verdicts
+
+
+def snapshot_growth(pretrain_finetune: list[dict], pretrain: dict[str, dict]) -> str | None:
+    """How the answers grew with pretraining, seed by seed: dev questions answered after
+    finetuning each snapshot (with the biography probe at the same snapshot when its
+    pretraining record is given, keyed by run id), and in how many seeds the last interval
+    added the most. Counts only: snapshots keep no per-person answers, so no paired test.
+    None when no run has two snapshots."""
+    parts, still_rising = [], []
+    for run in pretrain_finetune:
+        snaps = sorted(run["metrics"].get("snapshots", []), key=lambda s: s["step"])
+        if len(snaps) < 2:
+            continue
+        text = (f"seed {run['seed']}: {listing([str(s['dev']['correct']) for s in snaps])} of "
+                f"{snaps[-1]['dev']['total']} after "
+                f"{listing([str(s['epoch']) for s in snaps])} epochs")
+        source = pretrain.get(run.get("pretrain_run", ""))
+        probes = {s["step"]: s["probe"] for s in (source or {}).get("metrics", {})
+                  .get("snapshots", []) if "probe" in s}
+        if all(s["step"] in probes for s in snaps):
+            found = listing([str(probes[s["step"]]["bio_gold_correct"]) for s in snaps])
+            text += (f" (the biography probe at the same snapshots: {found} of "
+                     f"{probes[snaps[-1]['step']]['bio_gold_total']})")
+        gains = [b["dev"]["correct"] - a["dev"]["correct"] for a, b in pairwise(snaps)]
+        still_rising.append("above" if gains[-1] > 0 and gains[-1] == max(gains) else "not")
+        parts.append(text)
+    if not parts:
+        return None
+    rising = _across(still_rising)
+    verdict = (", so when pretraining stopped the answers had not levelled off, and the runs do "
+               "not show that its length was enough; whether longer pretraining would add more "
+               "is not measured here." if all(v == "above" for v in still_rising) else
+               "; in the other seeds an earlier interval added more.")
+    return ("Dev questions answered after finetuning each pretraining snapshot, "
+            + "; ".join(parts) + f". The last interval added the most answers in {rising}"
+            + verdict)
 
 
 def _summary(versus: dict[str, list[str]], london_measured: bool) -> str:
