@@ -36,14 +36,19 @@ RUNNER = """
 import sys
 sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
 sys.path.insert(0, {root!r})
-from dataclasses import replace
+from dataclasses import is_dataclass, replace
 try:
     import lib.runs.pipeline as P
     import lib.runs.profiles as PR
 except ModuleNotFoundError:  # a commit from before lib was split into layers
     import lib.pipeline as P
     import lib.profiles as PR
-PR.PROFILES[{profile!r}] = replace(PR.PROFILES[{profile!r}], **{changes!r})
+base = PR.PROFILES[{profile!r}]
+# A dict for a phase's training configuration changes fields inside it.
+fields = {{key: replace(getattr(base, key), **value)
+          if isinstance(value, dict) and is_dataclass(getattr(base, key)) else value
+          for key, value in {changes!r}.items()}}
+PR.PROFILES[{profile!r}] = replace(base, **fields)
 P.run({kind!r}, {profile!r}, variant={variant!r}, progress=False)
 """
 
@@ -107,7 +112,9 @@ def main() -> None:
     parser.add_argument("--variant", default="vanilla", help="the attention variant both commits run")
     parser.add_argument("--changes", type=json.loads, default={},
                         help='profile fields set at both commits, as JSON: {"dropout": 0.1} '
-                             "exercises dropout, which the smoke profile turns off")
+                             "exercises dropout, which the smoke profile turns off; "
+                             '{"pretrain": {"epoch_token_mean": true}} changes a field of one '
+                             "phase's training configuration")
     args = parser.parse_args()
     commits = [subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", c], check=True,
                               capture_output=True, text=True).stdout.strip()
@@ -121,6 +128,8 @@ def main() -> None:
               "files (share of answers or completions that are identical)": files,
               "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     suffix = "" if args.variant == "vanilla" else f"_{args.variant}"
+    if any(isinstance(v, dict) for v in args.changes.values()):
+        suffix += "_phase_changes"  # kept apart from the same commits' check without them
     target = ROOT / "results" / "benchmarks" / f"same_arithmetic_{commits[0]}_{commits[1]}{suffix}.json"
     target.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(record, indent=1))

@@ -83,3 +83,15 @@ def test_mixed_commits_names_each_configuration_whose_seeds_differ(tmp_path):
                                "come from different commits: seed 0 at commit aaaaaaa; seed 1 at "
                                "commit ccccccc.")
     assert mixed_commits("empty", tmp_path) == []
+
+
+def test_a_check_names_the_job_it_ran_including_changes_inside_a_phase():
+    from lib.report.provenance import check_job
+
+    assert check_job({}) == "a small job"
+    assert check_job({"profile": "smoke", "changes": {"dropout": 0.1}}) == \
+        "the smoke profile with dropout 0.1"
+    assert check_job({"profile": "smoke", "changes": {
+        "dropout": 0.1, "pretrain": {"epoch_token_mean": True, "length_grouped": True}}}) == (
+        "the smoke profile with dropout 0.1, pretrain.epoch_token_mean True and "
+        "pretrain.length_grouped True")

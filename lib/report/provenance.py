@@ -34,8 +34,11 @@ def check_job(record: dict) -> str:
     if "profile" not in record:
         return "a small job"
     changes = record.get("changes") or {}
-    return f"the {record['profile']} profile" + (
-        " with " + listing([f"{k} {v}" for k, v in changes.items()]) if changes else "")
+    # A dict changes fields of one phase's training configuration: "pretrain.epoch_token_mean True".
+    shown = [f"{k}.{field} {value}" if isinstance(v, dict) else f"{k} {v}"
+             for k, v in changes.items()
+             for field, value in (v.items() if isinstance(v, dict) else [(None, None)])]
+    return f"the {record['profile']} profile" + (" with " + listing(shown) if shown else "")
 
 
 class Check(NamedTuple):
