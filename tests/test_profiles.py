@@ -30,9 +30,15 @@ def test_every_departure_is_listed_with_its_reason():
         "final_epochs 200 -> 400 in pretraining (" + DEPARTURE_REASONS["final_epochs"] + ")",
         "clamp_schedule off -> on in pretraining (" + DEPARTURE_REASONS["clamp_schedule"] + ")",
         "length_grouped off -> on in every phase (" + DEPARTURE_REASONS["length_grouped"] + ")",
+        "shuffle off -> on in every phase (" + DEPARTURE_REASONS["shuffle"] + ")",
+        "decay_all_but_biases on -> off in every phase ("
+        + DEPARTURE_REASONS["decay_all_but_biases"] + ")",
         "cpu_bf16 off -> on in every phase (" + DEPARTURE_REASONS["cpu_bf16"] + ")",
+        "final_epochs 293.7 -> 200 in finetuning from scratch and finetuning after pretraining ("
+        + DEPARTURE_REASONS["final_epochs"] + ")",
+        "scaled_residual_init off -> on (" + DEPARTURE_REASONS["scaled_residual_init"] + ")",
     ]
-    for name in ("smoke", "mini"):
+    for name in ("smoke", "mini", "mini-classic"):
         assert all("(changed)" not in line for line in recipe_departures(PROFILES[name])), name
 
 
@@ -40,5 +46,21 @@ def test_cpu32_is_the_classic_recipe_but_for_what_makes_it_affordable():
     assert recipe_departures(PROFILES["cpu32"]) == [
         "attn_dropout 0.1 -> 0 (" + DEPARTURE_REASONS["attn_dropout"] + ")",
         "length_grouped off -> on in every phase (" + DEPARTURE_REASONS["length_grouped"] + ")",
+        "shuffle off -> on in every phase (" + DEPARTURE_REASONS["shuffle"] + ")",
+        "decay_all_but_biases on -> off in every phase ("
+        + DEPARTURE_REASONS["decay_all_but_biases"] + ")",
         "epoch_token_mean off -> on in every phase (" + DEPARTURE_REASONS["epoch_token_mean"] + ")",
+        "final_epochs 293.7 -> 200 in finetuning from scratch and finetuning after pretraining ("
+        + DEPARTURE_REASONS["final_epochs"] + ")",
+        "scaled_residual_init off -> on (" + DEPARTURE_REASONS["scaled_residual_init"] + ")",
+    ]
+
+
+def test_mini_classic_differs_from_mini_only_in_the_training_code():
+    assert recipe_departures(PROFILES["mini-classic"], reference="mini") == [
+        "length_grouped on -> off in every phase (" + DEPARTURE_REASONS["length_grouped"] + ")",
+        "shuffle on -> off in every phase (" + DEPARTURE_REASONS["shuffle"] + ")",
+        "decay_all_but_biases off -> on in every phase ("
+        + DEPARTURE_REASONS["decay_all_but_biases"] + ")",
+        "scaled_residual_init on -> off (" + DEPARTURE_REASONS["scaled_residual_init"] + ")",
     ]

@@ -15,6 +15,7 @@ from lib.core.metrics_log import read_log
 from lib.core.model import GPT, GPTConfig
 from lib.core.train.config import TrainConfig, lr_multiplier, make_optimizer
 from lib.core.train.loop import ReplaceLoss, StopAfterEpochs, Trainer, TrainingDiverged, train
+from lib.core.train.state import epoch_batches
 from lib.runs.profiles import get_profile
 
 
@@ -36,6 +37,19 @@ def test_full_profile_is_classic_and_unclamped():
     assert (full.finetune_scratch.epochs, full.finetune_scratch.batch_size) == (75, 256)
     assert (full.finetune_pretrained.epochs, full.finetune_pretrained.learning_rate) == (10, 6e-4)
     assert not full.pretrain.clamp_schedule and full.pretrain.final_epochs == 200
+    # ... trained as the classic code trains: corpus order, its decay set, its initialisation,
+    # and a finetuning cosine of 200 passes over the 2,937 biographies in question passes.
+    for cfg in (full.pretrain, full.finetune_scratch, full.finetune_pretrained):
+        assert not cfg.shuffle and not cfg.length_grouped and cfg.decay_all_but_biases
+    assert full.finetune_scratch.final_epochs == full.finetune_pretrained.final_epochs == 293.7
+    assert not full.scaled_residual_init
+
+
+def test_finetuning_cosine_is_as_long_as_pretrainings_in_the_classic_profile(real_data):
+    full = get_profile("full")
+    corpus, questions = len(real_data.corpus), len(real_data.train)
+    finetune_tokens = full.finetune_pretrained.final_epochs * questions
+    assert finetune_tokens == pytest.approx(full.pretrain.final_epochs * corpus)
 
 
 def test_weight_decay_only_on_matrices():
@@ -45,6 +59,46 @@ def test_weight_decay_only_on_matrices():
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    gains = {id(b.ln1.weight) for b in model.blocks} | {id(model.ln_f.weight)}
+    assert not gains & {id(p) for p in decay["params"]}
+
+
+def test_classic_decay_set_spares_only_biases():
+    model = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=1, n_head=2, n_embd=8))
+    cfg = TrainConfig(epochs=1, batch_size=1, learning_rate=1e-3, decay_all_but_biases=True)
+    decay, no_decay = make_optimizer(model, cfg).param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in no_decay["params"]) == sorted(
+        n for n, _ in model.named_parameters() if n.endswith(".bias"))
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert {"blocks.0.ln1.weight", "blocks.0.ln2.weight", "ln_f.weight", "pos_emb",
+            "tok_emb.weight", "head.weight"} <= decayed
+    assert len(decay["params"]) + len(no_decay["params"]) == len(names)
+
+
+def test_corpus_order_batches_read_the_examples_in_order_and_draw_nothing():
+    cfg = TrainConfig(epochs=1, batch_size=4, learning_rate=1e-3, shuffle=False)
+    generator = torch.Generator().manual_seed(3)
+    before = generator.get_state()
+    batches = epoch_batches(torch.ones(10, 5, dtype=torch.long), cfg, generator)
+    assert [b.tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert torch.equal(generator.get_state(), before)
+
+
+def test_corpus_order_cannot_be_length_grouped():
+    with pytest.raises(ValueError, match="corpus order"):
+        TrainConfig(epochs=1, batch_size=4, learning_rate=1e-3, shuffle=False, length_grouped=True)
+
+
+@pytest.mark.parametrize("scaled, std", [(True, 0.02 / 8 ** 0.5), (False, 0.02)])
+def test_residual_projections_start_scaled_or_as_in_the_classic_code(scaled, std):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=20, n_layer=4, scaled_residual_init=scaled))
+    for name, p in model.named_parameters():
+        if name.endswith("proj.weight"):
+            assert float(p.detach().std()) == pytest.approx(std, rel=0.02), name
+        elif name.endswith("fc.weight"):
+            assert float(p.detach().std()) == pytest.approx(0.02, rel=0.02), name
 
 
 @pytest.fixture(scope="module")

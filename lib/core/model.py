@@ -45,6 +45,10 @@ class GPTConfig:
     # embeddings, the classic model) or "rotary" (no table; queries and keys are rotated by
     # their position in every layer). "auto" picks rotary for the `rope` variant only.
     positions: str = "auto"
+    # GPT-2's scaled initialisation of the two projections that write into the residual
+    # stream (std 0.02 / sqrt(2 n_layer)); off: std 0.02 like every other matrix, as in the
+    # classic code (the 2020 minGPT).
+    scaled_residual_init: bool = True
 
     def __post_init__(self) -> None:
         if self.positions == "auto":
@@ -113,7 +117,8 @@ class Block(nn.Module):
 
 class GPT(nn.Module):
     """Embeddings, `n_layer` blocks, a final LayerNorm and a linear head over
-    the characters; GPT-2's initialisation. `forward` returns logits and, given
+    the characters; GPT-2's initialisation (or the classic code's, see
+    `GPTConfig.scaled_residual_init`). `forward` returns logits and, given
     targets, the loss."""
 
     def __init__(self, config: GPTConfig) -> None:
@@ -132,12 +137,13 @@ class GPT(nn.Module):
         self.head = nn.Linear(config.n_embd, config.vocab_size,
                               bias=False)
         self.apply(self._init_weights)
-        # GPT-2's scaled init of the residual projections keeps the residual
-        # stream's variance from growing with depth.
-        residual_std = 0.02 / math.sqrt(2 * config.n_layer)
-        for name, p in self.named_parameters():
-            if name.endswith("proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=residual_std)
+        if config.scaled_residual_init:
+            # GPT-2's scaled init of the residual projections keeps
+            # the residual stream's variance from growing with depth.
+            residual_std = 0.02 / math.sqrt(2 * config.n_layer)
+            for name, p in self.named_parameters():
+                if name.endswith("proj.weight"):
+                    nn.init.normal_(p, mean=0.0, std=residual_std)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

@@ -56,7 +56,8 @@ def model_config(profile: Profile, vocab_size: int, variant: str) -> GPTConfig:
     """The GPT a profile trains, with the named attention variant."""
     return GPTConfig(vocab_size=vocab_size, block_size=profile.block_size, n_layer=profile.n_layer,
                      n_head=profile.n_head, n_embd=profile.n_embd, dropout=profile.dropout,
-                     attn_dropout=profile.attn_dropout, attention=variant)
+                     attn_dropout=profile.attn_dropout, attention=variant,
+                     scaled_residual_init=profile.scaled_residual_init)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> GPT:

@@ -6,9 +6,11 @@
   time). Every `mini` number says it comes from the mini world.
 - `cpu`: the whole data and the classic model size on a 2-core CPU under bf16, on a
   stretched, clamped schedule (`recipe_departures` lists every departure).
-- `cpu32`: the classic recipe in float32 on a 2-core CPU; its only departures are
-  length-grouped batches (each character still weighing the same) and no attention dropout.
-- `full`: the classic exercise's hyperparameters on the whole data, meant for a GPU.
+- `cpu32`: the classic recipe in float32 on a 2-core CPU; it departs from the classic code in
+  length-grouped batches (each character still weighing the same), no attention dropout,
+  and the library's own defaults (`recipe_departures` lists them all).
+- `full`: the classic exercise's hyperparameters and training code on the whole data, meant
+  for a GPU.
 
 Other profiles can be added by name (`register_profile`, or a JSON list of profiles in
 `$BOOK_EXTRA_PROFILES`); the reliability tests do so. The built-in ones cannot be replaced.
@@ -48,6 +50,9 @@ class Profile:
     # Pretraining recipe options beyond the classic exercise (`lib.core.datasets.RECIPES`); none in
     # the built-in profiles. `get_profile("mini+mixed")` is `mini` with the `mixed` option.
     recipe: tuple[str, ...] = ()
+    # GPT-2's scaled initialisation of the residual projections (`GPTConfig`); the classic
+    # code does without it.
+    scaled_residual_init: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -76,6 +81,13 @@ class Profile:
 CLASSIC_PRETRAIN = TrainConfig(epochs=650, batch_size=128, learning_rate=6e-3, snapshots=4)
 CLASSIC_FINETUNE_SCRATCH = TrainConfig(epochs=75, batch_size=256, learning_rate=6e-4)
 CLASSIC_FINETUNE_PRETRAINED = TrainConfig(epochs=10, batch_size=256, learning_rate=6e-4)
+# The classic training code, beyond its hyperparameters: batches in corpus order, weight decay
+# on everything but biases, and a finetuning cosine as long as pretraining's, since its run
+# script sets final_tokens = 200 * len(pretraining corpus) * block in every phase: 200 passes
+# over the 2,937 biographies are 293.7 passes over the 2,000 training questions.
+CLASSIC_CODE = {"shuffle": False, "decay_all_but_biases": True}
+CLASSIC_FINETUNE_FINAL_EPOCHS = 200 * D.REFERENCE_LINES["wiki.txt"] / D.REFERENCE_LINES[
+    "birth_places_train.tsv"]
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
@@ -107,6 +119,24 @@ PROFILES: dict[str, Profile] = {
                                         length_grouped=True, checkpoint_every=5),
         mini_world=(400, 100, 0),
     ),
+    "mini-classic": Profile(
+        name="mini-classic",
+        description=("the mini profile trained as the classic code trains: batches in corpus "
+                     "order (so not length-grouped), weight decay on the LayerNorm gains too, "
+                     "and every matrix initialised with std 0.02"),
+        n_layer=4, n_head=8, n_embd=128, dropout=0.1, attn_dropout=0.0,
+        pretrain=TrainConfig(epochs=600, batch_size=64, learning_rate=6e-3, clamp_schedule=True,
+                             final_epochs=600, warmup_tokens=512 * 20, checkpoint_every=25,
+                             snapshots=4, **CLASSIC_CODE),
+        finetune_scratch=TrainConfig(epochs=75, batch_size=64, learning_rate=6e-4,
+                                     clamp_schedule=True, final_epochs=75, checkpoint_every=25,
+                                     **CLASSIC_CODE),
+        finetune_pretrained=TrainConfig(epochs=10, batch_size=64, learning_rate=6e-4,
+                                        clamp_schedule=True, final_epochs=10,
+                                        checkpoint_every=5, **CLASSIC_CODE),
+        mini_world=(400, 100, 0),
+        scaled_residual_init=False,
+    ),
     "cpu": Profile(
         name="cpu",
         description=("the whole data with the classic model size (4 layers, 8 heads, 256 dims, "
@@ -136,16 +166,20 @@ PROFILES: dict[str, Profile] = {
     ),
     "full": Profile(
         name="full",
-        description="the classic exercise: 4 layers, 8 heads, 256 dims, block 128, whole data",
+        description=("the classic exercise: 4 layers, 8 heads, 256 dims, block 128, whole data, "
+                     "trained as the classic code trains"),
         n_layer=4, n_head=8, n_embd=256, dropout=0.1, attn_dropout=0.1,
-        pretrain=replace(CLASSIC_PRETRAIN, checkpoint_every=50),
-        finetune_scratch=CLASSIC_FINETUNE_SCRATCH,
-        finetune_pretrained=CLASSIC_FINETUNE_PRETRAINED,
+        pretrain=replace(CLASSIC_PRETRAIN, checkpoint_every=50, **CLASSIC_CODE),
+        finetune_scratch=replace(CLASSIC_FINETUNE_SCRATCH, **CLASSIC_CODE,
+                                 final_epochs=CLASSIC_FINETUNE_FINAL_EPOCHS),
+        finetune_pretrained=replace(CLASSIC_FINETUNE_PRETRAINED, **CLASSIC_CODE,
+                                    final_epochs=CLASSIC_FINETUNE_FINAL_EPOCHS),
+        scaled_residual_init=False,
     ),
 }
 
 
-BUILTIN = ("smoke", "mini", "cpu", "cpu32", "full")
+BUILTIN = ("smoke", "mini", "mini-classic", "cpu", "cpu32", "full")
 # The order in which pages look for a profile to show: the classic setting first, then the
 # whole data on a CPU (float32 before bf16), then the mini world, then the wiring check.
 PROFILE_ORDER = ("full", "cpu32", "cpu", "mini", "smoke")
@@ -159,9 +193,15 @@ SUPERSEDED = {"cpu": "cpu32"}
 # cannot move a result (names, checkpoint spacing, snapshot count) are not departures.
 DEPARTURE_REASONS = {
     "epochs": "fewer epochs, to fit the hours a 2-core CPU has",
-    "final_epochs": "the cosine ends at the last epoch, not at epoch 200",
+    "final_epochs": ("the cosine ends elsewhere; the classic code ends it after 200 passes over "
+                     "the pretraining corpus, in finetuning too"),
     "clamp_schedule": "the rate then stays at its floor instead of rising again",
     "length_grouped": "batches of similar-length examples, cut to their longest: less padding",
+    "shuffle": "a fresh order every epoch; the classic code reads the corpus in file order",
+    "decay_all_but_biases": ("weight decay on matrices only; the classic code also decays the "
+                             "LayerNorm gains, since its filter spares only names with \"bias\""),
+    "scaled_residual_init": ("GPT-2's scaled initialisation of the residual projections; the "
+                             "classic code draws them with std 0.02 like every other matrix"),
     "epoch_token_mean": ("in those batches every character still weighs the same in the loss, "
                          "as in mixed batches"),
     "cpu_bf16": "bf16 autocast: faster steps on a CPU with bf16 instructions, see the performance appendix",

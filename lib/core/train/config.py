@@ -1,8 +1,9 @@
 """What one training phase trains with: its settings, the learning-rate schedule and the optimizer.
 
-AdamW (weight decay on matrix weights only), linear warmup then cosine decay by tokens seen
-with a 10 % floor, as in the classic code; `clamp_schedule` keeps the rate at the floor after
-the cosine's end instead of letting it rise again.
+AdamW (weight decay on matrix weights only, unless `decay_all_but_biases` asks for the classic
+code's set), linear warmup then cosine decay by tokens seen with a 10 % floor, as in the classic
+code; `clamp_schedule` keeps the rate at the floor after the cosine's end instead of letting it
+rise again.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ class TrainConfig:
     grad_clip: float = 1.0
     # Batches of similar-length examples waste less compute on padding (CPU speed-up).
     length_grouped: bool = False
+    # Off: every epoch reads the examples in corpus order, as the classic code's DataLoader
+    # does (it is built without shuffling). On: a fresh order every epoch.
+    shuffle: bool = True
+    # The classic code decays every parameter whose name lacks "bias" (its other filter word,
+    # "LayerNorm.weight", names none of its modules), so its LayerNorm gains decay too. Off:
+    # matrices only (embeddings included), never a gain or a bias.
+    decay_all_but_biases: bool = False
     # How a batch's summed loss is normalised. Off: by the batch's own target characters, so
     # every batch weighs the same in a step; with length-grouped batches a character of a
     # short example then counts many times one of a long example. On: by the batch's size
@@ -59,6 +67,9 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
         if self.warmup_tokens < 0 or self.final_epochs <= 0:
             raise ValueError("warmup_tokens must be >= 0 and final_epochs > 0")
+        if self.length_grouped and not self.shuffle:
+            raise ValueError("length_grouped batches reorder every epoch; they cannot keep the "
+                             "corpus order (shuffle=False)")
 
 
 
@@ -86,10 +97,16 @@ def schedule_tokens(cfg: TrainConfig, n_examples: int, block_size: int) -> tuple
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool = False,
                    capturable: bool = False) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices (dim >= 2) only, never on biases or LayerNorm
-    (`capturable`: its steps can be captured in a CUDA graph)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    """AdamW with weight decay on matrices (dim >= 2) only, never on biases or LayerNorm; with
+    `cfg.decay_all_but_biases`, on every parameter whose name lacks "bias", as the classic code
+    does (`capturable`: its steps can be captured in a CUDA graph)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if cfg.decay_all_but_biases:
+        decay = [p for n, p in named if "bias" not in n]
+        no_decay = [p for n, p in named if "bias" in n]
+    else:
+        decay = [p for _, p in named if p.dim() >= 2]
+        no_decay = [p for _, p in named if p.dim() < 2]
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

@@ -13,7 +13,10 @@ from lib.core.train.config import TrainConfig
 
 
 def epoch_batches(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> list[torch.Tensor]:
-    """Index batches for one epoch: shuffled, or grouped by length and then shuffled."""
+    """Index batches for one epoch: shuffled, grouped by length and then shuffled, or in
+    corpus order (`shuffle` off, as the classic code reads its data)."""
+    if not cfg.shuffle:
+        return list(torch.arange(len(x)).split(cfg.batch_size))
     order = torch.randperm(len(x), generator=generator)
     if cfg.length_grouped:
         lengths = (x != PAD_ID).sum(1)
