@@ -187,6 +187,17 @@ def test_the_recipe_comparison_pairs_each_arm_with_vanilla_on_the_same_people(sc
     assert ("answers more" in sentence) == (mixed.dev_vs_vanilla.verdict == "above")
 
 
+def test_a_training_code_profile_is_an_arm_of_its_base(tmp_path):
+    from lib.report import recipes as RR
+
+    for name in ("mini", "mini+mixed", "mini-classic", "mini-other", "smoke-classic"):
+        (tmp_path / name).mkdir()
+    assert RR.recipe_profiles("mini", tmp_path) == ["mini", "mini-classic", "mini+mixed"]
+    assert RR.Arm("mini-classic", "vanilla").label == "classic training code"
+    assert RR.Arm("mini-classic", "rope").options == ("classic training code", "rope")
+    assert RR.Arm("mini+mixed", "vanilla").label == "mixed"
+
+
 def test_a_recorded_rerun_is_reported_beside_the_commits(tmp_path):
     from lib.report import recipes as RR
 

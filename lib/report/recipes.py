@@ -1,8 +1,9 @@
 """The recipes chapter's comparisons: each change to the classic recipe against vanilla
 attention with the classic recipe, on the same people of the same world.
 
-A configuration ("arm") is a profile (the base one or `base+option...`, see
-`lib.runs.profiles.with_recipe`) and an attention variant. Every arm is compared with the base
+A configuration ("arm") is a profile (the base one, `base+option...`, see
+`lib.runs.profiles.with_recipe`, or `base-CODE`, the base trained by other training code, see
+`TRAINING_CODE`) and an attention variant. Every arm is compared with the base
 profile's vanilla runs seed by seed and person by person (McNemar's exact test, the rule of
 `lib.report.stats`): on the dev answers (extraction) and on the biography probe (storage).
 """
@@ -24,6 +25,9 @@ from lib.runs.records import load_records, records_by_seed, results_root
 
 # The attention variants this chapter compares; the cheaper-attention variants have their own.
 ARM_VARIANTS = ("vanilla", "rope")
+# Profiles `BASE-CODE` train BASE's model on BASE's corpus with other training code (batch
+# order, weight decay, initialisation); each is an arm of BASE, shown by this name.
+TRAINING_CODE = {"classic": "classic training code"}
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,11 @@ class Arm:
 
     @property
     def options(self) -> tuple[str, ...]:
-        """The recipe options, then `rope` when the arm uses it: what the arm changes."""
-        return tuple(self.profile.split("+")[1:]) + (("rope",) if self.variant == "rope" else ())
+        """The training code, the recipe options, then `rope` when the arm uses it: what the
+        arm changes."""
+        head, *recipe = self.profile.split("+")
+        code = tuple(TRAINING_CODE[c] for c in head.split("-", 1)[1:] if c in TRAINING_CODE)
+        return code + tuple(recipe) + (("rope",) if self.variant == "rope" else ())
 
     @property
     def label(self) -> str:
@@ -45,16 +52,21 @@ class Arm:
 
 
 def recipe_profiles(base: str, root: Path | None = None) -> list[str]:
-    """`base` and every `base+option...` profile with records, fewest options first, each
-    group in the order of `lib.core.datasets.RECIPES`."""
+    """`base`, its `base-CODE` profiles and every `base+option...` profile with records,
+    fewest changes first (the training code before the recipes), each group in the order of
+    `lib.core.datasets.RECIPES`."""
     from lib.core.datasets import RECIPES
 
     folder = root or results_root()
-    found = [p.name for p in folder.iterdir() if p.is_dir() and p.name.startswith(base + "+")] \
+    code = {f"{base}-{name}" for name in TRAINING_CODE}
+    found = [p.name for p in folder.iterdir()
+             if p.is_dir() and (p.name.startswith(base + "+") or p.name in code)] \
         if folder.is_dir() else []
     order = list(RECIPES)
 
     def key(name: str) -> tuple:
+        if name in code:
+            return (1, [-1])
         options = name.split("+")[1:]
         return (len(options), [order.index(o) if o in order else len(order) for o in options])
 
