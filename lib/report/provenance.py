@@ -35,9 +35,12 @@ def check_job(record: dict) -> str:
         return "a small job"
     changes = record.get("changes") or {}
     # A dict changes fields of one phase's training configuration: "pretrain.epoch_token_mean True".
-    shown = [f"{k}.{field} {value}" if isinstance(v, dict) else f"{k} {v}"
-             for k, v in changes.items()
-             for field, value in (v.items() if isinstance(v, dict) else [(None, None)])]
+    shown = []
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            shown += [f"{key}.{field} {inner}" for field, inner in value.items()]
+        else:
+            shown.append(f"{key} {value}")
     return f"the {record['profile']} profile" + (" with " + listing(shown) if shown else "")
 
 

@@ -137,10 +137,10 @@ def _pretrain_finetune_finding(pf: dict[int, dict], ft_right: dict[int, list[boo
                                london_right: list[bool] | None,
                                root: Path | None) -> tuple[str, dict[str, list[str]]]:
     """Pretrain + finetune against London and finetuning alone, seed by seed, and the
-    per-seed verdicts against each ('london', 'finetune', 'both'; 'not' where a comparison
-    is missing or not above)."""
+    per-seed verdicts against each ('london', 'finetune'; 'not' where a comparison is
+    missing or not above)."""
     parts = []
-    verdicts: dict[str, list[str]] = {"london": [], "finetune": [], "both": []}
+    verdicts: dict[str, list[str]] = {"london": [], "finetune": []}
     for seed, record in pf.items():
         right = dev_outcomes(record, root)
         text = f"seed {seed}: {exact_rate(sum(right), len(right)).text()}"
@@ -155,11 +155,16 @@ def _pretrain_finetune_finding(pf: dict[int, dict], ft_right: dict[int, list[boo
             text += ", " + paired_text(test, "finetuning alone (same seed)")
         for other, verdict in versus.items():
             verdicts[other].append("above" if verdict == "above" else "not")
-        verdicts["both"].append("above" if set(versus.values()) == {"above"} else "not")
         parts.append(text)
     return ("Pretraining, then finetuning answers " + "; ".join(parts) + ". "
             + f"Above both the London baseline and finetuning alone in "
-            f"{_across(verdicts['both'])}."), verdicts
+            f"{_across(_above_both(verdicts))}."), verdicts
+
+
+def _above_both(versus: dict[str, list[str]]) -> list[str]:
+    """Per seed: 'above' where pretrain + finetune is above London and finetuning alone."""
+    return ["above" if pair == ("above", "above") else "not"
+            for pair in zip(versus["london"], versus["finetune"], strict=True)]
 
 
 def snapshot_growth(pretrain_finetune: list[dict], pretrain: dict[str, dict]) -> str | None:
@@ -184,14 +189,14 @@ def snapshot_growth(pretrain_finetune: list[dict], pretrain: dict[str, dict]) ->
             text += (f" (the biography probe at the same snapshots: {found} of "
                      f"{probes[snaps[-1]['step']]['bio_gold_total']})")
         gains = [b["dev"]["correct"] - a["dev"]["correct"] for a, b in pairwise(snaps)]
-        still_rising.append("above" if gains[-1] > 0 and gains[-1] == max(gains) else "not")
+        still_rising.append("rising" if gains[-1] > 0 and gains[-1] == max(gains) else "not")
         parts.append(text)
     if not parts:
         return None
-    rising = _across(still_rising)
+    rising = _across(still_rising, word="rising")
     verdict = (", so when pretraining stopped the answers had not levelled off, and the runs do "
                "not show that its length was enough; whether longer pretraining would add more "
-               "is not measured here." if all(v == "above" for v in still_rising) else
+               "is not measured here." if all(v == "rising" for v in still_rising) else
                "; in the other seeds an earlier interval added more.")
     return ("Dev questions answered after finetuning each pretraining snapshot, "
             + "; ".join(parts) + f". The last interval added the most answers in {rising}"
@@ -201,7 +206,7 @@ def snapshot_growth(pretrain_finetune: list[dict], pretrain: dict[str, dict]) ->
 def _summary(versus: dict[str, list[str]], london_measured: bool) -> str:
     """The closing sentence once the probes show stored facts: what pretrain + finetune's
     per-seed verdicts (`_pretrain_finetune_finding`) support about extracting them."""
-    if all(v == "above" for v in versus["both"]):
+    if all(v == "above" for v in _above_both(versus)):
         return ("So under this profile pretraining stores facts and question finetuning "
                 "extracts them: the model answers questions about people it was never asked "
                 "about during finetuning.")
