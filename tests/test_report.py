@@ -512,6 +512,24 @@ def test_side_by_side_lists_whole_data_first_seed_by_seed_with_paired_tests(scra
     assert len(fig.axes[0].get_legend().get_texts()) == 3  # two profiles and the published crosses
 
 
+def test_the_answer_after_pretraining_is_compared_with_london_and_finetuning_alone(scratch):
+    london = add("mini", "london", 0, {"dev": dev(1, 10)})
+    _answers("mini", london, [True] + [False] * 9)
+    for seed, alone_hits, hits in ((0, 1, 9), (1, 0, 2)):
+        ft = add("mini", "finetune", seed, {"dev": dev(alone_hits, 10)})
+        _answers("mini", ft, [True] * alone_hits + [False] * (10 - alone_hits))
+        run = add("mini", "pretrain_finetune", seed, {"dev": dev(hits, 10)})
+        _answers("mini", run, [True] * hits + [False] * (10 - hits))
+    line = report.answer_line("pretrain_finetune")
+    # Seed 0: 9 of 10 against finetuning alone's 1 (the same first person): 8 vs 0 people,
+    # p = 2 / 2**8; against London likewise. Seed 1: 2 against 0, p = 0.5.
+    assert "seed 0: 9/10" in line
+    assert ("above London (McNemar p = 0.0078) and above finetuning alone of the same seed "
+            "(McNemar p = 0.0078)") in line
+    assert "not separated from finetuning alone of the same seed (McNemar p = 0.50)" in line
+    assert "finetuning alone" not in report.answer_line("finetune")
+
+
 def test_the_vanilla_chapters_read_vanilla_runs_only_in_seed_order(scratch):
     for seed in (2, 0, 1):
         add("mini", "pretrain", seed, {"probe": probe(1, 0)})

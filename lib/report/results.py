@@ -142,7 +142,8 @@ PUBLISHED_VALUES = {
 def accuracy_points(root: Path | None = None) -> list[dict]:
     """One entry per finished vanilla run (and London) of every profile with records: the
     dev rate with its exact interval and, for trained runs, McNemar's test against London
-    on the same people."""
+    on the same people; for pretrain + finetune also against finetuning alone of the same
+    seed (None where that run is missing)."""
     points = []
     for profile in profiles_with_records(root):
         label = f"{profile} ({world_label(profile, root)})"
@@ -150,15 +151,21 @@ def accuracy_points(root: Path | None = None) -> list[dict]:
                    and r["kind"] in CONFIGURATIONS]
         london = next((r for r in records if r["kind"] == "london"), None)
         london_outcomes = dev_outcomes(london, root) if london else None
+        alone = {r["seed"]: dev_outcomes(r, root) for r in records if r["kind"] == "finetune"}
         for kind in CONFIGURATIONS:
             for r in sorted((r for r in records if r["kind"] == kind), key=lambda r: r["seed"]):
                 d = r["metrics"]["dev"]
+                right = dev_outcomes(r, root) if kind != "london" else None
                 versus = None
-                if kind != "london" and london_outcomes is not None:
-                    versus = mcnemar(dev_outcomes(r, root), london_outcomes)
+                if right is not None and london_outcomes is not None:
+                    versus = mcnemar(right, london_outcomes)
+                versus_alone = None
+                if kind == "pretrain_finetune" and r["seed"] in alone:
+                    versus_alone = mcnemar(right, alone[r["seed"]])
                 points.append({"profile": profile, "label": label,
                                "kind": kind, "seed": None if kind == "london" else r["seed"],
-                               "rate": exact_rate(d["correct"], d["total"]), "versus_london": versus})
+                               "rate": exact_rate(d["correct"], d["total"]), "versus_london": versus,
+                               "versus_finetune": versus_alone})
     return points
 
 
@@ -188,8 +195,9 @@ def side_by_side(root: Path | None = None, points: list[dict] | None = None) -> 
 def answer_line(kind: str, root: Path | None = None, points: list[dict] | None = None) -> str:
     """The runs of `kind` (vanilla) on the first profile that has them, whole data first and
     superseded profiles passed over:
-    each seed's rate with its interval and its paired comparison with London (`points`:
-    `accuracy_points` already computed)."""
+    each seed's rate with its interval and its paired comparisons with London and, after
+    pretraining, with finetuning alone of the same seed (`points`: `accuracy_points` already
+    computed)."""
     points = accuracy_points(root) if points is None else points
     for profile in dict.fromkeys(p["profile"] for p in points):
         if profile in SUPERSEDED:  # on the results page only
@@ -203,6 +211,10 @@ def answer_line(kind: str, root: Path | None = None, points: list[dict] | None =
             seed = "" if p["seed"] is None else f"seed {p['seed']}: "
             against = "" if versus is None else (
                 f", {versus.relation} London (McNemar {format_p(versus.p_value)})")
+            alone = p.get("versus_finetune")
+            if alone is not None:
+                against += (f" and {alone.relation} finetuning alone of the same seed "
+                            f"(McNemar {format_p(alone.p_value)})")
             parts.append(f"{seed}{p['rate'].text()}{against}")
         return f"profile `{profile}` ({world_label(profile, root)}): " + "; ".join(parts)
     return "no finished run yet"
