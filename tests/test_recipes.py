@@ -198,6 +198,29 @@ def test_a_training_code_profile_is_an_arm_of_its_base(tmp_path):
     assert RR.Arm("mini+mixed", "vanilla").label == "mixed"
 
 
+def test_the_classic_training_code_runs_and_is_compared_with_its_base(scratch, monkeypatch):
+    from dataclasses import replace
+
+    from lib.report import recipes as RR
+    from lib.runs import profiles as PR
+
+    smoke = get_profile("smoke")
+    classic = replace(
+        smoke, name="smoke-classic", scaled_residual_init=False,
+        **{phase: replace(getattr(smoke, phase), length_grouped=False, **PR.CLASSIC_CODE)
+           for phase in ("pretrain", "finetune_scratch", "finetune_pretrained")})
+    monkeypatch.setitem(PR.PROFILES, "smoke-classic", classic)
+    for profile in ("smoke", "smoke-classic"):
+        record = P.run("pretrain_finetune", profile, progress=False)
+        assert record["config"]["pretrain"]["shuffle"] == (profile == "smoke")
+    root = scratch / "results"
+    assert [a.label for a in RR.arms("smoke", root)] == ["vanilla (classic)",
+                                                         "classic training code"]
+    [line] = RR.training_code_verdicts("smoke", root)
+    assert line.startswith("**classic training code**, seed 0: ")
+    assert RR.training_code_verdicts("mini", root) == []
+
+
 def test_a_recorded_rerun_is_reported_beside_the_commits(tmp_path):
     from lib.report import recipes as RR
 

@@ -145,6 +145,12 @@ def measure(base: str, root: Path | None = None) -> list[Measured]:
     return out
 
 
+def training_code_verdicts(base: str, root: Path | None = None) -> list[str]:
+    """The verdicts of `base`'s training-code arms (`TRAINING_CODE`), seed by seed."""
+    code = {f"{base}-{name}" for name in TRAINING_CODE}
+    return [verdict(m) for m in measure(base, root) if m.arm.profile in code]
+
+
 def _name_rate(record: dict | None) -> Rate | None:
     probe = (record or {}).get("metrics", {}).get("probe")
     return None if probe is None else exact_rate(probe["name_gold_correct"], probe["name_gold_total"])
