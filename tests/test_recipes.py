@@ -190,9 +190,12 @@ def test_the_recipe_comparison_pairs_each_arm_with_vanilla_on_the_same_people(sc
 def test_a_training_code_profile_is_an_arm_of_its_base(tmp_path):
     from lib.report import recipes as RR
 
-    for name in ("mini", "mini+mixed", "mini-classic", "mini-other", "smoke-classic"):
+    for name in ("mini", "mini+mixed", "mini-classic", "mini-classic-grouped", "mini-other",
+                 "smoke-classic"):
         (tmp_path / name).mkdir()
-    assert RR.recipe_profiles("mini", tmp_path) == ["mini", "mini-classic", "mini+mixed"]
+    assert RR.recipe_profiles("mini", tmp_path) == ["mini", "mini-classic", "mini-classic-grouped",
+                                                    "mini+mixed"]
+    assert RR.Arm("mini-classic-grouped", "vanilla").label == "classic decay and init, grouped batches"
     assert RR.Arm("mini-classic", "vanilla").label == "classic training code"
     assert RR.Arm("mini-classic", "rope").options == ("classic training code", "rope")
     assert RR.Arm("mini+mixed", "vanilla").label == "mixed"

@@ -27,7 +27,8 @@ from lib.runs.records import load_records, records_by_seed, results_root
 ARM_VARIANTS = ("vanilla", "rope")
 # Profiles `BASE-CODE` train BASE's model on BASE's corpus with other training code (batch
 # order, weight decay, initialisation); each is an arm of BASE, shown by this name.
-TRAINING_CODE = {"classic": "classic training code"}
+TRAINING_CODE = {"classic": "classic training code",
+                 "classic-grouped": "classic decay and init, grouped batches"}
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,15 @@ def recipe_profiles(base: str, root: Path | None = None) -> list[str]:
     from lib.core.datasets import RECIPES
 
     folder = root or results_root()
-    code = {f"{base}-{name}" for name in TRAINING_CODE}
+    code = [f"{base}-{name}" for name in TRAINING_CODE]
     found = [p.name for p in folder.iterdir()
              if p.is_dir() and (p.name.startswith(base + "+") or p.name in code)] \
         if folder.is_dir() else []
     order = list(RECIPES)
 
     def key(name: str) -> tuple:
-        if name in code:
-            return (1, [-1])
+        if name in code:  # before the one-option recipes, in the order of TRAINING_CODE
+            return (1, [code.index(name) - len(code)])
         options = name.split("+")[1:]
         return (len(options), [order.index(o) if o in order else len(order) for o in options])
 

@@ -137,6 +137,27 @@ PROFILES: dict[str, Profile] = {
         mini_world=(400, 100, 0),
         scaled_residual_init=False,
     ),
+    # The starter code's weight-decay set and initialisation with lib's length-grouped,
+    # reshuffled batches: the part of mini-classic a whole-data CPU run can afford.
+    "mini-classic-grouped": Profile(
+        name="mini-classic-grouped",
+        description=("the mini profile with the classic code's weight decay (LayerNorm gains "
+                     "too) and initialisation (every matrix with std 0.02), its batches still "
+                     "length-grouped and reshuffled every epoch"),
+        n_layer=4, n_head=8, n_embd=128, dropout=0.1, attn_dropout=0.0,
+        pretrain=TrainConfig(epochs=600, batch_size=64, learning_rate=6e-3, clamp_schedule=True,
+                             final_epochs=600, warmup_tokens=512 * 20, length_grouped=True,
+                             checkpoint_every=25, snapshots=4, decay_all_but_biases=True),
+        finetune_scratch=TrainConfig(epochs=75, batch_size=64, learning_rate=6e-4,
+                                     clamp_schedule=True, final_epochs=75, length_grouped=True,
+                                     checkpoint_every=25, decay_all_but_biases=True),
+        finetune_pretrained=TrainConfig(epochs=10, batch_size=64, learning_rate=6e-4,
+                                        clamp_schedule=True, final_epochs=10,
+                                        length_grouped=True, checkpoint_every=5,
+                                        decay_all_but_biases=True),
+        mini_world=(400, 100, 0),
+        scaled_residual_init=False,
+    ),
     "cpu": Profile(
         name="cpu",
         description=("the whole data with the classic model size (4 layers, 8 heads, 256 dims, "
@@ -179,7 +200,7 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-BUILTIN = ("smoke", "mini", "mini-classic", "cpu", "cpu32", "full")
+BUILTIN = ("smoke", "mini", "mini-classic", "mini-classic-grouped", "cpu", "cpu32", "full")
 # The order in which pages look for a profile to show: the classic setting first, then the
 # whole data on a CPU (float32 before bf16), then the mini world, then the wiring check.
 PROFILE_ORDER = ("full", "cpu32", "cpu", "mini", "smoke")
