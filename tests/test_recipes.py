@@ -178,6 +178,14 @@ def test_the_recipe_comparison_pairs_each_arm_with_vanilla_on_the_same_people(sc
     assert mixed.dev_vs_vanilla == mcnemar(dev_outcomes(records["vanilla"], root),
                                            dev_outcomes(vanilla, root))
     assert mixed.bio is not None and mixed.bio.n == mixed.bio_vs_vanilla.n
+    from lib.report.verdicts import probe_asked
+    from lib.runs.records import records_by_seed
+
+    pre = {p: records_by_seed(p, "pretrain", "vanilla", root)[0] for p in ("smoke", "smoke+mixed")}
+    ours, theirs = (probe_asked(pre[p], "name", root) for p in ("smoke+mixed", "smoke"))
+    assert list(ours["name"]) == list(theirs["name"])  # the same dev people, in one order
+    assert mixed.name_vs_vanilla == mcnemar(list(ours["hit"]), list(theirs["hit"]))
+    assert reference.name_vs_vanilla is None
     table = RR.recipe_table(measured)
     assert list(table["what changes"]) == ["vanilla (classic)", "mixed", "mixed + rope"]
     assert table.loc[0, "against vanilla"] == "(reference)"

@@ -88,10 +88,16 @@ def _by_seed(arm: Arm, kind: str, root: Path | None) -> dict[int, dict]:
     return records_by_seed(arm.profile, kind, arm.variant, root)
 
 
-def _bio_hits(record: dict | None, root: Path | None) -> dict[str, bool]:
-    """Per person the biography probe asked: did it find the person's own place?"""
-    asked = probe_asked(record, "bio", root)
+def _probe_hits(record: dict | None, root: Path | None, probe: str = "bio") -> dict[str, bool]:
+    """Per person the probe (`bio` or `name`) asked: did it find the person's own place?"""
+    asked = probe_asked(record, probe, root)
     return dict(zip(asked["name"], asked["hit"], strict=True))
+
+
+def _paired_probe(ours: dict[str, bool], theirs: dict[str, bool]) -> Paired | None:
+    """McNemar on the people both probes asked; None when they share nobody."""
+    both = [n for n in ours if n in theirs]
+    return mcnemar([ours[n] for n in both], [theirs[n] for n in both]) if both else None
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class Measured:
     final_loss: float | None
     name: Rate | None = None  # the name probe, which no recipe's reading order favours
     record: dict | None = None  # the pretrain + finetune record measured (its provenance)
+    name_vs_vanilla: Paired | None = None
 
 
 def measure(base: str, root: Path | None = None) -> list[Measured]:
@@ -121,28 +128,30 @@ def measure(base: str, root: Path | None = None) -> list[Measured]:
     ref_pre = _by_seed(reference, "pretrain", root)
     london = next(iter(load_records(base, root, kind="london")), None)
     london_right = dev_outcomes(london, root) if london else None
-    ref_bios = {seed: _bio_hits(record, root) for seed, record in ref_pre.items()}
+    ref_probes = {seed: {probe: _probe_hits(record, root, probe) for probe in ("bio", "name")}
+                  for seed, record in ref_pre.items()}
     out = []
     for arm in found:
         pre = _by_seed(arm, "pretrain", root)
         for seed, record in sorted(_by_seed(arm, "pretrain_finetune", root).items()):
             right = dev_outcomes(record, root)
             names = [row["name"] for row in details(record, root).get("dev", [])]
-            bio = _bio_hits(pre.get(seed), root)
-            ref_bio = ref_bios.get(seed, {})
-            both = [n for n in bio if n in ref_bio]
+            bio = _probe_hits(pre.get(seed), root)
+            ref = ref_probes.get(seed, {})
             stored = [ok for name, ok in zip(names, right, strict=True) if bio.get(name)]
             compared = arm != reference and seed in ref_pf
+            probed = arm != reference and seed in ref_probes
             out.append(Measured(
                 arm=arm, seed=seed, dev=exact_rate(sum(right), len(right)),
                 dev_vs_vanilla=mcnemar(right, dev_outcomes(ref_pf[seed], root)) if compared else None,
                 dev_vs_london=mcnemar(right, london_right) if london_right is not None else None,
                 bio=exact_rate(sum(bio.values()), len(bio)) if bio else None,
-                bio_vs_vanilla=(mcnemar([bio[n] for n in both], [ref_bio[n] for n in both])
-                                if arm != reference and both else None),
+                bio_vs_vanilla=_paired_probe(bio, ref["bio"]) if probed else None,
                 answered_of_stored=exact_rate(sum(stored), len(stored)) if bio else None,
                 final_loss=pre[seed]["metrics"].get("final_loss") if seed in pre else None,
-                name=_name_rate(pre.get(seed)), record=record))
+                name=_name_rate(pre.get(seed)), record=record,
+                name_vs_vanilla=(_paired_probe(_probe_hits(pre.get(seed), root, "name"),
+                                               ref["name"]) if probed else None)))
     return out
 
 
@@ -170,16 +179,17 @@ def _short(rate: Rate | None) -> str:
 
 
 def recipe_table(measured: list[Measured]) -> pd.DataFrame:
-    """One row per arm and seed: extraction (dev answers) and storage (biography probe),
-    each with its exact interval and its paired comparison with vanilla on the same seed
-    (people right only here vs only there, McNemar's p)."""
+    """One row per arm and seed: extraction (dev answers) and storage (biography and name
+    probes), each with its paired comparison with vanilla on the same seed (people right only
+    here vs only there, McNemar's p), the rates with their exact intervals."""
     return pd.DataFrame([{
         "what changes": m.arm.label, "seed": m.seed,
         "dev accuracy (95 % CI)": _short(m.dev),
         "against vanilla": _versus(m.dev_vs_vanilla),
         "biography probe (95 % CI)": _short(m.bio),
         "probe against vanilla": _versus(m.bio_vs_vanilla),
-        "name probe": "n/a" if m.name is None else f"{m.name.k}/{m.name.n}",
+        "name probe": "n/a" if m.name is None else f"{m.name.k}/{m.name.n}" + (
+            "" if m.name_vs_vanilla is None else f"; {_versus(m.name_vs_vanilla)}"),
         "answered, of those stored": _short(m.answered_of_stored),
     } for m in measured])
 
@@ -194,9 +204,12 @@ def verdict(m: Measured) -> str:
     answer = {"above": "answers more dev questions", "below": "answers fewer dev questions",
               "not separated": "is not shown to answer more or fewer dev questions"}[
         m.dev_vs_vanilla.verdict]
-    dev, bio = m.dev_vs_vanilla, m.bio_vs_vanilla
+    dev, bio, name = m.dev_vs_vanilla, m.bio_vs_vanilla, m.name_vs_vanilla
     stores = ("no probe to compare" if bio is None else
               f"{bio.only_a} vs {bio.only_b} people, {format_p(bio.p_value)}")
+    if name is not None:
+        stores += (f"; the name probe is {name.relation} vanilla's, {name.only_a} vs "
+                   f"{name.only_b} people, {format_p(name.p_value)}")
     return (f"**{m.arm.label}**, seed {m.seed}: {answer} than vanilla ({m.dev.k} against "
             f"{dev.b_correct} of {m.dev.n}; {dev.only_a} vs {dev.only_b} people, "
             f"{format_p(dev.p_value)}) and {store} by the biography probe ({stores}). "
