@@ -38,7 +38,7 @@ def test_every_departure_is_listed_with_its_reason():
         + DEPARTURE_REASONS["final_epochs"] + ")",
         "scaled_residual_init off -> on (" + DEPARTURE_REASONS["scaled_residual_init"] + ")",
     ]
-    for name in ("smoke", "mini", "mini-classic", "mini-classic-grouped"):
+    for name in ("smoke", "mini", "mini-classic", "mini-classic-grouped", "mini-ungrouped"):
         assert all("(changed)" not in line for line in recipe_departures(PROFILES[name])), name
 
 
@@ -64,6 +64,8 @@ def test_mini_classic_differs_from_mini_only_in_the_training_code():
         + DEPARTURE_REASONS["decay_all_but_biases"] + ")",
         "scaled_residual_init on -> off (" + DEPARTURE_REASONS["scaled_residual_init"] + ")",
     ]
+    assert recipe_departures(PROFILES["mini-ungrouped"], reference="mini") == [
+        "length_grouped on -> off in every phase (" + DEPARTURE_REASONS["length_grouped"] + ")"]
     assert recipe_departures(PROFILES["mini-classic-grouped"], reference="mini") == [
         "decay_all_but_biases off -> on in every phase ("
         + DEPARTURE_REASONS["decay_all_but_biases"] + ")",

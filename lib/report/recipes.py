@@ -28,7 +28,8 @@ ARM_VARIANTS = ("vanilla", "rope")
 # Profiles `BASE-CODE` train BASE's model on BASE's corpus with other training code (batch
 # order, weight decay, initialisation); each is an arm of BASE, shown by this name.
 TRAINING_CODE = {"classic": "classic training code",
-                 "classic-grouped": "classic decay and init, grouped batches"}
+                 "classic-grouped": "classic decay and init, grouped batches",
+                 "ungrouped": "batches not grouped by length"}
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,23 @@ PROFILES: dict[str, Profile] = {
         mini_world=(400, 100, 0),
         scaled_residual_init=False,
     ),
+    # lib's own training code with reshuffled batches that are not grouped by length: whether
+    # mini-classic's batches stored more for their order or for their mixed lengths.
+    "mini-ungrouped": Profile(
+        name="mini-ungrouped",
+        description=("the mini profile with batches of mixed lengths, in a fresh order every "
+                     "epoch (not grouped by length)"),
+        n_layer=4, n_head=8, n_embd=128, dropout=0.1, attn_dropout=0.0,
+        pretrain=TrainConfig(epochs=600, batch_size=64, learning_rate=6e-3, clamp_schedule=True,
+                             final_epochs=600, warmup_tokens=512 * 20, checkpoint_every=25,
+                             snapshots=4),
+        finetune_scratch=TrainConfig(epochs=75, batch_size=64, learning_rate=6e-4,
+                                     clamp_schedule=True, final_epochs=75, checkpoint_every=25),
+        finetune_pretrained=TrainConfig(epochs=10, batch_size=64, learning_rate=6e-4,
+                                        clamp_schedule=True, final_epochs=10,
+                                        checkpoint_every=5),
+        mini_world=(400, 100, 0),
+    ),
     "cpu": Profile(
         name="cpu",
         description=("the whole data with the classic model size (4 layers, 8 heads, 256 dims, "
@@ -200,7 +217,8 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-BUILTIN = ("smoke", "mini", "mini-classic", "mini-classic-grouped", "cpu", "cpu32", "full")
+BUILTIN = ("smoke", "mini", "mini-classic", "mini-classic-grouped", "mini-ungrouped", "cpu",
+           "cpu32", "full")
 # The order in which pages look for a profile to show: the classic setting first, then the
 # whole data on a CPU (float32 before bf16), then the mini world, then the wiring check.
 PROFILE_ORDER = ("full", "cpu32", "cpu", "mini", "smoke")
