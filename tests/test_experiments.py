@@ -14,7 +14,7 @@ from lib.runs.records import write_record
 @pytest.mark.parametrize(
     ("template", "parameters", "message"),
     [
-        ("pretrain", {"profile": "tiny"}, "profile='tiny': choose one of smoke, mini, mini-classic, mini-classic-grouped, mini-ungrouped, cpu, cpu32, full"),
+        ("pretrain", {"profile": "tiny"}, "profile='tiny': choose one of smoke, mini, mini-classic, mini-classic-grouped, mini-ungrouped, cpu, cpu32, cpu32-classic, full"),
         ("pretrain", {"profile": "smoke", "variant": "performer"}, "variant='performer'"),
         ("pretrain", {"profile": "smoke", "seed": -1}, "seed=-1: a seed is a non-negative integer"),
         ("pretrain", {"profile": "smoke", "seed": 1.5}, "seed=1.5"),

@@ -56,6 +56,11 @@ def test_cpu32_is_the_classic_recipe_but_for_what_makes_it_affordable():
     ]
 
 
+def test_cpu32_classic_is_the_classic_setting_but_for_the_attention_dropout():
+    assert recipe_departures(PROFILES["cpu32-classic"]) == [
+        "attn_dropout 0.1 -> 0 (" + DEPARTURE_REASONS["attn_dropout"] + ")"]
+
+
 def test_mini_classic_differs_from_mini_only_in_the_training_code():
     assert recipe_departures(PROFILES["mini-classic"], reference="mini") == [
         "length_grouped on -> off in every phase (" + DEPARTURE_REASONS["length_grouped"] + ")",

@@ -202,6 +202,22 @@ PROFILES: dict[str, Profile] = {
         finetune_pretrained=replace(CLASSIC_FINETUNE_PRETRAINED, length_grouped=True,
                                     epoch_token_mean=True, checkpoint_every=5),
     ),
+    # The whole data trained as the classic code trains, in float32 on a CPU: `full` but for
+    # the attention dropout, which would keep the fused attention kernel from running.
+    "cpu32-classic": Profile(
+        name="cpu32-classic",
+        description=("the cpu32 profile trained as the classic code trains: batches in corpus "
+                     "order (so not length-grouped), weight decay on the LayerNorm gains too, "
+                     "every matrix initialised with std 0.02 and a finetuning cosine as long "
+                     "as pretraining's; no attention dropout"),
+        n_layer=4, n_head=8, n_embd=256, dropout=0.1, attn_dropout=0.0,
+        pretrain=replace(CLASSIC_PRETRAIN, checkpoint_every=5, **CLASSIC_CODE),
+        finetune_scratch=replace(CLASSIC_FINETUNE_SCRATCH, checkpoint_every=5, **CLASSIC_CODE,
+                                 final_epochs=CLASSIC_FINETUNE_FINAL_EPOCHS),
+        finetune_pretrained=replace(CLASSIC_FINETUNE_PRETRAINED, checkpoint_every=5,
+                                    **CLASSIC_CODE, final_epochs=CLASSIC_FINETUNE_FINAL_EPOCHS),
+        scaled_residual_init=False,
+    ),
     "full": Profile(
         name="full",
         description=("the classic exercise: 4 layers, 8 heads, 256 dims, block 128, whole data, "
@@ -218,7 +234,7 @@ PROFILES: dict[str, Profile] = {
 
 
 BUILTIN = ("smoke", "mini", "mini-classic", "mini-classic-grouped", "mini-ungrouped", "cpu",
-           "cpu32", "full")
+           "cpu32", "cpu32-classic", "full")
 # The order in which pages look for a profile to show: the classic setting first, then the
 # whole data on a CPU (float32 before bf16), then the mini world, then the wiring check.
 PROFILE_ORDER = ("full", "cpu32", "cpu", "mini", "smoke")
