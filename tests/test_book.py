@@ -421,7 +421,11 @@ def test_the_book_prints_as_one_pdf(build: Build):
                           timeout=300).stdout
     flat = " ".join(text.split())
     pages = _toc_files() + _stored_run_pages()
-    missing = [f"{name}: {_title(name)!r}" for name in pages if " ".join(_title(name).split()) not in flat]
+    # pdftotext joins a word hyphenated at a line end ("mini-" + "classic" -> "miniclassic"),
+    # so titles are compared without hyphens and spaces.
+    squashed = re.sub(r"[\s-]+", "", text)
+    missing = [f"{name}: {_title(name)!r}" for name in pages
+               if re.sub(r"[\s-]+", "", _title(name)) not in squashed]
     assert not missing, "titles missing from the PDF:\n" + "\n".join(missing)
     raw = [flat[max(0, m.start() - 40): m.end() + 40] for m in RAW_TEX_IN_PDF.finditer(flat)]
     assert not raw, f"raw TeX in the PDF (MathJax did not typeset it): {raw[:5]}"
