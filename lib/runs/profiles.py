@@ -89,6 +89,17 @@ CLASSIC_CODE = {"shuffle": False, "decay_all_but_biases": True}
 CLASSIC_FINETUNE_FINAL_EPOCHS = 200 * D.REFERENCE_LINES["wiki.txt"] / D.REFERENCE_LINES[
     "birth_places_train.tsv"]
 
+def with_training_code(base: Profile, code: str, description: str, *,
+                       scaled_residual_init: bool | None = None, **changes) -> Profile:
+    """`base` trained by other training code (`BASE-CODE`): the same model, world and
+    hyperparameters, with `changes` to every phase's training configuration."""
+    phases = {phase: replace(getattr(base, phase), **changes)
+              for phase in ("pretrain", "finetune_scratch", "finetune_pretrained")}
+    init = base.scaled_residual_init if scaled_residual_init is None else scaled_residual_init
+    return replace(base, name=f"{base.name}-{code}", description=description,
+                   scaled_residual_init=init, **phases)
+
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -117,62 +128,6 @@ PROFILES: dict[str, Profile] = {
         finetune_pretrained=TrainConfig(epochs=10, batch_size=64, learning_rate=6e-4,
                                         clamp_schedule=True, final_epochs=10,
                                         length_grouped=True, checkpoint_every=5),
-        mini_world=(400, 100, 0),
-    ),
-    "mini-classic": Profile(
-        name="mini-classic",
-        description=("the mini profile trained as the classic code trains: batches in corpus "
-                     "order (so not length-grouped), weight decay on the LayerNorm gains too, "
-                     "and every matrix initialised with std 0.02"),
-        n_layer=4, n_head=8, n_embd=128, dropout=0.1, attn_dropout=0.0,
-        pretrain=TrainConfig(epochs=600, batch_size=64, learning_rate=6e-3, clamp_schedule=True,
-                             final_epochs=600, warmup_tokens=512 * 20, checkpoint_every=25,
-                             snapshots=4, **CLASSIC_CODE),
-        finetune_scratch=TrainConfig(epochs=75, batch_size=64, learning_rate=6e-4,
-                                     clamp_schedule=True, final_epochs=75, checkpoint_every=25,
-                                     **CLASSIC_CODE),
-        finetune_pretrained=TrainConfig(epochs=10, batch_size=64, learning_rate=6e-4,
-                                        clamp_schedule=True, final_epochs=10,
-                                        checkpoint_every=5, **CLASSIC_CODE),
-        mini_world=(400, 100, 0),
-        scaled_residual_init=False,
-    ),
-    # The starter code's weight-decay set and initialisation with lib's length-grouped,
-    # reshuffled batches: the part of mini-classic a whole-data CPU run can afford.
-    "mini-classic-grouped": Profile(
-        name="mini-classic-grouped",
-        description=("the mini profile with the classic code's weight decay (LayerNorm gains "
-                     "too) and initialisation (every matrix with std 0.02), its batches still "
-                     "length-grouped and reshuffled every epoch"),
-        n_layer=4, n_head=8, n_embd=128, dropout=0.1, attn_dropout=0.0,
-        pretrain=TrainConfig(epochs=600, batch_size=64, learning_rate=6e-3, clamp_schedule=True,
-                             final_epochs=600, warmup_tokens=512 * 20, length_grouped=True,
-                             checkpoint_every=25, snapshots=4, decay_all_but_biases=True),
-        finetune_scratch=TrainConfig(epochs=75, batch_size=64, learning_rate=6e-4,
-                                     clamp_schedule=True, final_epochs=75, length_grouped=True,
-                                     checkpoint_every=25, decay_all_but_biases=True),
-        finetune_pretrained=TrainConfig(epochs=10, batch_size=64, learning_rate=6e-4,
-                                        clamp_schedule=True, final_epochs=10,
-                                        length_grouped=True, checkpoint_every=5,
-                                        decay_all_but_biases=True),
-        mini_world=(400, 100, 0),
-        scaled_residual_init=False,
-    ),
-    # lib's own training code with reshuffled batches that are not grouped by length: whether
-    # mini-classic's batches stored more for their order or for their mixed lengths.
-    "mini-ungrouped": Profile(
-        name="mini-ungrouped",
-        description=("the mini profile with batches of mixed lengths, in a fresh order every "
-                     "epoch (not grouped by length)"),
-        n_layer=4, n_head=8, n_embd=128, dropout=0.1, attn_dropout=0.0,
-        pretrain=TrainConfig(epochs=600, batch_size=64, learning_rate=6e-3, clamp_schedule=True,
-                             final_epochs=600, warmup_tokens=512 * 20, checkpoint_every=25,
-                             snapshots=4),
-        finetune_scratch=TrainConfig(epochs=75, batch_size=64, learning_rate=6e-4,
-                                     clamp_schedule=True, final_epochs=75, checkpoint_every=25),
-        finetune_pretrained=TrainConfig(epochs=10, batch_size=64, learning_rate=6e-4,
-                                        clamp_schedule=True, final_epochs=10,
-                                        checkpoint_every=5),
         mini_world=(400, 100, 0),
     ),
     "cpu": Profile(
@@ -232,6 +187,33 @@ PROFILES: dict[str, Profile] = {
     ),
 }
 
+
+# The mini world trained by other training code: the starter code's choices all together,
+# its weight-decay set and initialisation alone (the part a whole-data CPU run can afford,
+# with batches still length-grouped), and lib's code with batches of mixed lengths only.
+_MINI_CODE = [
+    with_training_code(
+        PROFILES["mini"], "classic",
+        "the mini profile trained as the classic code trains: batches in corpus order (so not "
+        "length-grouped), weight decay on the LayerNorm gains too, and every matrix "
+        "initialised with std 0.02",
+        scaled_residual_init=False, length_grouped=False, **CLASSIC_CODE),
+    with_training_code(
+        PROFILES["mini"], "classic-grouped",
+        "the mini profile with the classic code's weight decay (LayerNorm gains too) and "
+        "initialisation (every matrix with std 0.02), its batches still length-grouped and "
+        "reshuffled every epoch",
+        scaled_residual_init=False, decay_all_but_biases=True),
+    with_training_code(
+        PROFILES["mini"], "ungrouped",
+        "the mini profile with batches of mixed lengths, in a fresh order every epoch (not "
+        "grouped by length)",
+        length_grouped=False),
+]
+# Listed right after `mini`, the profile they change.
+_AFTER_MINI = list(PROFILES)[list(PROFILES).index("mini") + 1:]
+PROFILES.update({p.name: p for p in _MINI_CODE})
+PROFILES.update({name: PROFILES.pop(name) for name in _AFTER_MINI})
 
 BUILTIN = ("smoke", "mini", "mini-classic", "mini-classic-grouped", "mini-ungrouped", "cpu",
            "cpu32", "cpu32-classic", "full")
