@@ -207,6 +207,10 @@ def test_a_training_code_profile_is_an_arm_of_its_base(tmp_path):
     assert RR.Arm("mini-classic", "vanilla").label == "classic training code"
     assert RR.Arm("mini-classic", "rope").options == ("classic training code", "rope")
     assert RR.Arm("mini+mixed", "vanilla").label == "mixed"
+    # A base whose own name holds a "-" still reads its training code from the end.
+    assert RR.Arm("my-world-classic-grouped", "vanilla").label == RR.Arm(
+        "mini-classic-grouped", "vanilla").label
+    assert RR.Arm("my-world", "vanilla").label == "vanilla (classic)"
 
 
 def test_the_classic_training_code_runs_and_is_compared_with_its_base(scratch, monkeypatch):

@@ -15,7 +15,7 @@ from lib.core.metrics_log import read_log
 from lib.core.model import GPT, GPTConfig
 from lib.core.train.config import TrainConfig, lr_multiplier, make_optimizer
 from lib.core.train.loop import ReplaceLoss, StopAfterEpochs, Trainer, TrainingDiverged, train
-from lib.core.train.state import epoch_batches
+from lib.core.train.state import computed_positions, epoch_batches
 from lib.runs.profiles import get_profile
 
 
@@ -83,6 +83,20 @@ def test_corpus_order_batches_read_the_examples_in_order_and_draw_nothing():
     batches = epoch_batches(torch.ones(10, 5, dtype=torch.long), cfg, generator)
     assert [b.tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert torch.equal(generator.get_state(), before)
+
+
+def test_computed_positions_count_each_batch_at_its_longest_example():
+    # Examples of lengths 1, 4, 2, 3 (PAD_ID after them) in corpus order, batches of two:
+    # [1, 4] costs 2 * 4 and [2, 3] costs 2 * 3; grouped by length, [1, 2] and [3, 4] cost
+    # 2 * 2 + 2 * 4 whatever the shuffle.
+    x = torch.full((4, 6), D.PAD_ID, dtype=torch.long)
+    for row, length in enumerate((1, 4, 2, 3)):
+        x[row, :length] = 5
+    in_order = TrainConfig(epochs=1, batch_size=2, learning_rate=1e-3, shuffle=False)
+    grouped = TrainConfig(epochs=1, batch_size=2, learning_rate=1e-3, length_grouped=True)
+    assert computed_positions(x, in_order, torch.Generator().manual_seed(0)) == 14
+    for seed in range(5):
+        assert computed_positions(x, grouped, torch.Generator().manual_seed(seed)) == 12
 
 
 def test_corpus_order_cannot_be_length_grouped():

@@ -11,16 +11,17 @@ profile's vanilla runs seed by seed and person by person (McNemar's exact test, 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from lib.report.analysis import probe_table
 from lib.report.formatting import listing
 from lib.report.provenance import commit_note
 from lib.report.reading import details, dev_outcomes
 from lib.report.stats import ALPHA, Paired, Rate, exact_rate, format_p, mcnemar
-from lib.report.verdicts import probe_asked
 from lib.runs.records import load_records, records_by_seed, results_root
 
 # The attention variants this chapter compares; the cheaper-attention variants have their own.
@@ -45,12 +46,20 @@ class Arm:
         """The training code, the recipe options, then `rope` when the arm uses it: what the
         arm changes."""
         head, *recipe = self.profile.split("+")
-        code = tuple(TRAINING_CODE[c] for c in head.split("-", 1)[1:] if c in TRAINING_CODE)
-        return code + tuple(recipe) + (("rope",) if self.variant == "rope" else ())
+        code = training_code(head)
+        return ((TRAINING_CODE[code],) if code else ()) + tuple(recipe) + (
+            ("rope",) if self.variant == "rope" else ())
 
     @property
     def label(self) -> str:
         return " + ".join(self.options) if self.options else "vanilla (classic)"
+
+
+def training_code(profile: str) -> str | None:
+    """The `TRAINING_CODE` entry a `BASE-CODE` profile name ends with (the longest, so
+    `mini-classic-grouped` is not read as `classic`); None for any other name."""
+    found = [code for code in TRAINING_CODE if profile.endswith("-" + code)]
+    return max(found, key=len) if found else None
 
 
 def recipe_profiles(base: str, root: Path | None = None) -> list[str]:
@@ -89,10 +98,15 @@ def _by_seed(arm: Arm, kind: str, root: Path | None) -> dict[int, dict]:
     return records_by_seed(arm.profile, kind, arm.variant, root)
 
 
-def _probe_hits(record: dict | None, root: Path | None, probe: str = "bio") -> dict[str, bool]:
-    """Per person the probe (`bio` or `name`) asked: did it find the person's own place?"""
-    asked = probe_asked(record, probe, root)
-    return dict(zip(asked["name"], asked["hit"], strict=True))
+def _probe_hits(record: dict | None, root: Path | None) -> dict[str, dict[str, bool]]:
+    """Per probe (`bio`, `name`), per person it asked: did it find the person's own place?
+    (The pretraining details file is read once for both.)"""
+    table = probe_table(details(record, root).get("probe", [])) if record is not None else None
+    if table is None or table.empty:
+        return {"bio": {}, "name": {}}
+    return {probe: {name: bool(hit) for name, hit in zip(table["name"], table[f"{probe}_probe"],
+                                                         strict=True) if pd.notna(hit)}
+            for probe in ("bio", "name")}
 
 
 def _paired_probe(ours: dict[str, bool], theirs: dict[str, bool]) -> Paired | None:
@@ -119,47 +133,49 @@ class Measured:
     name_vs_vanilla: Paired | None = None
 
 
-def measure(base: str, root: Path | None = None) -> list[Measured]:
-    """Every arm's seeds, in the order of `arms`, then by seed."""
-    found = arms(base, root)
+def measure(base: str, root: Path | None = None,
+            only: Callable[[Arm], bool] | None = None) -> list[Measured]:
+    """Every arm's seeds (or those of the arms `only` keeps), in the order of `arms`, then by
+    seed."""
+    found = [arm for arm in arms(base, root) if only is None or only(arm)]
     if not found:
         return []
     reference = Arm(base, "vanilla")
     ref_pf = _by_seed(reference, "pretrain_finetune", root)
+    ref_right = {seed: dev_outcomes(record, root) for seed, record in ref_pf.items()}
     ref_pre = _by_seed(reference, "pretrain", root)
     london = next(iter(load_records(base, root, kind="london")), None)
     london_right = dev_outcomes(london, root) if london else None
-    ref_probes = {seed: {probe: _probe_hits(record, root, probe) for probe in ("bio", "name")}
-                  for seed, record in ref_pre.items()}
+    ref_probes = {seed: _probe_hits(record, root) for seed, record in ref_pre.items()}
     out = []
     for arm in found:
         pre = _by_seed(arm, "pretrain", root)
         for seed, record in sorted(_by_seed(arm, "pretrain_finetune", root).items()):
             right = dev_outcomes(record, root)
             names = [row["name"] for row in details(record, root).get("dev", [])]
-            bio = _probe_hits(pre.get(seed), root)
+            probes = _probe_hits(pre.get(seed), root)
+            bio = probes["bio"]
             ref = ref_probes.get(seed, {})
             stored = [ok for name, ok in zip(names, right, strict=True) if bio.get(name)]
             compared = arm != reference and seed in ref_pf
             probed = arm != reference and seed in ref_probes
             out.append(Measured(
                 arm=arm, seed=seed, dev=exact_rate(sum(right), len(right)),
-                dev_vs_vanilla=mcnemar(right, dev_outcomes(ref_pf[seed], root)) if compared else None,
+                dev_vs_vanilla=mcnemar(right, ref_right[seed]) if compared else None,
                 dev_vs_london=mcnemar(right, london_right) if london_right is not None else None,
                 bio=exact_rate(sum(bio.values()), len(bio)) if bio else None,
                 bio_vs_vanilla=_paired_probe(bio, ref["bio"]) if probed else None,
                 answered_of_stored=exact_rate(sum(stored), len(stored)) if bio else None,
                 final_loss=pre[seed]["metrics"].get("final_loss") if seed in pre else None,
                 name=_name_rate(pre.get(seed)), record=record,
-                name_vs_vanilla=(_paired_probe(_probe_hits(pre.get(seed), root, "name"),
-                                               ref["name"]) if probed else None)))
+                name_vs_vanilla=_paired_probe(probes["name"], ref["name"]) if probed else None))
     return out
 
 
 def training_code_verdicts(base: str, root: Path | None = None) -> list[str]:
     """The verdicts of `base`'s training-code arms (`TRAINING_CODE`), seed by seed."""
     code = {f"{base}-{name}" for name in TRAINING_CODE}
-    return [verdict(m) for m in measure(base, root) if m.arm.profile in code]
+    return [verdict(m) for m in measure(base, root, only=lambda arm: arm.profile in code)]
 
 
 def _name_rate(record: dict | None) -> Rate | None:

@@ -9,8 +9,12 @@
 - `cpu32`: the classic recipe in float32 on a 2-core CPU; it departs from the classic code in
   length-grouped batches (each character still weighing the same), no attention dropout,
   and the library's own defaults (`recipe_departures` lists them all).
+- `cpu32-classic`: `full` on a 2-core CPU: the classic hyperparameters and training code,
+  without attention dropout.
 - `full`: the classic exercise's hyperparameters and training code on the whole data, meant
   for a GPU.
+- `mini-CODE` (`mini-classic`, ...): the mini world trained by other training code
+  (`with_training_code`), arms of `mini` in the recipes comparison.
 
 Other profiles can be added by name (`register_profile`, or a JSON list of profiles in
 `$BOOK_EXTRA_PROFILES`); the reliability tests do so. The built-in ones cannot be replaced.
@@ -157,22 +161,6 @@ PROFILES: dict[str, Profile] = {
         finetune_pretrained=replace(CLASSIC_FINETUNE_PRETRAINED, length_grouped=True,
                                     epoch_token_mean=True, checkpoint_every=5),
     ),
-    # The whole data trained as the classic code trains, in float32 on a CPU: `full` but for
-    # the attention dropout, which would keep the fused attention kernel from running.
-    "cpu32-classic": Profile(
-        name="cpu32-classic",
-        description=("the cpu32 profile trained as the classic code trains: batches in corpus "
-                     "order (so not length-grouped), weight decay on the LayerNorm gains too, "
-                     "every matrix initialised with std 0.02 and a finetuning cosine as long "
-                     "as pretraining's; no attention dropout"),
-        n_layer=4, n_head=8, n_embd=256, dropout=0.1, attn_dropout=0.0,
-        pretrain=replace(CLASSIC_PRETRAIN, checkpoint_every=5, **CLASSIC_CODE),
-        finetune_scratch=replace(CLASSIC_FINETUNE_SCRATCH, checkpoint_every=5, **CLASSIC_CODE,
-                                 final_epochs=CLASSIC_FINETUNE_FINAL_EPOCHS),
-        finetune_pretrained=replace(CLASSIC_FINETUNE_PRETRAINED, checkpoint_every=5,
-                                    **CLASSIC_CODE, final_epochs=CLASSIC_FINETUNE_FINAL_EPOCHS),
-        scaled_residual_init=False,
-    ),
     "full": Profile(
         name="full",
         description=("the classic exercise: 4 layers, 8 heads, 256 dims, block 128, whole data, "
@@ -210,10 +198,30 @@ _MINI_CODE = [
         "grouped by length)",
         length_grouped=False),
 ]
-# Listed right after `mini`, the profile they change.
-_AFTER_MINI = list(PROFILES)[list(PROFILES).index("mini") + 1:]
-PROFILES.update({p.name: p for p in _MINI_CODE})
-PROFILES.update({name: PROFILES.pop(name) for name in _AFTER_MINI})
+# The whole data trained as the classic code trains, in float32 on a CPU: `full` but for the
+# attention dropout, which would keep the fused attention kernel from running, with a
+# checkpoint every 5 epochs so a run can stop and resume.
+_CPU32_CLASSIC = replace(
+    PROFILES["full"], name="cpu32-classic",
+    description=("the cpu32 profile trained as the classic code trains: batches in corpus "
+                 "order (so not length-grouped), weight decay on the LayerNorm gains too, "
+                 "every matrix initialised with std 0.02 and a finetuning cosine as long as "
+                 "pretraining's; no attention dropout"),
+    attn_dropout=0.0,
+    **{phase: replace(getattr(PROFILES["full"], phase), checkpoint_every=5)
+       for phase in ("pretrain", "finetune_scratch", "finetune_pretrained")})
+
+
+def _insert_after(anchor: str, profiles: list[Profile]) -> None:
+    """List `profiles` right after `anchor` in `PROFILES` (the order pages list them in)."""
+    names = list(PROFILES)
+    later = names[names.index(anchor) + 1:]
+    PROFILES.update({p.name: p for p in profiles})
+    PROFILES.update({name: PROFILES.pop(name) for name in later})
+
+
+_insert_after("mini", _MINI_CODE)  # after the profile they change
+_insert_after("cpu32", [_CPU32_CLASSIC])
 
 BUILTIN = ("smoke", "mini", "mini-classic", "mini-classic-grouped", "mini-ungrouped", "cpu",
            "cpu32", "cpu32-classic", "full")

@@ -26,6 +26,14 @@ def epoch_batches(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator)
     return list(order.split(cfg.batch_size))
 
 
+def computed_positions(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> int:
+    """Positions one epoch of `x` costs when batches are formed by `cfg` (`epoch_batches`)
+    and each is cut to its longest example, as the training loop cuts them: how much
+    padding the batching leaves for the model to compute."""
+    lengths = (x != PAD_ID).sum(1)
+    return sum(len(b) * max(1, int(lengths[b].max())) for b in epoch_batches(x, cfg, generator))
+
+
 def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                generator: torch.Generator, meta: dict) -> None:
     """Everything a run needs to continue exactly: weights, optimizer moments, both RNGs."""
