@@ -82,8 +82,8 @@ def essay_profile(root: Path | None = None, variant: str = "vanilla") -> str | N
 
 
 def profiles_with_records(root: Path | None = None) -> list[str]:
-    """Profiles with at least one vanilla or London record, whole data first (`full`, `cpu32`,
-    `cpu`), then the mini world; `smoke` only when nothing else has run (its numbers mean
+    """Profiles with at least one vanilla or London record, whole data first (`full`, then the
+    CPU profiles), then the mini world; `smoke` only when nothing else has run (its numbers mean
     nothing). Superseded profiles are listed: this is what the results page compares."""
     have = [p for p in PROFILE_ORDER if any(r["variant"] in ("vanilla", "none")
                                             for r in load_records(p, root))]

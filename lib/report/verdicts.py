@@ -257,8 +257,9 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
         out["summary"] = _summary(versus, london_measured=london is not None)
     if not is_whole_data(profile, root):
         out["pending"] = ("These are mini-world numbers. The exercise's questions are about the "
-                          "whole data (the `full` and `cpu32` profiles); the results page "
-                          "shows whatever whole-data runs have finished, and these pages switch "
+                          "whole data (`full`, and on a CPU `cpu32-classic` and `cpu32`); the "
+                          "results page shows whatever whole-data runs have finished, and these "
+                          "pages switch "
                           "to a whole-data profile once it holds London, finetuning alone for "
                           "every seed, and pretraining with its pretrain + finetune for one seed.")
     elif variant == "vanilla" and (waiting := pending_text(profile, root)):

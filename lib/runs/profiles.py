@@ -226,8 +226,9 @@ _insert_after("cpu32", [_CPU32_CLASSIC])
 BUILTIN = ("smoke", "mini", "mini-classic", "mini-classic-grouped", "mini-ungrouped", "cpu",
            "cpu32", "cpu32-classic", "full")
 # The order in which pages look for a profile to show: the classic setting first, then the
-# whole data on a CPU (float32 before bf16), then the mini world, then the wiring check.
-PROFILE_ORDER = ("full", "cpu32", "cpu", "mini", "smoke")
+# whole data on a CPU (the classic training code first, then float32 before bf16), then the
+# mini world, then the wiring check.
+PROFILE_ORDER = ("full", "cpu32-classic", "cpu32", "cpu", "mini", "smoke")
 # Profiles whose recipe a later profile replaced, with that profile. Their records stay on the
 # results page beside the others; no chapter or essay reads them. `cpu` trained under bf16 on
 # a stretched, clamped schedule that stayed on the loss plateau (performance appendix);
