@@ -234,6 +234,27 @@ def test_the_classic_training_code_runs_and_is_compared_with_its_base(scratch, m
     [line] = RR.training_code_verdicts("smoke", root)
     assert line.startswith("**classic training code**, seed 0: ")
     assert RR.training_code_verdicts("mini", root) == []
+    # The same two trainings compared directly, as the results page compares the whole-data
+    # pair (cpu32-classic against cpu32): finetuning alone joins once both have it.
+    lines = RR.whole_data_code_verdicts("smoke-classic", "smoke", root)
+    assert [line.split(",")[0] for line in lines] == ["**pretraining**", "**pretrain + finetune**"]
+    for profile in ("smoke", "smoke-classic"):
+        P.run("finetune", profile, progress=False)
+    lines = RR.whole_data_code_verdicts("smoke-classic", "smoke", root)
+    assert [line.split(",")[0] for line in lines] == ["**pretraining**", "**finetuning alone**",
+                                                      "**pretrain + finetune**"]
+    from lib.report import dev_outcomes
+    from lib.report.stats import format_p, mcnemar
+    from lib.runs.records import records_by_seed
+
+    ours, theirs = (records_by_seed(p, "finetune", "vanilla", root)[0]
+                    for p in ("smoke-classic", "smoke"))
+    test = mcnemar(dev_outcomes(ours, root), dev_outcomes(theirs, root))
+    assert lines[1] == (f"**finetuning alone**, seed 0: `smoke-classic` answers {test.a_correct} "
+                        f"of 20 dev questions, `smoke` {test.b_correct}; `smoke-classic` is "
+                        f"{test.relation} `smoke` ({test.only_a} vs {test.only_b} people, "
+                        f"{format_p(test.p_value)}).")
+    assert RR.whole_data_code_verdicts("smoke-classic", "mini", root) == []
 
 
 def test_a_recorded_rerun_is_reported_beside_the_commits(tmp_path):

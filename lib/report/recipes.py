@@ -20,7 +20,7 @@ import pandas as pd
 from lib.report.analysis import probe_table
 from lib.report.formatting import listing
 from lib.report.provenance import commit_note
-from lib.report.reading import details, dev_outcomes
+from lib.report.reading import details, dev_outcomes, prediction_rows
 from lib.report.stats import ALPHA, Paired, Rate, exact_rate, format_p, mcnemar
 from lib.runs.records import load_records, records_by_seed, results_root
 
@@ -176,6 +176,38 @@ def training_code_verdicts(base: str, root: Path | None = None) -> list[str]:
     """The verdicts of `base`'s training-code arms (`TRAINING_CODE`), seed by seed."""
     code = {f"{base}-{name}" for name in TRAINING_CODE}
     return [verdict(m) for m in measure(base, root, only=lambda arm: arm.profile in code)]
+
+
+def whole_data_code_verdicts(code: str = "cpu32-classic", base: str = "cpu32",
+                             root: Path | None = None) -> list[str]:
+    """`code` (the whole data trained as the starter code trains) against `base` (the same
+    model and data under `lib`'s own training code), kind by kind and seed by seed, on the
+    same people: the biography probe after pretraining, the dev answers after finetuning
+    alone and after pretraining. Only the seeds both have finished; empty before that."""
+    out = []
+    for seed, ours in sorted(records_by_seed(code, "pretrain", "vanilla", root).items()):
+        theirs = records_by_seed(base, "pretrain", "vanilla", root).get(seed)
+        test = None if theirs is None else _paired_probe(_probe_hits(ours, root)["bio"],
+                                                          _probe_hits(theirs, root)["bio"])
+        if test is not None:
+            out.append(f"**pretraining**, seed {seed}: the biography probe of `{code}` finds "
+                       f"{test.a_correct} of {test.n} places, `{base}`'s {test.b_correct}; "
+                       f"`{code}` is {test.relation} `{base}` ({test.only_a} vs {test.only_b} "
+                       f"people, {format_p(test.p_value)}).")
+    for kind, words in (("finetune", "finetuning alone"),
+                        ("pretrain_finetune", "pretrain + finetune")):
+        theirs = records_by_seed(base, kind, "vanilla", root)
+        for seed, ours in sorted(records_by_seed(code, kind, "vanilla", root).items()):
+            if seed not in theirs:
+                continue
+            a, b = prediction_rows(ours, root), prediction_rows(theirs[seed], root)
+            right = dict(zip(b["name"], b["correct"], strict=True))
+            test = mcnemar(list(a["correct"]), [right[name] for name in a["name"]])
+            out.append(f"**{words}**, seed {seed}: `{code}` answers {test.a_correct} of "
+                       f"{test.n} dev questions, `{base}` {test.b_correct}; `{code}` is "
+                       f"{test.relation} `{base}` ({test.only_a} vs {test.only_b} people, "
+                       f"{format_p(test.p_value)}).")
+    return out
 
 
 def _name_rate(record: dict | None) -> Rate | None:
