@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from lib.core.model import GPT
 from lib.runs.pipeline import model_config
-from lib.runs.profiles import DEPARTURE_REASONS, PROFILES, get_profile, recipe_departures, world_for
+from lib.runs.profiles import (
+    DEPARTURE_REASONS,
+    PROFILES,
+    TRAINING_CODE_SETTINGS,
+    departed_settings,
+    get_profile,
+    recipe_departures,
+    world_for,
+)
 
 
 def test_the_classic_profile_departs_from_nothing():
@@ -59,6 +67,15 @@ def test_cpu32_is_the_classic_recipe_but_for_what_makes_it_affordable():
 def test_cpu32_classic_is_the_classic_setting_but_for_the_attention_dropout():
     assert recipe_departures(PROFILES["cpu32-classic"]) == [
         "attn_dropout 0.1 -> 0 (" + DEPARTURE_REASONS["attn_dropout"] + ")"]
+
+
+def test_departed_settings_name_each_departure_once_in_the_listed_order():
+    for profile in PROFILES.values():
+        names = [line.split(" ", 1)[0] for line in recipe_departures(profile)]
+        assert departed_settings(profile) == list(dict.fromkeys(names)), profile.name
+    # The training code: the CPU profiles other than cpu32-classic do not share it.
+    assert set(TRAINING_CODE_SETTINGS) <= set(departed_settings(PROFILES["cpu32"]))
+    assert not set(TRAINING_CODE_SETTINGS) & set(departed_settings(PROFILES["cpu32-classic"]))
 
 
 def test_mini_classic_differs_from_mini_only_in_the_training_code():

@@ -274,9 +274,30 @@ def _shown(value) -> str:
     return str(value)
 
 
+# The settings of the starter code's training loop that no hyperparameter of the handout names.
+TRAINING_CODE_SETTINGS = ("shuffle", "decay_all_but_biases", "scaled_residual_init")
+
+
+def departed_settings(profile: Profile, reference: str = "full") -> list[str]:
+    """The names of the settings in which `profile` departs from `reference`, in the order of
+    `recipe_departures`, each once."""
+    return list(dict.fromkeys(name for name, _, _ in _changes(profile, reference)))
+
+
 def recipe_departures(profile: Profile, reference: str = "full") -> list[str]:
     """How `profile` departs from the classic recipe, one line per changed setting (with the
     phases it applies to), computed from the two configurations so it cannot drift."""
+    out = []
+    for (name, old, new), phases in _changes(profile, reference).items():
+        where = "" if not phases else (" in every phase" if len(phases) == len(PHASES)
+                                       else " in " + " and ".join(phases))
+        out.append(f"{name} {old} -> {new}{where} ({DEPARTURE_REASONS.get(name, 'changed')})")
+    return out
+
+
+def _changes(profile: Profile, reference: str) -> dict[tuple[str, str, str], list[str]]:
+    """(setting, reference value, profile value) -> the phases where it differs (none for a
+    setting of the model or the world)."""
     ref, here = PROFILES[reference].to_dict(), profile.to_dict()
     changes: dict[tuple[str, str, str], list[str]] = {}
     for key, value in here.items():
@@ -288,12 +309,7 @@ def recipe_departures(profile: Profile, reference: str = "full") -> list[str]:
                     changes.setdefault((name, _shown(ref[key][name]), _shown(v)), []).append(PHASES[key])
         else:
             changes.setdefault((key, _shown(ref[key]), _shown(value)), [])
-    out = []
-    for (name, old, new), phases in changes.items():
-        where = "" if not phases else (" in every phase" if len(phases) == len(PHASES)
-                                       else " in " + " and ".join(phases))
-        out.append(f"{name} {old} -> {new}{where} ({DEPARTURE_REASONS.get(name, 'changed')})")
-    return out
+    return changes
 
 
 def profile_from_dict(values: dict) -> Profile:
