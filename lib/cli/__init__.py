@@ -22,6 +22,7 @@ and so do the keyword forms:
     python -m lib check-data /path/to/birthplaces
     python -m lib run pretrain_finetune --profile cpu --seed 0
     python -m lib experiments --profile smoke
+    python -m lib import-runs ~/.cache/book/run-COMMIT --profile cpu32
     torchrun --nproc_per_node 2 -m lib pretrain --profile smoke --writing-params-path p.params
 
 The profile is `full` (the classic setting) unless `--profile` or `$BOOK_PROFILE` names
@@ -186,6 +187,13 @@ def parser() -> argparse.ArgumentParser:
     unread = sub.add_parser("probe-unread", help="add the never-read people's probe to a finished "
                             "pretraining's record (runs made before pretraining did it)")
     common(unread)
+
+    imp = sub.add_parser("import-runs", help="copy the finished runs of a profile from another "
+                         "copy of the repository (a worktree where long runs train)")
+    imp.add_argument("source", type=Path, help="that copy's folder (its results/ is read)")
+    imp.add_argument("--profile", type=_profile, required=True)
+    imp.add_argument("--no-render", action="store_true",
+                     help="do not render the copied runs' stored notebooks")
 
     exp = sub.add_parser("experiments", help="the whole matrix of a profile through papermill")
     exp.add_argument("--profile", type=_profile, required=True)

@@ -92,6 +92,28 @@ def _experiments(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_runs(args: argparse.Namespace) -> int:
+    import json
+
+    from lib.runs.experiments import run_matrix
+    from lib.runs.records import results_root
+    from lib.runs.transfer import describe, import_runs
+
+    try:
+        transfer = import_runs(args.source / "results", args.profile)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(describe(transfer, args.profile))
+    if transfer.copied and not args.no_render:
+        folder = results_root() / args.profile
+        variants = {json.loads((folder / f"{rid}.json").read_text())["variant"]
+                    for rid in transfer.copied}
+        run_matrix(args.profile, variants=sorted(variants - {"none"}) or ["vanilla"],
+                   render_only=True)
+    return 1 if transfer.conflicting or transfer.incomplete else 0
+
+
 def _probe_unread(args: argparse.Namespace) -> int:
     from lib.runs import pipeline as P
 
@@ -181,6 +203,7 @@ def _train(args: argparse.Namespace, profile, device, data: D.BirthplaceData) ->
 
 # Commands that need no model of their own; the others load the data and a profile first.
 _SIMPLE = {"london": _london, "score": _score, "experiments": _experiments,
+           "import-runs": _import_runs,
            "probe-unread": _probe_unread, "run": _run,
            "check-data": lambda args: _check_data(args.folder)}
 
