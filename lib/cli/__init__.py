@@ -118,23 +118,25 @@ def _path_flag(p: argparse.ArgumentParser, name: str, **options) -> None:
     p.add_argument("--" + name.replace("_", "-"), "--" + name, dest=name, **options)
 
 
+def _common(p: argparse.ArgumentParser, variant: bool = True) -> None:
+    """The options every training or run command shares: profile, seed, device, variant."""
+    p.add_argument("--profile", type=_profile, default=_default_profile(),
+                   help=f"hyperparameters and world: {', '.join(PROFILES)}, optionally with "
+                        "recipe options such as mini+mixed (default: $BOOK_PROFILE, else full, "
+                        "the classic setting)")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu or cuda")
+    if variant:
+        p.add_argument("--variant", type=_variant, default=None,
+                       help="attention variant (default vanilla): " + ", ".join(available_variants()))
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
 def parser() -> argparse.ArgumentParser:
     """The `python -m lib` parser: one subcommand per step of the classic exercise's workflow,
     sharing the profile, seed and device options."""
     top = argparse.ArgumentParser(prog="python -m lib", description=__doc__.split("\n")[0])
     sub = top.add_subparsers(dest="command", required=True)
-
-    def common(p: argparse.ArgumentParser, variant: bool = True) -> None:
-        p.add_argument("--profile", type=_profile, default=_default_profile(),
-                       help=f"hyperparameters and world: {', '.join(PROFILES)}, optionally with "
-                            "recipe options such as mini+mixed (default: $BOOK_PROFILE, else full, "
-                            "the classic setting)")
-        p.add_argument("--seed", type=_seed, default=0)
-        p.add_argument("--device", type=_device, default="auto", help="auto, cpu or cuda")
-        if variant:
-            p.add_argument("--variant", type=_variant, default=None,
-                           help="attention variant (default vanilla): " + ", ".join(available_variants()))
-        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     def handout_positionals(p: argparse.ArgumentParser, corpus_role: str) -> None:
         p.add_argument("positional_variant", nargs="?", type=_variant, metavar="VARIANT",
@@ -147,14 +149,14 @@ def parser() -> argparse.ArgumentParser:
     _path_flag(london, "outputs_path", type=Path, default=None)
 
     pre = sub.add_parser("pretrain", help="span-corruption pretraining")
-    common(pre)
+    _common(pre)
     handout_positionals(pre, "the pretraining corpus (default: wiki.txt of the profile's world)")
     _path_flag(pre, "pretrain_corpus_path", type=_data_file, default=None,
                help="the pretraining corpus, as CORPUS")
     _path_flag(pre, "writing_params_path", type=Path, required=True)
 
     fine = sub.add_parser("finetune", help="finetune on questions (optionally from pretrained params)")
-    common(fine)
+    _common(fine)
     handout_positionals(fine, "checked to have the data folder's vocabulary")
     _path_flag(fine, "reading_params_path", type=_existing_file, default=None,
                help="pretrained weights to start from (default: train from scratch)")
@@ -163,7 +165,7 @@ def parser() -> argparse.ArgumentParser:
                help="default: the profile world's train questions")
 
     ev = sub.add_parser("evaluate", help="greedy answers for a question file")
-    common(ev)
+    _common(ev)
     handout_positionals(ev, "checked to have the data folder's vocabulary")
     _path_flag(ev, "reading_params_path", type=_existing_file, required=True)
     _path_flag(ev, "eval_corpus_path", type=_data_file, required=True)
@@ -179,14 +181,21 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("folder", nargs="?", type=Path, default=None,
                        help="default: $BIRTHPLACE_DATA, else data/")
 
+    _book_commands(sub)
+    return top
+
+
+def _book_commands(sub) -> None:
+    """The commands beyond the handout's workflow: the book's runs, their matrix and their
+    import from a worktree."""
     run = sub.add_parser("run", help="one run of the experiment matrix, with its result record")
-    common(run)
+    _common(run)
     run.add_argument("kind", choices=KINDS)
     run.add_argument("--force", action="store_true", help="redo a finished run")
 
     unread = sub.add_parser("probe-unread", help="add the never-read people's probe to a finished "
                             "pretraining's record (runs made before pretraining did it)")
-    common(unread)
+    _common(unread)
 
     imp = sub.add_parser("import-runs", help="copy the finished runs of a profile from another "
                          "copy of the repository (a worktree where long runs train)")
@@ -203,7 +212,6 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--force", action="store_true")
     exp.add_argument("--render-only", action="store_true",
                      help="never train: render stored notebooks for runs whose records exist")
-    return top
 
 
 def _reconcile_handout_forms(args: argparse.Namespace) -> str | None:
