@@ -124,6 +124,9 @@ def test_render_only_reports_runs_without_records_and_trains_nothing(scratch, mo
     statuses = E.run_matrix("smoke", render_only=True, log=lambda line: None)
     assert {s["status"] for s in statuses} == {"missing"}
     assert not (scratch / "runs").exists() and not (scratch / "checkpoints").exists()
+    narrowed = E.run_matrix("smoke", render_only=True, log=lambda line: None,
+                            only={"london", "finetune-vanilla-seed0"})
+    assert sorted(s["run_id"] for s in narrowed) == ["finetune-vanilla-seed0", "london"]
 
 
 def test_bad_matrix_arguments_fail_before_any_notebook(scratch, monkeypatch):

@@ -51,6 +51,7 @@ def test_only_whole_finished_runs_come_over_and_no_record_is_replaced(worktree, 
     assert done.conflicting == ["finetune-vanilla-seed2"]
     assert done.incomplete == ["finetune-vanilla-seed1"]
     assert done.unfinished == ["pretrain-vanilla-seed0"]
+    assert done.copied_variants == {"vanilla"}
     names = {p.name for p in (here / "smoke").iterdir()}
     assert {"london.json", "london.predictions.txt"} <= names
     assert {f"finetune-vanilla-seed0.{s}" for s in ("json", "details.json", "metrics.jsonl",

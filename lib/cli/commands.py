@@ -93,10 +93,7 @@ def _experiments(args: argparse.Namespace) -> int:
 
 
 def _import_runs(args: argparse.Namespace) -> int:
-    import json
-
     from lib.runs.experiments import run_matrix
-    from lib.runs.records import results_root
     from lib.runs.transfer import describe, import_runs
 
     try:
@@ -106,11 +103,8 @@ def _import_runs(args: argparse.Namespace) -> int:
         return 2
     print(describe(transfer, args.profile))
     if transfer.copied and not args.no_render:
-        folder = results_root() / args.profile
-        variants = {json.loads((folder / f"{rid}.json").read_text())["variant"]
-                    for rid in transfer.copied}
-        run_matrix(args.profile, variants=sorted(variants - {"none"}) or ["vanilla"],
-                   render_only=True)
+        variants = sorted(transfer.copied_variants - {"none"}) or ["vanilla"]
+        run_matrix(args.profile, variants=variants, render_only=True, only=transfer.copied)
     return 1 if transfer.conflicting or transfer.incomplete else 0
 
 

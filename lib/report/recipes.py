@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.report.analysis import probe_table
 from lib.report.formatting import listing
 from lib.report.provenance import commit_note
 from lib.report.reading import details, dev_outcomes, prediction_rows
+from lib.report.results import KIND_WORDS
 from lib.report.stats import ALPHA, Paired, Rate, exact_rate, format_p, mcnemar
+from lib.report.verdicts import probes_asked
 from lib.runs.records import load_records, records_by_seed, results_root
 
 # The attention variants this chapter compares; the cheaper-attention variants have their own.
@@ -99,14 +100,9 @@ def _by_seed(arm: Arm, kind: str, root: Path | None) -> dict[int, dict]:
 
 
 def _probe_hits(record: dict | None, root: Path | None) -> dict[str, dict[str, bool]]:
-    """Per probe (`bio`, `name`), per person it asked: did it find the person's own place?
-    (The pretraining details file is read once for both.)"""
-    table = probe_table(details(record, root).get("probe", [])) if record is not None else None
-    if table is None or table.empty:
-        return {"bio": {}, "name": {}}
-    return {probe: {name: bool(hit) for name, hit in zip(table["name"], table[f"{probe}_probe"],
-                                                         strict=True) if pd.notna(hit)}
-            for probe in ("bio", "name")}
+    """Per probe (`bio`, `name`), per person it asked: did it find the person's own place?"""
+    return {probe: dict(zip(asked["name"], asked["hit"], strict=True))
+            for probe, asked in probes_asked(record, root).items()}
 
 
 def _paired_probe(ours: dict[str, bool], theirs: dict[str, bool]) -> Paired | None:
@@ -185,8 +181,9 @@ def whole_data_code_verdicts(code: str = "cpu32-classic", base: str = "cpu32",
     same people: the biography probe after pretraining, the dev answers after finetuning
     alone and after pretraining. Only the seeds both have finished; empty before that."""
     out = []
+    base_pretrains = records_by_seed(base, "pretrain", "vanilla", root)
     for seed, ours in sorted(records_by_seed(code, "pretrain", "vanilla", root).items()):
-        theirs = records_by_seed(base, "pretrain", "vanilla", root).get(seed)
+        theirs = base_pretrains.get(seed)
         test = None if theirs is None else _paired_probe(_probe_hits(ours, root)["bio"],
                                                           _probe_hits(theirs, root)["bio"])
         if test is not None:
@@ -194,8 +191,7 @@ def whole_data_code_verdicts(code: str = "cpu32-classic", base: str = "cpu32",
                        f"{test.a_correct} of {test.n} places, `{base}`'s {test.b_correct}; "
                        f"`{code}` is {test.relation} `{base}` ({test.only_a} vs {test.only_b} "
                        f"people, {format_p(test.p_value)}).")
-    for kind, words in (("finetune", "finetuning alone"),
-                        ("pretrain_finetune", "pretrain + finetune")):
+    for kind in ("finetune", "pretrain_finetune"):
         theirs = records_by_seed(base, kind, "vanilla", root)
         for seed, ours in sorted(records_by_seed(code, kind, "vanilla", root).items()):
             if seed not in theirs:
@@ -203,7 +199,7 @@ def whole_data_code_verdicts(code: str = "cpu32-classic", base: str = "cpu32",
             a, b = prediction_rows(ours, root), prediction_rows(theirs[seed], root)
             right = dict(zip(b["name"], b["correct"], strict=True))
             test = mcnemar(list(a["correct"]), [right[name] for name in a["name"]])
-            out.append(f"**{words}**, seed {seed}: `{code}` answers {test.a_correct} of "
+            out.append(f"**{KIND_WORDS[kind]}**, seed {seed}: `{code}` answers {test.a_correct} of "
                        f"{test.n} dev questions, `{base}` {test.b_correct}; `{code}` is "
                        f"{test.relation} `{base}` ({test.only_a} vs {test.only_b} people, "
                        f"{format_p(test.p_value)}).")

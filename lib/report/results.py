@@ -20,6 +20,12 @@ CONFIGURATIONS = {
     "finetune": "finetune only (no pretraining)",
     "pretrain_finetune": "pretrain, then finetune",
 }
+# The same, short, for figure axes and table cells.
+SHORT_CONFIGURATIONS = {"london": "London baseline", "finetune": "finetune only",
+                        "pretrain_finetune": "pretrain, then finetune"}
+# Every kind of run as a phrase inside a sentence ("... for seed 1").
+KIND_WORDS = {"london": "the London baseline", "pretrain": "pretraining",
+              "pretrain_finetune": "pretrain + finetune", "finetune": "finetuning alone"}
 
 
 PROBES = {
@@ -169,8 +175,6 @@ def accuracy_points(root: Path | None = None) -> list[dict]:
     return points
 
 
-SHORT_CONFIGURATIONS = {"london": "London baseline", "finetune": "finetune only",
-                        "pretrain_finetune": "pretrain, then finetune"}
 
 
 def side_by_side(root: Path | None = None, points: list[dict] | None = None) -> pd.DataFrame:

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.report.analysis import cross_table, stored_vs_extracted
+from lib.report.analysis import cross_table, probe_table, stored_vs_extracted
 from lib.report.choice import pending_runs
 from lib.report.formatting import listing, percent
 from lib.report.reading import details, dev_outcomes, is_whole_data, load_data, runs_of
+from lib.report.results import KIND_WORDS, PROBES
 from lib.report.stats import Paired, exact_rate, fisher, format_p, mcnemar
 from lib.runs.records import load_records
 
@@ -51,18 +52,26 @@ def rate_text(pair: tuple[int, int]) -> str:
     return f"{hits}/{n} = {percent(hits / n if n else float('nan'))}"
 
 
-def probe_asked(record: dict | None, probe: str, root: Path | None = None) -> pd.DataFrame:
-    """The people a probe asked, in the probe file's order: `name`, whether the completion
-    started with the person's own place (`hit`) and with the control's (`control`). (The
+def probes_asked(record: dict | None, root: Path | None = None) -> dict[str, pd.DataFrame]:
+    """Per probe (`bio`, `name`), the people it asked, in the probe file's order: `name`,
+    whether the completion started with the person's own place (`hit`) and with the
+    control's (`control`). The pretraining details file is read once for both. (The
     biography probe asks only people whose place is written inside the window.)"""
-    from lib.report.analysis import probe_table  # the probe's own scoring rule
-
     table = probe_table(details(record, root).get("probe", [])) if record is not None else None
     if table is None or table.empty:
-        return pd.DataFrame({"name": [], "hit": [], "control": []})
-    asked = table[table[f"{probe}_probe"].notna()]
-    return pd.DataFrame({"name": list(asked["name"]), "hit": [bool(x) for x in asked[f"{probe}_probe"]],
-                         "control": [bool(x) for x in asked[f"{probe}_control"]]})
+        return {probe: pd.DataFrame({"name": [], "hit": [], "control": []}) for probe in PROBES}
+    out = {}
+    for probe in PROBES:
+        asked = table[table[f"{probe}_probe"].notna()]
+        out[probe] = pd.DataFrame({"name": list(asked["name"]),
+                                   "hit": [bool(x) for x in asked[f"{probe}_probe"]],
+                                   "control": [bool(x) for x in asked[f"{probe}_control"]]})
+    return out
+
+
+def probe_asked(record: dict | None, probe: str, root: Path | None = None) -> pd.DataFrame:
+    """The people one probe asked (see `probes_asked`)."""
+    return probes_asked(record, root)[probe]
 
 
 def probe_outcomes(record: dict, probe: str, root: Path | None = None) -> tuple[list[bool], list[bool]]:
@@ -265,10 +274,6 @@ def findings(profile: str, root: Path | None = None, variant: str = "vanilla") -
     elif variant == "vanilla" and (waiting := pending_text(profile, root)):
         out["pending"] = waiting
     return out
-
-
-KIND_WORDS = {"london": "the London baseline", "pretrain": "pretraining",
-              "pretrain_finetune": "pretrain + finetune", "finetune": "finetuning alone"}
 
 
 def pending_text(profile: str, root: Path | None = None) -> str | None:

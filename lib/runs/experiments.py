@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -272,14 +272,16 @@ def execute(run: Run, profile: str, device: str = "auto", force: bool = False,
 
 def run_matrix(profile: str, seeds: Sequence[int] | None = None,
                variants: Sequence[str] = ("vanilla",), device: str = "auto", force: bool = False,
-               render_only: bool = False, log: Callable[[str], None] = print) -> list[dict]:
+               render_only: bool = False, log: Callable[[str], None] = print,
+               only: Collection[str] | None = None) -> list[dict]:
     """Run (or, with `render_only`, only render) a profile's matrix; return one status per run.
 
     Every run's parameters are checked before the first notebook starts. A run whose record
     and stored notebook exist is skipped unless `force`; with `render_only`, a run without
-    a record is reported as missing and nothing is trained.
+    a record is reported as missing and nothing is trained. `only` (run ids) narrows the
+    matrix to those runs, for example the runs just imported.
     """
-    todo = matrix(profile, seeds, variants)
+    todo = [run for run in matrix(profile, seeds, variants) if only is None or run.id in only]
     for run in todo:
         params = notebook_parameters(run, profile, device, force, render_only)
         params.pop("results_dir", None)

@@ -27,11 +27,14 @@ class Transfer:
     conflicting: list[str] = field(default_factory=list)  # a different record is already here
     incomplete: list[str] = field(default_factory=list)  # a file the record names is missing
     unfinished: list[str] = field(default_factory=list)  # files without a record: still training
+    copied_variants: set[str] = field(default_factory=set)  # attention variants of `copied`
 
 
-def run_files(record_path: Path) -> list[Path]:
-    """A record and the files it names (`files`), all in the record's folder."""
-    record = json.loads(record_path.read_text(encoding="utf-8"))
+def run_files(record_path: Path, record: dict | None = None) -> list[Path]:
+    """A record and the files it names (`files`), all in the record's folder. (`record` is
+    the record's content when the caller has already read it.)"""
+    if record is None:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
     names = [name for name in record.get("files", {}).values() if name]
     return [record_path] + [record_path.with_name(name) for name in names]
 
@@ -56,7 +59,8 @@ def import_runs(source: Path, profile: str, destination: Path | None = None) -> 
             same = here.read_bytes() == record_path.read_bytes()
             (done.already_here if same else done.conflicting).append(run_id)
             continue
-        files = run_files(record_path)
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        files = run_files(record_path, record)
         if not all(f.is_file() for f in files):
             done.incomplete.append(run_id)
             continue
@@ -65,6 +69,7 @@ def import_runs(source: Path, profile: str, destination: Path | None = None) -> 
             shutil.copy2(f, dst / f.name)
         shutil.copy2(record_path, here)
         done.copied.append(run_id)
+        done.copied_variants.add(record["variant"])
     finished = {p.stem for p in records}
     done.unfinished = sorted({p.name.split(".", 1)[0] for p in src.iterdir() if p.is_file()}
                              - finished)
@@ -77,6 +82,6 @@ def describe(transfer: Transfer, profile: str) -> str:
              "conflicting": "NOT copied, a different record is already here",
              "incomplete": "NOT copied, a file its record names is missing",
              "unfinished": "not finished (no record yet), left where it is"}
-    lines = [f"{profile}: {words[key]}: {', '.join(ids)}"
-             for key, ids in vars(transfer).items() if ids]
+    lines = [f"{profile}: {words[key]}: {', '.join(getattr(transfer, key))}"
+             for key in words if getattr(transfer, key)]
     return "\n".join(lines) or f"{profile}: no runs found"
