@@ -478,3 +478,15 @@ def test_per_seed_text_names_each_seed_or_says_they_agree():
     assert EV.per_seed_text({0: "0/90", 1: "0/90"}) == "0/90 in each of the 2 seeds"
     assert EV.per_seed_text({3: "x"}) == "x (seed 3)"
     assert EV.per_seed_text({}) == ""
+
+
+def test_a_whole_data_profiles_caveat_names_every_departure_inline_or_listed():
+    from lib.runs.profiles import PROFILES, recipe_departures
+
+    departures = recipe_departures(PROFILES["cpu32"], markdown=True)
+    assert len(departures) > 1
+    inline = EV.profile_caveat("cpu32")
+    assert inline.endswith("; ".join(departures) + ".")
+    listed = EV.profile_caveat("cpu32", listed=True)
+    assert listed.split("\n")[1:] == [f"  - {d}" for d in departures]
+    assert EV.profile_caveat("mini", listed=True) == EV.profile_caveat("mini")

@@ -86,6 +86,10 @@ def test_mini_classic_differs_from_mini_only_in_the_training_code():
         + DEPARTURE_REASONS["decay_all_but_biases"] + ")",
         "scaled_residual_init on -> off (" + DEPARTURE_REASONS["scaled_residual_init"] + ")",
     ]
+    assert recipe_departures(PROFILES["mini-classic"], reference="mini", markdown=True,
+                             reasons=False) == [
+        "`length_grouped`: on → off in every phase", "`shuffle`: on → off in every phase",
+        "`decay_all_but_biases`: off → on in every phase", "`scaled_residual_init`: on → off"]
     assert recipe_departures(PROFILES["mini-ungrouped"], reference="mini") == [
         "length_grouped on -> off in every phase (" + DEPARTURE_REASONS["length_grouped"] + ")"]
     assert recipe_departures(PROFILES["mini-classic-grouped"], reference="mini") == [

@@ -515,11 +515,14 @@ def test_side_by_side_lists_whole_data_first_seed_by_seed_with_paired_tests(scra
     ]
     # 8 of 10 against 0 of 10 on the same people: 8 discordant pairs, all one way,
     # p = 2 / 2**8 = 0.0078 (McNemar's exact test).
-    assert rows[1]["dev accuracy (95 % CI)"] == "8/10 = 80.0 % (95 % CI 44.4-97.5 %)"
-    assert rows[1]["against London, same people"] == "above: 8 vs 0 people, p = 0.0078"
-    assert rows[4]["against London, same people"] == "not separated: 0 vs 1 people, p = 1.00"
+    assert rows[1]["dev accuracy (exact 95 % CI)"] == "8/10 = 80.0 % (44.4-97.5)"
+    versus = "against London: people right only here vs only there"
+    assert rows[1][versus] == "above: 8 vs 0, p = 0.0078"
+    assert rows[4][versus] == "not separated: 0 vs 1, p = 1.00"
     fig = figures.accuracy_by_profile(report.accuracy_points(), "test")
-    assert len(fig.axes[0].get_legend().get_texts()) == 3  # two profiles and the published crosses
+    assert len(fig.legends[0].get_texts()) == 3  # two profiles and the published crosses
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["London baseline", "finetune only",
+                                                                     "pretrain, then finetune"]
 
 
 def test_the_answer_after_pretraining_is_compared_with_london_and_finetuning_alone(scratch):

@@ -45,8 +45,9 @@ class Evidence:
                 f"seed {self.seed}; stored runs)")
 
 
-def profile_caveat(profile: str) -> str:
-    """What a reader must know about a profile's numbers before reading them (Markdown)."""
+def profile_caveat(profile: str, listed: bool = False) -> str:
+    """What a reader must know about a profile's numbers before reading them (Markdown);
+    `listed` puts a whole-data profile's departures in a list nested under a list item."""
     from lib.runs.profiles import PROFILES, recipe_departures
 
     caveats = {
@@ -59,9 +60,11 @@ def profile_caveat(profile: str) -> str:
     known = PROFILES.get(profile)
     if profile not in caveats and known is not None and known.mini_world is None:
         # Any other whole-data profile (`cpu`, `cpu32`, ...) names its own departures.
+        departures = recipe_departures(known, markdown=True)
         return (f"These are **{profile}** numbers: the whole data and the classic model size, "
-                "trained on a CPU with these departures from the classic recipe: "
-                + "; ".join(recipe_departures(known)) + ".")
+                "trained on a CPU with these departures from the classic recipe:"
+                + ("".join(f"\n  - {d}" for d in departures) if listed
+                   else " " + "; ".join(departures) + "."))
     return caveats.get(profile, "")
 
 

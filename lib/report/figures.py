@@ -145,32 +145,40 @@ def variant_bars(profile: str, title: str) -> Figure:
 
 
 def accuracy_by_profile(points: list[dict], title: str) -> Figure:
-    """Dev accuracy of every run with its exact 95 % interval, one colour per profile, seeds
-    side by side; published figures for the whole data as black crosses."""
-    kinds = list(SHORT_CONFIGURATIONS)
+    """Dev accuracy of every run with its exact 95 % interval, one row per run (grouped by
+    configuration, one colour per profile, seeds in order); published figures for the whole
+    data as black crosses in the middle of their configuration's group."""
+    kinds = [k for k in SHORT_CONFIGURATIONS if any(p["kind"] == k for p in points)]
     profiles = list(dict.fromkeys(p["profile"] for p in points))
-    fig, ax = plt.subplots(figsize=(8, 0.9 + 1.1 * len(kinds)), constrained_layout=True)
+    rows = sum(1 for p in points if p["kind"] in kinds) + len(kinds)  # a blank row between groups
+    fig, ax = plt.subplots(figsize=(8, 1.8 + 0.2 * rows), constrained_layout=True)
     colours = dict(zip(profiles, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
-    labelled = set()
-    for row, kind in enumerate(kinds):
+    labelled, centres, y = set(), [], 0
+    for kind in kinds:
         here = [p for p in points if p["kind"] == kind]
-        for i, point in enumerate(here):
-            y = row + (i - (len(here) - 1) / 2) * 0.8 / max(1, len(here))
-            rate = point["rate"]
-            label = point["label"]
+        first = y
+        for point in here:
+            rate, label = point["rate"], point["label"]
             ax.errorbar(100 * rate.value, y,
                         xerr=[[100 * (rate.value - rate.low)], [100 * (rate.high - rate.value)]],
                         fmt="o", ms=4, capsize=2, color=colours[point["profile"]],
                         label=None if label in labelled else label)
             labelled.add(label)
+            y += 1
+        centres.append((first + y - 1) / 2)
         for value in PUBLISHED_VALUES.get(kind, {}).values():
-            ax.scatter(value, row, marker="x", color="black", zorder=3,
+            ax.scatter(value, centres[-1], marker="x", s=60, color="black", zorder=3,
                        label=None if "published" in labelled else "published (whole data)")
             labelled.add("published")
-    ax.set_yticks(range(len(kinds)), [SHORT_CONFIGURATIONS[k] for k in kinds])
-    ax.invert_yaxis()
-    ax.set(xlabel="dev accuracy (%), with exact 95 % interval; one point per seed", title=title)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+        if kind != kinds[-1]:
+            ax.axhline(y, color="0.85", lw=0.8)
+            y += 1
+    ax.set_yticks(centres, [SHORT_CONFIGURATIONS[k] for k in kinds])
+    ax.set_ylim(y - 0.5, -0.5)
+    ax.grid(axis="x", color="0.92")
+    ax.set(xlabel="dev accuracy (%), with exact 95 % interval; one row per run, seeds in order",
+           title=title)
+    fig.legend(fontsize=9, loc="outside lower center", ncol=3, frameon=False)
     return fig
 
 

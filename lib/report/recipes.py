@@ -218,9 +218,7 @@ def _versus(test: Paired | None, missing: str = "(reference)") -> str:
 
 
 def _short(rate: Rate | None) -> str:
-    if rate is None or not rate.n:
-        return "n/a"
-    return f"{rate.k}/{rate.n} = {100 * rate.value:.0f} % ({100 * rate.low:.0f}-{100 * rate.high:.0f})"
+    return "n/a" if rate is None else rate.cell(digits=0)
 
 
 def recipe_table(measured: list[Measured]) -> pd.DataFrame:

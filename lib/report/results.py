@@ -188,10 +188,9 @@ def side_by_side(root: Path | None = None, points: list[dict] | None = None) -> 
             "configuration": SHORT_CONFIGURATIONS[point["kind"]],
             "profile": point["label"],
             "seed": "" if point["seed"] is None else str(point["seed"]),
-            "dev accuracy (95 % CI)": point["rate"].text(),
-            "against London, same people": "" if versus is None else
-            f"{versus.verdict}: {versus.only_a} vs {versus.only_b} people, "
-            f"{format_p(versus.p_value)}",
+            "dev accuracy (exact 95 % CI)": point["rate"].cell(),
+            "against London: people right only here vs only there": "" if versus is None else
+            f"{versus.verdict}: {versus.only_a} vs {versus.only_b}, {format_p(versus.p_value)}",
         })
     return pd.DataFrame(rows)
 

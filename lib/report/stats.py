@@ -41,6 +41,13 @@ class Rate:
                 f"({100 * CONFIDENCE:.0f} % CI {100 * self.low:.{digits}f}-"
                 f"{100 * self.high:.{digits}f} %)")
 
+    def cell(self, digits: int = 1) -> str:
+        """'23/500 = 4.6 % (2.9-6.8)': `text` for a table cell whose header names the interval."""
+        if not self.n:
+            return "n/a"
+        return (f"{self.k}/{self.n} = {100 * self.value:.{digits}f} % "
+                f"({100 * self.low:.{digits}f}-{100 * self.high:.{digits}f})")
+
 
 def exact_rate(k: int, n: int, confidence: float = CONFIDENCE) -> Rate:
     """A rate with its Clopper-Pearson interval."""

@@ -284,14 +284,19 @@ def departed_settings(profile: Profile, reference: str = "full") -> list[str]:
     return list(dict.fromkeys(name for name, _, _ in _changes(profile, reference)))
 
 
-def recipe_departures(profile: Profile, reference: str = "full") -> list[str]:
+def recipe_departures(profile: Profile, reference: str = "full", markdown: bool = False,
+                      reasons: bool = True) -> list[str]:
     """How `profile` departs from the classic recipe, one line per changed setting (with the
-    phases it applies to), computed from the two configurations so it cannot drift."""
+    phases it applies to and, with `reasons`, why), computed from the two configurations so
+    it cannot drift. Plain text (`name old -> new ...`), or with `markdown` the setting in
+    code font as `Profile` and `TrainConfig` name it (`` `name`: old → new ...``)."""
     out = []
     for (name, old, new), phases in _changes(profile, reference).items():
         where = "" if not phases else (" in every phase" if len(phases) == len(PHASES)
                                        else " in " + " and ".join(phases))
-        out.append(f"{name} {old} -> {new}{where} ({DEPARTURE_REASONS.get(name, 'changed')})")
+        line = f"`{name}`: {old} → {new}" if markdown else f"{name} {old} -> {new}"
+        why = f" ({DEPARTURE_REASONS.get(name, 'changed')})" if reasons else ""
+        out.append(line + where + why)
     return out
 
 
