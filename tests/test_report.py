@@ -455,6 +455,10 @@ def test_chapters_read_a_whole_data_profile_once_it_answers_the_exercise(scratch
         add("cpu32-classic", "finetune", seed, {"dev": dev(4, 500)}, whole_data=True)
     assert report.profiles_with_records()[:2] == ["cpu32-classic", "cpu32"]
     assert report.chapter_profile() == "cpu32"
+    # The answers page reads one profile for 2(c), 2(d) and 2(f): the chapters'.
+    assert report.answer_line("finetune").startswith("profile `cpu32-classic`")  # the first with it
+    assert report.answer_line("finetune", prefer="cpu32").startswith("profile `cpu32`")
+    assert report.answer_line("pretrain_finetune", prefer="cpu32-classic").startswith("profile `cpu32`")
     add("cpu32-classic", "pretrain", 0, {"probe": probe(60, 5)}, whole_data=True)
     add("cpu32-classic", "pretrain_finetune", 0, {"dev": dev(110, 500)}, whole_data=True)
     assert report.chapter_profile() == report.essay_profile() == "cpu32-classic"

@@ -195,14 +195,18 @@ def side_by_side(root: Path | None = None, points: list[dict] | None = None) -> 
     return pd.DataFrame(rows)
 
 
-def answer_line(kind: str, root: Path | None = None, points: list[dict] | None = None) -> str:
-    """The runs of `kind` (vanilla) on the first profile that has them, whole data first and
-    superseded profiles passed over:
-    each seed's rate with its interval and its paired comparisons with London and, after
-    pretraining, with finetuning alone of the same seed (`points`: `accuracy_points` already
-    computed)."""
+def answer_line(kind: str, root: Path | None = None, points: list[dict] | None = None,
+                prefer: str | None = None) -> str:
+    """The runs of `kind` (vanilla) on `prefer` when it has them (the chapters' profile, so
+    that one page's answers compare runs of one profile), else on the first profile that has
+    them, whole data first and superseded profiles passed over: each seed's rate with its
+    interval and its paired comparisons with London and, after pretraining, with finetuning
+    alone of the same seed (`points`: `accuracy_points` already computed)."""
     points = accuracy_points(root) if points is None else points
-    for profile in dict.fromkeys(p["profile"] for p in points):
+    order = dict.fromkeys(p["profile"] for p in points)
+    if prefer in order:
+        order = {prefer: None, **order}
+    for profile in order:
         if profile in SUPERSEDED:  # on the results page only
             continue
         here = [p for p in points if p["profile"] == profile and p["kind"] == kind]
