@@ -316,7 +316,7 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
                     f"{u['name_gold_correct']}/{u['name_gold_total']} / "
                     f"{u['bio_gold_correct']}/{u['bio_gold_total']}")
         if "final_loss" in m:
-            row["final loss"] = round(m["final_loss"], 4)
+            row["final loss"] = f"{m['final_loss']:.4f}"  # a string: the Styler would print 6 digits
             row["steps"] = m["steps"]
         rows.append(row)
     return pd.DataFrame(rows)
