@@ -6,7 +6,7 @@
   time). Every `mini` number says it comes from the mini world.
 - `cpu`: the whole data and the classic model size on a 2-core CPU under bf16, on a
   stretched, clamped schedule (`recipe_departures` lists every departure).
-- `cpu32`: the classic recipe in float32 on a 2-core CPU; it departs from the classic code in
+- `cpu32`: the classic hyperparameters in float32 on a 2-core CPU; it departs from the classic code in
   length-grouped batches (each character still weighing the same), no attention dropout,
   and the library's own defaults (`recipe_departures` lists them all).
 - `cpu32-classic`: `full` on a 2-core CPU: the classic hyperparameters and training code,
@@ -149,10 +149,11 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu32": Profile(
         name="cpu32",
-        description=("the classic recipe in float32 on a 2-core CPU: the whole data, the classic "
-                     "model size and schedule (650 pretraining epochs, the cosine ending at epoch "
-                     "200 and the rate rising again after it), length-grouped batches in which "
-                     "every character still weighs the same, and no attention dropout"),
+        description=("the classic hyperparameters in float32 on a 2-core CPU, trained by lib's "
+                     "own training code: the whole data, the classic model size and schedule "
+                     "(650 pretraining epochs, the cosine ending at epoch 200 and the rate "
+                     "rising again after it), length-grouped batches in which every character "
+                     "still weighs the same, and no attention dropout"),
         n_layer=4, n_head=8, n_embd=256, dropout=0.1, attn_dropout=0.0,
         pretrain=replace(CLASSIC_PRETRAIN, length_grouped=True, epoch_token_mean=True,
                          checkpoint_every=5),
