@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -186,9 +187,15 @@ def test_the_recipe_comparison_pairs_each_arm_with_vanilla_on_the_same_people(sc
     assert list(ours["name"]) == list(theirs["name"])  # the same dev people, in one order
     assert mixed.name_vs_vanilla == mcnemar(list(ours["hit"]), list(theirs["hit"]))
     assert reference.name_vs_vanilla is None
-    table = RR.recipe_table(measured)
-    assert list(table["what changes"]) == ["vanilla (classic)", "mixed", "mixed + rope"]
-    assert table.loc[0, "against vanilla"] == "(reference)"
+    for table in (RR.extraction_table(measured), RR.storage_table(measured)):
+        assert list(table["what changes"]) == ["vanilla (classic)", "mixed", "mixed + rope"]
+        assert table.loc[0, "against vanilla"] == "(reference)"
+    assert reference.reference and not mixed.reference
+    alone = replace(mixed, dev_vs_vanilla=None)  # an arm's seed that vanilla has not run
+    assert RR.extraction_table([alone]).loc[0, "against vanilla"] == "no vanilla run of this seed"
+    storage = RR.storage_table(measured)
+    assert storage.loc[1, "name probe (95 % CI)"] == mixed.name.cell(digits=0)
+    assert storage.loc[1, "name probe against vanilla"].startswith(mixed.name_vs_vanilla.verdict)
     assert RR.provenance(measured, root).startswith("Every run compared here was made at commit ")
     sentence = RR.verdict(mixed)
     assert sentence.startswith("**mixed**, seed 0: ") and f"({mixed.dev.k} against " in sentence

@@ -127,6 +127,12 @@ class Measured:
     name: Rate | None = None  # the name probe, which no recipe's reading order favours
     record: dict | None = None  # the pretrain + finetune record measured (its provenance)
     name_vs_vanilla: Paired | None = None
+    reference: bool = False  # this arm is the base profile's vanilla attention itself
+
+    @property
+    def unpaired(self) -> str:
+        """What a table cell says where no comparison with vanilla exists."""
+        return "(reference)" if self.reference else "no vanilla run of this seed"
 
 
 def measure(base: str, root: Path | None = None,
@@ -164,7 +170,8 @@ def measure(base: str, root: Path | None = None,
                 answered_of_stored=exact_rate(sum(stored), len(stored)) if bio else None,
                 final_loss=pre[seed]["metrics"].get("final_loss") if seed in pre else None,
                 name=_name_rate(pre.get(seed)), record=record,
-                name_vs_vanilla=_paired_probe(probes["name"], ref["name"]) if probed else None))
+                name_vs_vanilla=_paired_probe(probes["name"], ref["name"]) if probed else None,
+                reference=arm == reference))
     return out
 
 
@@ -211,7 +218,7 @@ def _name_rate(record: dict | None) -> Rate | None:
     return None if probe is None else exact_rate(probe["name_gold_correct"], probe["name_gold_total"])
 
 
-def _versus(test: Paired | None, missing: str = "(reference)") -> str:
+def _versus(test: Paired | None, missing: str) -> str:
     if test is None:
         return missing
     return f"{test.verdict} ({test.only_a} vs {test.only_b}, {format_p(test.p_value)})"
@@ -221,19 +228,27 @@ def _short(rate: Rate | None) -> str:
     return "n/a" if rate is None else rate.cell(digits=0)
 
 
-def recipe_table(measured: list[Measured]) -> pd.DataFrame:
-    """One row per arm and seed: extraction (dev answers) and storage (biography and name
-    probes), each with its paired comparison with vanilla on the same seed (people right only
-    here vs only there, McNemar's p), the rates with their exact intervals."""
+def extraction_table(measured: list[Measured]) -> pd.DataFrame:
+    """One row per arm and seed, extraction: the dev answers with their paired comparison
+    with vanilla on the same seed (people right only here vs only there, McNemar's p), and
+    the share answered of the people the biography probe finds; exact intervals."""
     return pd.DataFrame([{
         "what changes": m.arm.label, "seed": m.seed,
         "dev accuracy (95 % CI)": _short(m.dev),
-        "against vanilla": _versus(m.dev_vs_vanilla),
+        "against vanilla": _versus(m.dev_vs_vanilla, m.unpaired),
+        "answered, of those stored (95 % CI)": _short(m.answered_of_stored),
+    } for m in measured])
+
+
+def storage_table(measured: list[Measured]) -> pd.DataFrame:
+    """One row per arm and seed, storage: the biography and name probes after pretraining,
+    each with its paired comparison with vanilla on the same seed."""
+    return pd.DataFrame([{
+        "what changes": m.arm.label, "seed": m.seed,
         "biography probe (95 % CI)": _short(m.bio),
-        "probe against vanilla": _versus(m.bio_vs_vanilla),
-        "name probe": "n/a" if m.name is None else f"{m.name.k}/{m.name.n}" + (
-            "" if m.name_vs_vanilla is None else f"; {_versus(m.name_vs_vanilla)}"),
-        "answered, of those stored": _short(m.answered_of_stored),
+        "against vanilla": _versus(m.bio_vs_vanilla, m.unpaired),
+        "name probe (95 % CI)": _short(m.name),
+        "name probe against vanilla": _versus(m.name_vs_vanilla, m.unpaired),
     } for m in measured])
 
 
