@@ -135,8 +135,8 @@ def test_variant_table_lists_every_variant_and_marks_missing_ones_pending(scratc
     assert list(table.index) == ["vanilla", "bigbird", "linformer", "rope", "synthesizer"]
     assert table.loc["vanilla", "seeds"] == "0, 1, 2"
     assert table.loc["vanilla", "dev accuracy"] == "5.0 ± 1.0 %"
-    assert table.loc["vanilla", "name probe"] == "186/300 = 62.0 % (control 9/300 = 3.0 %)"
-    assert table.loc["bigbird", "biography probe"] == "40/100 = 40.0 % (control 1/100 = 1.0 %)"
+    assert table.loc["vanilla", "name probe, per seed (control)"] == "60, 64, 62 of 100 (3, 3, 3 of 100)"
+    assert table.loc["bigbird", "biography probe, per seed (control)"] == "40 of 100 (1 of 100)"
     assert table.loc["bigbird", "final pretraining loss"] == "0.900"
     assert (table.loc["synthesizer"] == "pending").all() and (table.loc["rope"] == "pending").all()
     assert report.variant_profile() == "mini"
@@ -162,19 +162,24 @@ def test_variant_findings_compare_seed_by_seed_on_the_same_people(scratch):
     assert "cannot rank the two" in found["linformer"]
 
 
-def test_variant_rates_pool_seeds_and_the_plot_draws_them(scratch):
-    stored_but_not_extracted()
+def test_variant_rates_are_shown_seed_by_seed_never_pooled(scratch):
+    stored_but_not_extracted()  # vanilla seeds 0-2: name probe 60, 64, 62; dev 4, 6, 5
     add("mini", "pretrain", 0, {"probe": probe(20, 2, 31, 1)}, variant="synthesizer")
     add("mini", "pretrain_finetune", 0, {"dev": dev(3)}, variant="synthesizer")
-    rates = report.variant_rates("mini")
-    assert list(rates) == ["vanilla", "synthesizer"]  # linformer and bigbird: no records
-    assert rates["vanilla"]["seeds"] == 3 and math.isclose(rates["vanilla"]["name"], 186 / 300)
-    assert math.isclose(rates["vanilla"]["dev"], 15 / 300)
-    assert math.isclose(rates["synthesizer"]["bio_control"], 0.01)
-    assert rates["synthesizer"]["london"] == 0.05
-    fig = figures.variant_bars("mini", "mini")
-    heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
-    assert heights == sorted(round(100 * x, 6) for x in (93 / 300, 0.31, 186 / 300, 0.2, 15 / 300, 0.03))
+    table = report.variant_table("mini")
+    assert table.loc["synthesizer", "biography probe, per seed (control)"] == "31 of 100 (1 of 100)"
+    assert table.loc["bigbird", "name probe, per seed (control)"] == "pending"
+    rows = report.variant_seed_rates("mini")
+    assert list(rows) == ["dev accuracy: vanilla", "dev accuracy: synthesizer",
+                          "biography probe: vanilla", "biography probe: synthesizer",
+                          "name probe: vanilla", "name probe: synthesizer"]  # no linformer, bigbird
+    assert {s: (r.k, r.n) for s, r in rows["name probe: vanilla"].items()} == {
+        0: (60, 100), 1: (64, 100), 2: (62, 100)}
+    assert {s: r.k for s, r in rows["dev accuracy: vanilla"].items()} == {0: 4, 1: 6, 2: 5}
+    fig = figures.seed_rates(rows, "mini", "x", line=(0.05, "London baseline (dev)"))
+    points = [line for line in fig.axes[0].lines if line.get_marker() == "o"]
+    assert len(points) == 3 * 3 + 3  # vanilla's three seeds per measure, the synthesizer's one
+    assert "London baseline (dev)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
 
 
 def test_variant_findings_rank_dev_accuracy_once_it_beats_london(scratch):

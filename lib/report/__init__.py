@@ -87,7 +87,7 @@ from lib.report.run_pages import (  # noqa: F401
 from lib.report.variant_tables import (  # noqa: F401
     seed_spread,
     variant_findings,
-    variant_rates,
+    variant_seed_rates,
     variant_table,
 )
 from lib.report.verdicts import (  # noqa: F401
@@ -96,7 +96,6 @@ from lib.report.verdicts import (  # noqa: F401
     paired_text,
     pooled,
     pooled_london,
-    pooled_probe,
     probe_asked,
     probe_outcomes,
     rate_text,

@@ -15,7 +15,6 @@ from matplotlib.figure import Figure
 from lib.report.results import PUBLISHED_VALUES, SHORT_CONFIGURATIONS
 from lib.report.run_pages import snapshot_table
 from lib.report.stats import Rate
-from lib.report.variant_tables import variant_rates
 
 
 def training(log: list[dict], title: str) -> Figure:
@@ -117,33 +116,6 @@ def panels(logs: dict[str, dict[str, list[dict]]], title: str, key: str = "loss"
     return fig
 
 
-def variant_bars(profile: str, title: str) -> Figure:
-    """Probe hit rates and dev accuracy per attention variant (counts pooled over seeds).
-
-    Grey ticks mark each probe's control (another person's place); the dashed line is the
-    London baseline, the floor that dev accuracy has to clear.
-    """
-    rates = variant_rates(profile)
-    measures = [("bio", "biography probe"), ("name", "name probe"), ("dev", "dev accuracy")]
-    fig, ax = plt.subplots(figsize=(9, 3.6), constrained_layout=True)
-    width = 0.8 / len(measures)
-    for i, (key, label) in enumerate(measures):
-        xs = [v + (i - 1) * width for v in range(len(rates))]
-        ax.bar(xs, [100 * r[key] for r in rates.values()], width, label=label)
-        if key != "dev":
-            ax.scatter(xs, [100 * r[f"{key}_control"] for r in rates.values()], marker="_",
-                       s=300, color="0.3", zorder=3,
-                       label="control (another person's place)" if i == 0 else None)
-    london = next(iter(rates.values()))["london"] if rates else None
-    if london is not None:
-        ax.axhline(100 * london, color="0.4", ls="--", lw=1, label="London baseline (dev)")
-    ax.set_xticks(range(len(rates)), [f"{v}\n({r['seeds']} seed{'s' if r['seeds'] > 1 else ''})"
-                                      for v, r in rates.items()])
-    ax.set(ylabel="people (%)", title=title)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, not on them
-    return fig
-
-
 def accuracy_by_profile(points: list[dict], title: str) -> Figure:
     """Dev accuracy of every run with its exact 95 % interval, one row per run (grouped by
     configuration, one colour per profile, seeds in order); published figures for the whole
@@ -182,10 +154,12 @@ def accuracy_by_profile(points: list[dict], title: str) -> Figure:
     return fig
 
 
-def seed_rates(rows: dict[str, dict[int, Rate | None]], title: str, xlabel: str) -> Figure:
+def seed_rates(rows: dict[str, dict[int, Rate | None]], title: str, xlabel: str,
+               line: tuple[float, str] | None = None) -> Figure:
     """Rates of several measures, one point per seed with its exact 95 % interval and its
     count: the essays' figures, which show every seed side by side instead of pooling them
-    (the seeds ask the same people). A measure a seed did not record is left out."""
+    (the seeds ask the same people). A measure a seed did not record is left out. `line`
+    (a rate and its label, such as the London baseline) is drawn as a dashed vertical line."""
     seeds = sorted({s for by_seed in rows.values() for s in by_seed})
     colours = dict(zip(seeds, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
     fig, ax = plt.subplots(figsize=(8, 1.0 + 0.17 * len(rows) * max(2, len(seeds))),
@@ -204,6 +178,8 @@ def seed_rates(rows: dict[str, dict[int, Rate | None]], title: str, xlabel: str)
             ax.annotate(f"{rate.k}/{rate.n}", (100 * rate.high, y), xytext=(4, 0),
                         textcoords="offset points", va="center", fontsize=7, color="0.3")
             labelled.add(seed)
+    if line is not None:
+        ax.axvline(100 * line[0], color="0.4", ls="--", lw=1, label=line[1])
     ax.set_yticks(range(len(rows)), list(rows))
     ax.invert_yaxis()
     ax.set_xlim(0, 108)

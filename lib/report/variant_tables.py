@@ -12,8 +12,8 @@ import pandas as pd
 from lib.report.formatting import format_stat
 from lib.report.reading import dev_outcomes, runs_of
 from lib.report.results import dev_accuracies
-from lib.report.stats import mcnemar
-from lib.report.verdicts import paired_text, pooled, pooled_london, pooled_probe, probe_outcomes, rate_text
+from lib.report.stats import Rate, exact_rate, mcnemar
+from lib.report.verdicts import paired_text, probe_outcomes, rate_text
 from lib.runs.records import load_records
 
 
@@ -24,25 +24,38 @@ def _variants() -> list[str]:
     return sorted(available_variants(), key=lambda v: (v != "vanilla", v))
 
 
+def _per_seed_counts(records: list[dict], probe: str, against: str) -> str:
+    """'76, 58, 66 of 90': one probe's count per seed in seed order, against the person's own
+    place (`gold`) or the control's (the seeds ask the same people, so their counts are
+    listed, not added up); totals are named per seed where they differ."""
+    pairs = [(r["metrics"]["probe"][f"{probe}_{against}_correct"],
+              r["metrics"]["probe"][f"{probe}_{against}_total"]) for r in records]
+    if len({n for _, n in pairs}) == 1:
+        return f"{', '.join(str(k) for k, _ in pairs)} of {pairs[0][1]}"
+    return ", ".join(f"{k}/{n}" for k, n in pairs)
+
+
 def variant_table(profile: str, root: Path | None = None) -> pd.DataFrame:
     """One row per registered attention variant: what its pretrain + finetune runs measured.
 
-    Dev accuracy is listed seed by seed (mean ± std from three seeds on); probe counts are
-    summed over the seeds, with the control place beside them, as a description (the paired
-    verdicts are `variant_findings`'). A variant with no record is listed as pending.
+    Dev accuracy is listed seed by seed (mean ± std from three seeds on); the probes give one
+    count per seed, with the control place's counts beside them, as a description (the paired
+    verdicts are `variant_findings'`). A variant with no record is listed as pending.
     """
     records = load_records(profile, root)
     rows = []
     for variant in _variants():
         fine = runs_of(records, "pretrain_finetune", variant)
-        pre = runs_of(records, "pretrain", variant)
+        pre = [r for r in runs_of(records, "pretrain", variant) if "probe" in r["metrics"]]
         row: dict[str, str] = {"variant": variant,
                                "seeds": ", ".join(str(r["seed"]) for r in fine) or "pending"}
         row["dev accuracy"] = format_stat(dev_accuracies(fine)) if fine else "pending"
         for probe, label in (("bio", "biography probe"), ("name", "name probe")):
-            row[label] = (f"{rate_text(pooled_probe(pre, probe, 'gold'))} (control "
-                          f"{rate_text(pooled_probe(pre, probe, 'control'))})" if pre else "pending")
-        losses = [r["metrics"]["final_loss"] for r in pre if "final_loss" in r["metrics"]]
+            row[f"{label}, per seed (control)"] = (
+                f"{_per_seed_counts(pre, probe, 'gold')} ({_per_seed_counts(pre, probe, 'control')})"
+                if pre else "pending")
+        losses = [r["metrics"]["final_loss"] for r in runs_of(records, "pretrain", variant)
+                  if "final_loss" in r["metrics"]]
         row["final pretraining loss"] = (", ".join(f"{x:.3f}" for x in losses) if losses
                                          else "pending")
         rows.append(row)
@@ -124,26 +137,23 @@ def seed_spread(pretrained: list[dict], probe: str = "name") -> str | None:
             f"{counting:.1f} from counting noise, {verdict}.")
 
 
-def variant_rates(profile: str, root: Path | None = None) -> dict[str, dict]:
-    """Pooled rates per variant that has pretrain and pretrain + finetune records (for plots).
-
-    {variant: {seeds, bio, bio_control, name, name_control, dev, london}}; `london` is None
-    when the profile has no London record.
-    """
+def variant_seed_rates(profile: str, root: Path | None = None) -> dict[str, dict[int, Rate]]:
+    """Per measure and variant (`"dev accuracy: rope"`, ...), each seed's rate with its exact
+    interval: the rows `figures.seed_rates` draws, grouped by measure so the variants of one
+    measure sit together. Only variants with pretrain and pretrain + finetune records."""
     records = load_records(profile, root)
-    base = pooled_london(records)
-    out: dict[str, dict] = {}
-    for variant in _variants():
-        pre = runs_of(records, "pretrain", variant)
-        pf = runs_of(records, "pretrain_finetune", variant)
-        if not pre or not pf:
-            continue
-        row: dict = {"seeds": len(pf), "london": base[0] / base[1] if base and base[1] else None}
-        for probe in ("bio", "name"):
-            for against, key in (("gold", probe), ("control", f"{probe}_control")):
-                hits, n = pooled_probe(pre, probe, against)
-                row[key] = hits / n if n else float("nan")
-        hits, n = pooled(pf, "dev.correct", "dev.total")
-        row["dev"] = hits / n if n else float("nan")
-        out[variant] = row
-    return out
+    found = {v: (runs_of(records, "pretrain", v), runs_of(records, "pretrain_finetune", v))
+             for v in _variants()}
+    found = {v: runs for v, runs in found.items() if runs[0] and runs[1]}
+    rows: dict[str, dict[int, Rate]] = {}
+    for variant, (_, finetuned) in found.items():
+        rows[f"dev accuracy: {variant}"] = {
+            r["seed"]: exact_rate(r["metrics"]["dev"]["correct"], r["metrics"]["dev"]["total"])
+            for r in finetuned}
+    for probe, label in (("bio", "biography probe"), ("name", "name probe")):
+        for variant, (pretrained, _) in found.items():
+            rows[f"{label}: {variant}"] = {
+                r["seed"]: exact_rate(r["metrics"]["probe"][f"{probe}_gold_correct"],
+                                      r["metrics"]["probe"][f"{probe}_gold_total"])
+                for r in pretrained if "probe" in r["metrics"]}
+    return rows

@@ -30,12 +30,6 @@ def pooled_london(records: list[dict]) -> tuple[int, int] | None:
     return pooled(london, "dev.correct", "dev.total") if london else None
 
 
-def pooled_probe(records: list[dict], probe: str, against: str) -> tuple[int, int]:
-    """(hits, people) of one probe (`name` or `bio`), scored against the person's own
-    place (`gold`) or the control's, summed over `records`."""
-    return pooled(records, f"probe.{probe}_{against}_correct", f"probe.{probe}_{against}_total")
-
-
 def _dig(d: dict, dotted: str):
     for part in dotted.split("."):
         d = d[part]
