@@ -40,7 +40,7 @@ def variant_table(profile: str, root: Path | None = None) -> pd.DataFrame:
 
     Dev accuracy is listed seed by seed (mean ± std from three seeds on); the probes give one
     count per seed, with the control place's counts beside them, as a description (the paired
-    verdicts are `variant_findings'`). A variant with no record is listed as pending.
+    verdicts are `variant_findings`'). A variant with no record is listed as pending.
     """
     records = load_records(profile, root)
     rows = []
