@@ -272,6 +272,26 @@ def test_frequent_place_share():
     out = A.frequent_place_share(["London", "Lima", "Paris", "London"], train, k=2)
     assert out["places"] == ["London", "Paris"]
     assert out["share"] == 0.75 and out["train_share"] == pytest.approx(5 / 7)
+    assert (out["count"], out["n"]) == (3, 4)
+    # Exact binomial: P(X = 3) + P(X = 4) for X ~ Bin(4, 5/7) is the upper tail; the lower
+    # tail holds every outcome at most as likely as 3 (0, 1, 2), so the test covers all: p = 1.
+    assert out["p_value"] == pytest.approx(1.0)
+    skewed = A.frequent_place_share(["London"] * 30, ["London"] + ["Oslo"] * 9, k=1)
+    assert skewed["p_value"] == pytest.approx(0.1 ** 30)  # 30 of 30 against a rate of 0.1
+
+
+def test_concentration_is_judged_against_samples_of_as_many_training_answers():
+    train = [f"P{i}" for i in range(50)] * 4  # 200 answers, 50 places equally often
+    narrow = ["P0"] * 20 + ["P1"] * 10  # 30 answers on two places
+    out = A.concentration_against_draws(narrow, train, top=5, draws=200)
+    assert out["answers"] == 30 and out["top_share"] == 1.0
+    assert out["p_lower_entropy"] == out["p_larger_top_share"] == pytest.approx(1 / 201)
+    assert out["entropy_range"][0] > out["entropy_bits"]
+    # A sample of the training answers themselves is not flagged.
+    same = A.concentration_against_draws(train[::7], train, top=5, draws=200)
+    assert same["p_lower_entropy"] > 0.05 and same["p_larger_top_share"] > 0.05
+    with pytest.raises(ValueError, match="need 1 to 200 answers"):
+        A.concentration_against_draws([], train)
 
 
 def _strangers(predict) -> tuple[list[dict], list[tuple[str, str]]]:

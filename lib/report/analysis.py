@@ -217,11 +217,48 @@ def frequent_place_share(predictions: Sequence[str], train_places: Sequence[str]
     The base rate is the share of training questions whose answer is one of those places:
     a model that guessed by frequency alone would match it.
     """
+    from lib.report.stats import against_rate
+
     frequent = [p for p, _ in Counter(train_places).most_common(k)]
     in_top = [p in frequent for p in predictions]
-    return {"places": frequent,
+    base = float(np.mean([p in frequent for p in train_places]))
+    return {"places": frequent, "count": sum(in_top), "n": len(in_top),
             "share": float(np.mean(in_top)) if in_top else float("nan"),
-            "train_share": float(np.mean([p in frequent for p in train_places]))}
+            "train_share": base,
+            # exact binomial test of the count against the base rate (a fixed population's)
+            "p_value": against_rate(sum(in_top), len(in_top), base)}
+
+
+def concentration_against_draws(predictions: Sequence[str], train_places: Sequence[str],
+                                top: int = 5, draws: int = 2000, seed: int = 0) -> dict:
+    """Are the answers more concentrated than the training answers themselves?
+
+    Entropy and the share of the `top` most frequent answers both depend on how many
+    answers there are (300 answers cannot hold 500 distinct places), so the answers are
+    compared with `draws` random samples of as many training answers, drawn without
+    replacement: the samples' central 95 % range of each measure, and one-sided p-values
+    ((1 + draws at least as extreme) / (1 + draws)) for lower entropy and for a larger top
+    share than a sample shows."""
+    n = len(predictions)
+    if not 0 < n <= len(train_places):
+        raise ValueError(f"need 1 to {len(train_places)} answers, got {n}")
+    observed = concentration(predictions, top)
+    rng = np.random.default_rng(seed)
+    pool = np.array(train_places, dtype=object)
+    entropies, shares = [], []
+    for _ in range(draws):
+        c = concentration(list(pool[rng.choice(len(pool), size=n, replace=False)]), top)
+        entropies.append(c["entropy_bits"])
+        shares.append(c[f"top{top}_share"])
+    entropies, shares = np.array(entropies), np.array(shares)
+    share = observed[f"top{top}_share"]
+    return {"entropy_bits": observed["entropy_bits"],
+            "entropy_range": tuple(float(x) for x in np.percentile(entropies, [2.5, 97.5])),
+            "p_lower_entropy": (1 + int((entropies <= observed["entropy_bits"]).sum())) / (1 + draws),
+            "top_share": share,
+            "top_share_range": tuple(float(x) for x in np.percentile(shares, [2.5, 97.5])),
+            "p_larger_top_share": (1 + int((shares >= share).sum())) / (1 + draws),
+            "draws": draws, "answers": n}
 
 
 def _parts(name: str) -> tuple[str, str]:

@@ -95,6 +95,13 @@ def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> Paired:
     return Paired(int(sum(map(bool, a))), int(sum(map(bool, b))), len(a), only_a, only_b, p)
 
 
+def against_rate(k: int, n: int, rate: float) -> float:
+    """Two-sided exact binomial p-value of k hits in n trials against a known `rate` (used
+    where the rate is a fixed population's, such as the share of the training answers that
+    are one of a few places); 1.0 with no trials."""
+    return 1.0 if n == 0 else float(binomtest(k, n, rate).pvalue)
+
+
 def format_p(p: float) -> str:
     """A p-value as a reader wants it: 'p = 0.0078', 'p = 0.50', tiny ones as 'p < 0.001'."""
     return "p < 0.001" if p < 0.001 else f"p = {p:.2g}" if p < 0.1 else f"p = {p:.2f}"
