@@ -180,6 +180,9 @@ def test_variant_rates_are_shown_seed_by_seed_never_pooled(scratch):
     points = [line for line in fig.axes[0].lines if line.get_marker() == "o"]
     assert len(points) == 3 * 3 + 3  # vanilla's three seeds per measure, the synthesizer's one
     assert "London baseline (dev)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    add("mini", "pretrain", 1, {"probe": probe(20, 2, 25, 0, n=90)}, variant="synthesizer")
+    assert report.variant_table("mini").loc["synthesizer", "biography probe, per seed (control)"] == (
+        "31/100, 25/90 (1/100, 0/90)")  # totals named per seed where they differ
 
 
 def test_variant_findings_rank_dev_accuracy_once_it_beats_london(scratch):
