@@ -175,8 +175,6 @@ def accuracy_points(root: Path | None = None) -> list[dict]:
     return points
 
 
-
-
 def side_by_side(root: Path | None = None, points: list[dict] | None = None) -> pd.DataFrame:
     """The results page's first table: every run of every profile, one row each, seeds one
     by one, each rate with its exact interval and its paired comparison with London
