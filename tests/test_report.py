@@ -12,7 +12,7 @@ import pytest
 from lib import report
 from lib.core.atomic import atomic_write_json, atomic_write_text
 from lib.report import figures
-from lib.runs.records import results_root, write_record
+from lib.runs.records import load_records, results_root, write_record
 from tests.conftest import REPO
 
 matplotlib.use("Agg")
@@ -176,17 +176,23 @@ def test_variant_rates_are_shown_seed_by_seed_never_pooled(scratch):
     assert {s: (r.k, r.n) for s, r in rows["name probe: vanilla"].items()} == {
         0: (60, 100), 1: (64, 100), 2: (62, 100)}
     assert {s: r.k for s, r in rows["dev accuracy: vanilla"].items()} == {0: 4, 1: 6, 2: 5}
-    fig = figures.seed_rates(rows, "mini", "x", line=(0.05, "London baseline (dev)"))
+    fig = figures.seed_rates(rows, "mini", "x", line=(0.05, "London baseline"),
+                             line_over="dev accuracy")
     points = [line for line in fig.axes[0].lines if line.get_marker() == "o"]
     assert len(points) == 3 * 3 + 3  # vanilla's three seeds per measure, the synthesizer's one
-    assert "London baseline (dev)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "London baseline" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    (baseline,) = [line for line in fig.axes[0].lines if line.get_label() == "London baseline"]
+    assert list(baseline.get_xdata()) == [5.0, 5.0]
+    assert list(baseline.get_ydata()) == [-0.5, 1.5]  # the two dev-accuracy rows, not the probes'
     add("mini", "pretrain", 1, {"probe": probe(20, 2, 25, 0, n=90)}, variant="synthesizer")
     assert report.variant_table("mini").loc["synthesizer", "biography probe, per seed (control)"] == (
         "31/100, 25/90 (1/100, 0/90)")  # totals named per seed where they differ
 
 
 def test_variant_findings_rank_dev_accuracy_once_it_beats_london(scratch):
+    assert report.london_counts(load_records("full")) is None
     add("full", "london", 0, {"dev": dev(25, 500)})
+    assert report.london_counts(load_records("full")) == (25, 500)
     add("full", "pretrain", 0, {"probe": probe(200, 20, n=500)})
     add("full", "pretrain_finetune", 0, {"dev": dev(110, 500)})
     add("full", "pretrain", 0, {"probe": probe(150, 20, n=500)}, variant="synthesizer")

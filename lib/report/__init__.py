@@ -93,9 +93,8 @@ from lib.report.variant_tables import (  # noqa: F401
 from lib.report.verdicts import (  # noqa: F401
     answers_from_train,
     findings,
+    london_counts,
     paired_text,
-    pooled,
-    pooled_london,
     probe_asked,
     probe_outcomes,
     rate_text,

@@ -14,6 +14,7 @@ from lib.report.confidence import correctness
 from lib.report.formatting import KIND_LABELS, listing
 from lib.report.reading import details as run_details
 from lib.report.reading import record_world
+from lib.report.results import probe_count
 from lib.report.stats import Rate, exact_rate
 from lib.runs.matrix import TRAINED_KINDS
 from lib.runs.records import records_by_seed, results_root
@@ -140,7 +141,7 @@ def storage_rates(evidence: Evidence) -> dict[str, Rate | None]:
             row = scores.loc[(probe, against)]
             out[f"{label}: {shown}"] = exact_rate(int(row["correct"]), int(row["asked"]))
         out[f"{label}: never-read people"] = (
-            exact_rate(unread[f"{key}_gold_correct"], unread[f"{key}_gold_total"])
+            exact_rate(*probe_count(unread, key))
             if unread else None)
     for kind, label in RUN_LABELS.items():
         right = correctness(evidence.details[kind]["dev"])

@@ -155,11 +155,13 @@ def accuracy_by_profile(points: list[dict], title: str) -> Figure:
 
 
 def seed_rates(rows: dict[str, dict[int, Rate | None]], title: str, xlabel: str,
-               line: tuple[float, str] | None = None) -> Figure:
+               line: tuple[float, str] | None = None, line_over: str = "") -> Figure:
     """Rates of several measures, one point per seed with its exact 95 % interval and its
     count: the essays' figures, which show every seed side by side instead of pooling them
     (the seeds ask the same people). A measure a seed did not record is left out. `line`
-    (a rate and its label, such as the London baseline) is drawn as a dashed vertical line."""
+    (a rate and its label, such as the London baseline) is drawn as a dashed vertical line
+    across the rows whose labels start with `line_over` (all rows by default), so a baseline of
+    one measure does not run through the rows of another."""
     seeds = sorted({s for by_seed in rows.values() for s in by_seed})
     colours = dict(zip(seeds, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
     fig, ax = plt.subplots(figsize=(8, 1.0 + 0.17 * len(rows) * max(2, len(seeds))),
@@ -178,8 +180,10 @@ def seed_rates(rows: dict[str, dict[int, Rate | None]], title: str, xlabel: str,
             ax.annotate(f"{rate.k}/{rate.n}", (100 * rate.high, y), xytext=(4, 0),
                         textcoords="offset points", va="center", fontsize=7, color="0.3")
             labelled.add(seed)
-    if line is not None:
-        ax.axvline(100 * line[0], color="0.4", ls="--", lw=1, label=line[1])
+    spanned = [row for row, label in enumerate(rows) if label.startswith(line_over)]
+    if line is not None and spanned:
+        ax.plot([100 * line[0]] * 2, [min(spanned) - 0.5, max(spanned) + 0.5], color="0.4",
+                ls="--", lw=1, label=line[1])
     ax.set_yticks(range(len(rows)), list(rows))
     ax.invert_yaxis()
     ax.set_xlim(0, 108)

@@ -20,7 +20,7 @@ import pandas as pd
 from lib.report.formatting import listing
 from lib.report.provenance import commit_note
 from lib.report.reading import details, dev_outcomes, prediction_rows
-from lib.report.results import KIND_WORDS
+from lib.report.results import KIND_WORDS, probe_count
 from lib.report.stats import ALPHA, Paired, Rate, exact_rate, format_p, mcnemar
 from lib.report.verdicts import probes_asked
 from lib.runs.records import load_records, records_by_seed, results_root
@@ -215,7 +215,7 @@ def whole_data_code_verdicts(code: str = "cpu32-classic", base: str = "cpu32",
 
 def _name_rate(record: dict | None) -> Rate | None:
     probe = (record or {}).get("metrics", {}).get("probe")
-    return None if probe is None else exact_rate(probe["name_gold_correct"], probe["name_gold_total"])
+    return None if probe is None else exact_rate(*probe_count(probe, "name"))
 
 
 def _versus(test: Paired | None, missing: str) -> str:

@@ -55,13 +55,19 @@ def dev_accuracies(records: list[dict]) -> list[float]:
     return [r["metrics"]["dev"]["accuracy"] for r in records]
 
 
+def probe_count(probe_metrics: dict, probe: str, against: str = "gold") -> tuple[int, int]:
+    """(found, asked) of one probe (`bio` or `name`, `PROBES`) in the probe metrics of a record,
+    a snapshot or the never-read people: completions that start with the person's own place
+    (`gold`) or with a control person's (`control`)."""
+    return probe_metrics[f"{probe}_{against}_correct"], probe_metrics[f"{probe}_{against}_total"]
+
+
 def probe_rates(records: list[dict], probe: str, against: str = "gold") -> list[float]:
     """Per-seed share of people whose probe completion starts with the place (own or control's)."""
     rates = []
     for r in records:
-        p = r["metrics"]["probe"]
-        total = p[f"{probe}_{against}_total"]
-        rates.append(p[f"{probe}_{against}_correct"] / total if total else float("nan"))
+        found, asked = probe_count(r["metrics"]["probe"], probe, against)
+        rates.append(found / asked if asked else float("nan"))
     return rates
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from lib.report.formatting import markdown_table, percent
 from lib.report.reading import caption, details
-from lib.report.results import PROBES
+from lib.report.results import PROBES, probe_count
 from lib.runs.profiles import PROFILE_ORDER
 from lib.runs.records import load_records, results_root
 
@@ -51,7 +51,7 @@ def probe_table(record: dict) -> pd.DataFrame:
     for probe, label in PROBES.items():
         row = {"probe": label}
         for against, column in (("gold", "own birthplace"), ("control", "control: another person's")):
-            c, t = p[f"{probe}_{against}_correct"], p[f"{probe}_{against}_total"]
+            c, t = probe_count(p, probe, against)
             row[column] = f"{c}/{t} = {percent(c / t if t else float('nan'))}"
         rows.append(row)
     return pd.DataFrame(rows)
@@ -79,8 +79,7 @@ def snapshot_table(record: dict) -> pd.DataFrame:
         if "probe" in s:
             for probe in PROBES:
                 for against in ("gold", "control"):
-                    c = s["probe"][f"{probe}_{against}_correct"]
-                    t = s["probe"][f"{probe}_{against}_total"]
+                    c, t = probe_count(s["probe"], probe, against)
                     label = "own" if against == "gold" else "control"
                     row[f"{probe} probe, {label}"] = c / t if t else np.nan
         if "dev" in s:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from lib.report.formatting import format_stat
 from lib.report.reading import dev_outcomes, runs_of
-from lib.report.results import dev_accuracies
+from lib.report.results import dev_accuracies, probe_count
 from lib.report.stats import Rate, exact_rate, mcnemar
 from lib.report.verdicts import paired_text, probe_outcomes, rate_text
 from lib.runs.records import load_records
@@ -28,8 +28,7 @@ def _per_seed_counts(records: list[dict], probe: str, against: str) -> str:
     """'76, 58, 66 of 90': one probe's count per seed in seed order, against the person's own
     place (`gold`) or the control's (the seeds ask the same people, so their counts are
     listed, not added up); totals are named per seed where they differ."""
-    pairs = [(r["metrics"]["probe"][f"{probe}_{against}_correct"],
-              r["metrics"]["probe"][f"{probe}_{against}_total"]) for r in records]
+    pairs = [probe_count(r["metrics"]["probe"], probe, against) for r in records]
     if len({n for _, n in pairs}) == 1:
         return f"{', '.join(str(k) for k, _ in pairs)} of {pairs[0][1]}"
     return ", ".join(f"{k}/{n}" for k, n in pairs)
@@ -153,7 +152,6 @@ def variant_seed_rates(profile: str, root: Path | None = None) -> dict[str, dict
     for probe, label in (("bio", "biography probe"), ("name", "name probe")):
         for variant, (pretrained, _) in found.items():
             rows[f"{label}: {variant}"] = {
-                r["seed"]: exact_rate(r["metrics"]["probe"][f"{probe}_gold_correct"],
-                                      r["metrics"]["probe"][f"{probe}_gold_total"])
+                r["seed"]: exact_rate(*probe_count(r["metrics"]["probe"], probe))
                 for r in pretrained if "probe" in r["metrics"]}
     return rows

@@ -1,5 +1,5 @@
 """The findings sentences, each derived from the numbers by the rule of `lib.report.stats`:
-pooled rates, paired tests per seed, and what they support.
+exact rates, paired tests seed by seed, and what they support.
 """
 
 from __future__ import annotations
@@ -13,27 +13,16 @@ from lib.report.analysis import cross_table, probe_table, stored_vs_extracted
 from lib.report.choice import pending_runs
 from lib.report.formatting import listing, percent
 from lib.report.reading import details, dev_outcomes, is_whole_data, load_data, runs_of
-from lib.report.results import KIND_WORDS, PROBES
+from lib.report.results import KIND_WORDS, PROBES, probe_count
 from lib.report.stats import Paired, exact_rate, fisher, format_p, mcnemar
 from lib.runs.records import load_records
 
 
-def pooled(records: list[dict], hit: str, total: str) -> tuple[int, int]:
-    """Hits and trials summed over seeds (each seed asks the same people)."""
-    return (sum(int(_dig(r["metrics"], hit)) for r in records),
-            sum(int(_dig(r["metrics"], total)) for r in records))
-
-
-def pooled_london(records: list[dict]) -> tuple[int, int] | None:
+def london_counts(records: list[dict]) -> tuple[int, int] | None:
     """The London baseline's (correct, total) on dev, None without a London record."""
-    london = [r for r in records if r["kind"] == "london"]
-    return pooled(london, "dev.correct", "dev.total") if london else None
-
-
-def _dig(d: dict, dotted: str):
-    for part in dotted.split("."):
-        d = d[part]
-    return d
+    london = next((r for r in records if r["kind"] == "london"), None)
+    return None if london is None else (london["metrics"]["dev"]["correct"],
+                                        london["metrics"]["dev"]["total"])
 
 
 def _seeds(n: int) -> str:
@@ -103,7 +92,7 @@ def _probe_finding(pre: dict[int, dict], root: Path | None) -> tuple[str, bool]:
                     f"{exact_rate(sum(own), len(own)).text()} people and the control's "
                     f"place of {sum(control)}, " + paired_text(test, "the control"))
             if unread is not None:
-                hits, n = unread[f"{probe}_gold_correct"], unread[f"{probe}_gold_total"]
+                hits, n = probe_count(unread, probe)
                 versus = fisher(sum(own), len(own), hits, n)
                 above = above and versus.verdict == "above"
                 text += (f"; on people it never read it finds {hits}/{n}, and the people it "
@@ -188,9 +177,9 @@ def snapshot_growth(pretrain_finetune: list[dict], pretrain: dict[str, dict]) ->
         probes = {s["step"]: s["probe"] for s in (source or {}).get("metrics", {})
                   .get("snapshots", []) if "probe" in s}
         if all(s["step"] in probes for s in snaps):
-            found = listing([str(probes[s["step"]]["bio_gold_correct"]) for s in snaps])
-            text += (f" (the biography probe at the same snapshots: {found} of "
-                     f"{probes[snaps[-1]['step']]['bio_gold_total']})")
+            counts = [probe_count(probes[s["step"]], "bio") for s in snaps]
+            text += (f" (the biography probe at the same snapshots: "
+                     f"{listing([str(found) for found, _ in counts])} of {counts[-1][1]})")
         gains = [b["dev"]["correct"] - a["dev"]["correct"] for a, b in pairwise(snaps)]
         still_rising.append("rising" if gains[-1] > 0 and gains[-1] == max(gains) else "not")
         parts.append(text)
@@ -299,16 +288,14 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
         if "train" in m:
             row["train accuracy"] = percent(m["train"]["accuracy"])
         if "probe" in m:
-            p = m["probe"]
-            row["name probe (own / control)"] = (f"{p['name_gold_correct']} / {p['name_control_correct']}"
-                                                 f" of {p['name_gold_total']}")
-            row["biography probe (own / control)"] = (f"{p['bio_gold_correct']} / "
-                                                      f"{p['bio_control_correct']} of {p['bio_gold_total']}")
+            for probe, label in (("name", "name probe"), ("bio", "biography probe")):
+                own, asked = probe_count(m["probe"], probe)
+                control, _ = probe_count(m["probe"], probe, "control")
+                row[f"{label} (own / control)"] = f"{own} / {control} of {asked}"
             if "probe_unread" in m:
-                u = m["probe_unread"]
-                row["never-read people (name / biography)"] = (
-                    f"{u['name_gold_correct']}/{u['name_gold_total']} / "
-                    f"{u['bio_gold_correct']}/{u['bio_gold_total']}")
+                (name, name_n), (bio, bio_n) = (probe_count(m["probe_unread"], probe)
+                                                for probe in ("name", "bio"))
+                row["never-read people (name / biography)"] = f"{name}/{name_n} / {bio}/{bio_n}"
         if "final_loss" in m:
             row["final loss"] = f"{m['final_loss']:.4f}"  # a string: the Styler would print 6 digits
             row["steps"] = m["steps"]
