@@ -614,3 +614,32 @@ def test_epoch_curve_averages_each_epochs_lines_and_keeps_its_last_rate():
     assert epoch_curve(rows, complete_only=True) == {"loss": [2.5, 1.5], "lr": [2e-3, 3e-3]}
     with pytest.raises(ValueError, match="skips epochs"):
         epoch_curve([rows[0], rows[3]])
+
+
+def test_training_time_bridges_a_restarted_clock_and_is_tabled_per_cpu_pretraining(scratch):
+    # Two processes: the first logged epochs 1-2 (10 s each), the second, resumed before the
+    # trainer carried its clock over, started again at zero for epochs 3-4 (20 s, then 40 s).
+    log = [{"epoch": 1, "time": 4.0}, {"epoch": 1, "time": 10.0}, {"epoch": 2, "time": 20.0},
+           {"epoch": 3, "time": 5.0}, {"epoch": 3, "time": 20.0}, {"epoch": 4, "time": 60.0}]
+    assert report.reading.log_clock(log) == [4.0, 10.0, 20.0, 25.0, 40.0, 80.0]
+    assert report.reading.epoch_seconds(log) == [10.0, 10.0, 20.0, 40.0]
+    record = add("cpu32", "pretrain", 0, {"probe": probe(1, 0)}, whole_data=True)
+    rows = [{**row, "step": i, "tokens": i, "loss": 1.0, "lr": 1e-3} for i, row in enumerate(log)]
+    atomic_write_text(results_root() / "cpu32" / record["files"]["metrics_log"],
+                      "".join(json.dumps(row) + "\n" for row in rows))
+    record.update(device="cpu", train_time=60.5, git_commit="abcdef0123",
+                  torch_version="2.13.0+cpu",
+                  config={"mini_world": None, "pretrain": {"length_grouped": False,
+                                                           "shuffle": False, "cpu_bf16": False}})
+    write_record(record)
+    assert report.reading.trained_seconds(record) == (80.0, True)  # the record counts 60.5
+    assert "80 s of training (summed over its processes" in report.provenance_line(record)
+    assert report.reading.trained_seconds({**record, "train_time": 81.0}) == (81.0, False)
+    add("mini", "pretrain", 0, {"probe": probe(1, 0)})  # a mini world: not listed
+    gpu = add("full", "pretrain", 0, {"probe": probe(1, 0)}, whole_data=True)
+    write_record({**gpu, "device": "cuda"})  # not a CPU: not listed
+    table = report.pretraining_times()
+    assert table.to_dict("records") == [{
+        "run": "cpu32 vanilla seed 0", "batches, precision": "file order, float32", "epochs": 4,
+        "hours": "0.0", "s/epoch, median": "15", "s/epoch, 10th pct.": "10", "commit": "abcdef0"}]
+    assert report.pretraining_epoch_seconds() == {"cpu32 vanilla seed 0": [10.0, 10.0, 20.0, 40.0]}

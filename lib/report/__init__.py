@@ -76,6 +76,8 @@ from lib.report.run_pages import (  # noqa: F401
     accuracy_line,
     headline,
     predicted_places,
+    pretraining_epoch_seconds,
+    pretraining_times,
     probe_examples,
     probe_table,
     provenance_line,

@@ -62,6 +62,41 @@ def metrics_log(record: dict, root: Path | None = None) -> list[dict]:
     return read_log(path) if path is not None and path.exists() else []
 
 
+def log_clock(rows: list[dict]) -> list[float]:
+    """Each row's training seconds since the run began, on one clock across the processes that
+    trained it. Runs resumed before the trainer carried its clock over (commit c87b6fe) logged
+    each process's time from zero; a fall in the logged time marks such a restart, and the
+    earlier processes' last times are added back."""
+    clock, offset, last = [], 0.0, 0.0
+    for row in rows:
+        if row["time"] < last:
+            offset += last
+        last = row["time"]
+        clock.append(offset + last)
+    return clock
+
+
+def epoch_seconds(rows: list[dict]) -> list[float]:
+    """Training seconds of each epoch in a metrics log: the clock at the last row logged in an
+    epoch minus the clock at the last row of the epoch before (zero before the first)."""
+    end: dict[int, float] = {}
+    for row, seconds in zip(rows, log_clock(rows), strict=True):
+        end[int(row["epoch"])] = seconds
+    epochs = sorted(end)
+    return [end[e] - (end[prev] if prev is not None else 0.0)
+            for prev, e in zip([None, *epochs[:-1]], epochs, strict=True)]
+
+
+def trained_seconds(record: dict, root: Path | None = None) -> tuple[float, bool]:
+    """A run's training seconds and whether its record undercounts them: a record written by a
+    resumed run before commit c87b6fe counts only the last process, so the time then comes from
+    its log's clock (`log_clock`) instead."""
+    recorded = record.get("train_time", record.get("wall_time", 0.0))
+    rows = metrics_log(record, root)
+    logged = log_clock(rows)[-1] if rows else 0.0
+    return (logged, True) if logged > 1.05 * recorded else (recorded, False)
+
+
 def epoch_curve(rows: list[dict], complete_only: bool = False) -> dict[str, list[float]]:
     """Mean of the logged losses of each epoch and the rate at its last logged step.
 

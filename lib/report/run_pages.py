@@ -1,5 +1,5 @@
 """What the page of one run shows: its headline, predictions, probes and snapshots, and the
-list of stored runs.
+list of stored runs; what the runs cost in time.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lib.report.formatting import markdown_table, percent
-from lib.report.reading import caption, details
+from lib.report.reading import caption, details, epoch_seconds, is_whole_data, metrics_log, trained_seconds
 from lib.report.results import PROBES, probe_count
 from lib.runs.profiles import PROFILE_ORDER
 from lib.runs.records import load_records, results_root
@@ -29,12 +29,60 @@ def sample_predictions(table: pd.DataFrame, n_right: int = 5, n_wrong: int = 5,
     return pd.concat(parts)[columns].reset_index(drop=True)
 
 
-def provenance_line(record: dict) -> str:
-    """Where and with what a run was made, from its record."""
-    seconds = record.get("train_time", record.get("wall_time", 0.0))
+def provenance_line(record: dict, root: Path | None = None) -> str:
+    """Where and with what a run was made, from its record (the training time from its log
+    where the record undercounts it, `trained_seconds`)."""
+    seconds, from_log = trained_seconds(record, root)
+    timing = (f"{seconds:.0f} s of training (summed over its processes from the metrics log; "
+              f"the record counts its last process only)" if from_log
+              else f"{seconds:.0f} s of training")
     return (f"{record['run_id']} ({record['profile']} profile): {record['device_name']}, torch "
-            f"{record['torch_version']}, commit {record['git_commit']}, {seconds:.0f} s, "
+            f"{record['torch_version']}, commit {record['git_commit']}, {timing}, "
             f"created {record['created']}")
+
+
+def _cpu_pretrainings(profiles: list[str] | None,
+                      root: Path | None) -> list[tuple[dict, list[float]]]:
+    """Each finished whole-data pretraining on a CPU with its seconds per epoch, vanilla first."""
+    out = []
+    for profile in profiles if profiles is not None else PROFILE_ORDER:
+        if not is_whole_data(profile, root):
+            continue
+        for record in sorted(load_records(profile, root, kind="pretrain"),
+                             key=lambda r: (r["variant"] != "vanilla", r["variant"], r["seed"])):
+            seconds = epoch_seconds(metrics_log(record, root))
+            if record.get("device") == "cpu" and seconds:
+                out.append((record, seconds))
+    return out
+
+
+def pretraining_times(profiles: list[str] | None = None, root: Path | None = None) -> pd.DataFrame:
+    """Each finished whole-data pretraining on a CPU, from its record and metrics log: hours
+    of training and seconds per epoch, the median and the 10th percentile (the machine was at
+    times shared with other work, which slows some epochs and never speeds any up, so the
+    10th percentile is nearer what an epoch costs alone). Profiles default to `PROFILE_ORDER`'s."""
+    rows = []
+    for record, seconds in _cpu_pretrainings(profiles, root):
+        hours = trained_seconds(record, root)[0] / 3600
+        config = record["config"]["pretrain"]
+        batches = ("length-grouped" if config.get("length_grouped")
+                   else "shuffled" if config.get("shuffle", True) else "file order")
+        rows.append({"run": f"{record['profile']} {record['variant']} seed {record['seed']}",
+                     "batches, precision": (f"{batches}, "
+                                            f"{'bf16' if config.get('cpu_bf16') else 'float32'}"),
+                     "epochs": len(seconds), "hours": f"{hours:.1f}",
+                     "s/epoch, median": f"{np.median(seconds):.0f}",
+                     "s/epoch, 10th pct.": f"{np.quantile(seconds, 0.1):.0f}",
+                     "commit": record["git_commit"][:7]})
+    return pd.DataFrame(rows)
+
+
+def pretraining_epoch_seconds(profiles: list[str] | None = None,
+                              root: Path | None = None) -> dict[str, list[float]]:
+    """The seconds of each epoch of the runs `pretraining_times` lists, by a label naming the
+    run: what its figure draws."""
+    return {f"{r['profile']} {r['variant']} seed {r['seed']}": seconds
+            for r, seconds in _cpu_pretrainings(profiles, root)}
 
 
 def accuracy_line(record: dict) -> str:
