@@ -94,3 +94,34 @@ def test_one_right_answer_above_most_wrong_ones_is_not_evidence_of_separation():
     assert worse.verdict == "worse than chance" and worse.auroc == 0.0
     assert stats.separation([0.5, 0.4], [False, False]).verdict == "nothing to rank"
     assert stats.separation([0.5, 0.4], [False, False]).text() == "–"
+
+
+def test_poisson_binomial_matches_enumeration_of_every_outcome():
+    from itertools import product
+
+    probabilities = [0.9, 0.05, 0.5, 0.33, 0.7]
+    by_count = [0.0] * 6
+    for outcome in product([0, 1], repeat=5):
+        by_count[sum(outcome)] += math.prod(p if o else 1 - p
+                                            for p, o in zip(probabilities, outcome, strict=True))
+    assert stats.poisson_binomial(probabilities) == pytest.approx(by_count, abs=1e-15)
+
+
+@pytest.mark.parametrize(("k", "n", "p"), [(0, 20, 0.3), (3, 20, 0.3), (6, 20, 0.3),
+                                           (11, 20, 0.3), (41, 500, 0.12), (0, 1, 0.5)])
+def test_calibration_test_with_equal_confidences_is_the_exact_binomial_test(k, n, p):
+    from scipy.stats import binomtest
+
+    found = stats.calibration_in_the_large([p] * n, [True] * k + [False] * (n - k))
+    assert found.observed == k and found.expected == pytest.approx(n * p)
+    assert found.p_value == pytest.approx(binomtest(k, n, p).pvalue, rel=1e-9)
+
+
+def test_calibration_verdict_names_the_direction_only_beyond_chance():
+    sure = [0.9] * 50
+    assert stats.calibration_in_the_large(sure, [True] * 30 + [False] * 20).verdict == "overstates"
+    assert stats.calibration_in_the_large([0.1] * 50, [True] * 20 + [False] * 30).verdict == (
+        "understates")
+    assert stats.calibration_in_the_large(sure, [True] * 45 + [False] * 5).verdict == "consistent"
+    assert stats.calibration_in_the_large(sure, [True] * 30 + [False] * 20).text().startswith(
+        "30 right where the confidences expect 45.0, p ")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from scipy.stats import binomtest
 
 CONFIDENCE = 0.95
@@ -176,3 +177,47 @@ def separation(scores: Sequence[float], right: Sequence[bool]) -> Separation:
     test = mannwhitneyu(pos, neg, alternative="two-sided")
     return Separation(float(test.statistic) / (len(pos) * len(neg)), float(test.pvalue),
                       len(pos), len(neg))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Whether the model's confidences, taken as probabilities, account for how many answers
+    are right: under that hypothesis the count right is a sum of independent Bernoulli draws,
+    one per answer with its confidence (Poisson-binomial), and `p_value` is the exact
+    two-sided chance of a count no more likely than the one observed."""
+
+    observed: int  # answers right
+    expected: float  # the sum of the confidences
+    p_value: float
+
+    @property
+    def verdict(self) -> str:
+        if self.p_value >= ALPHA:
+            return "consistent"
+        return "overstates" if self.expected > self.observed else "understates"
+
+    def text(self) -> str:
+        """'41 right where the confidences expect 63.2, p = 0.0021'."""
+        return (f"{self.observed} right where the confidences expect {self.expected:.1f}, "
+                f"{format_p(self.p_value)}")
+
+
+def poisson_binomial(probabilities: Sequence[float]) -> list[float]:
+    """The distribution of the number of successes among independent Bernoulli draws with
+    these probabilities: entry k is P(k successes), built one draw at a time."""
+    pmf = np.zeros(len(probabilities) + 1)
+    pmf[0] = 1.0
+    for i, p in enumerate(probabilities):
+        pmf[1:i + 2] = pmf[1:i + 2] * (1 - p) + pmf[:i + 1] * p
+        pmf[0] *= 1 - p
+    return pmf.tolist()
+
+
+def calibration_in_the_large(confidences: Sequence[float], right: Sequence[bool]) -> Calibration:
+    """Tests the number of right answers against the one the confidences predict (`Calibration`);
+    a relative tolerance of 1e-7 counts outcomes as likely as the observed one, as scipy's
+    exact binomial test does."""
+    pmf = poisson_binomial([float(c) for c in confidences])
+    observed = int(sum(bool(r) for r in right))
+    p = sum(q for q in pmf if q <= pmf[observed] * (1 + 1e-7))
+    return Calibration(observed, float(sum(float(c) for c in confidences)), min(1.0, p))
