@@ -634,7 +634,9 @@ def test_training_time_bridges_a_restarted_clock_and_is_tabled_per_cpu_pretraini
     write_record(record)
     assert report.reading.trained_seconds(record) == (80.0, True)  # the record counts 60.5
     assert "80 s of training (summed over its processes" in report.provenance_line(record)
-    assert report.reading.trained_seconds({**record, "train_time": 81.0}) == (81.0, False)
+    add("cpu32", "finetune", 0, {"dev": dev(1)}, whole_data=True)  # its clock never restarts
+    finetuned = {**report.vanilla_runs("cpu32", "finetune")[0], "train_time": 3.5}
+    assert report.reading.trained_seconds(finetuned) == (3.5, False)
     add("mini", "pretrain", 0, {"probe": probe(1, 0)})  # a mini world: not listed
     gpu = add("full", "pretrain", 0, {"probe": probe(1, 0)}, whole_data=True)
     write_record({**gpu, "device": "cuda"})  # not a CPU: not listed

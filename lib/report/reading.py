@@ -5,6 +5,7 @@ world and caption each profile's numbers carry.
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
@@ -89,12 +90,12 @@ def epoch_seconds(rows: list[dict]) -> list[float]:
 
 def trained_seconds(record: dict, root: Path | None = None) -> tuple[float, bool]:
     """A run's training seconds and whether its record undercounts them: a record written by a
-    resumed run before commit c87b6fe counts only the last process, so the time then comes from
-    its log's clock (`log_clock`) instead."""
-    recorded = record.get("train_time", record.get("wall_time", 0.0))
+    resumed run before commit c87b6fe counts only the last process (its log's clock restarts),
+    so the time then comes from the log's clock (`log_clock`) instead."""
     rows = metrics_log(record, root)
-    logged = log_clock(rows)[-1] if rows else 0.0
-    return (logged, True) if logged > 1.05 * recorded else (recorded, False)
+    if any(later["time"] < earlier["time"] for earlier, later in pairwise(rows)):
+        return log_clock(rows)[-1], True
+    return record.get("train_time", record.get("wall_time", 0.0)), False
 
 
 def epoch_curve(rows: list[dict], complete_only: bool = False) -> dict[str, list[float]]:
