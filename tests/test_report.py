@@ -388,6 +388,10 @@ def test_figures_draw_what_the_logs_hold(scratch):
     fig = figures.panels({"a": {"seed 0": log}, "b": {}}, "t", key="lr")
     assert len(fig.axes) == 2 and list(fig.axes[0].lines[0].get_ydata()) == [1.0] * 3
     assert fig.axes[0].get_ylabel() == "learning rate (× 1e-3)"  # the unit is in the label
+    fig = figures.panels({"a": {"seed 0": log}, "b": {}, "c": {}}, "t")
+    shown = [ax for ax in fig.axes if ax.get_visible()]  # two to a row: the fourth is hidden
+    assert [ax.get_title() for ax in shown] == ["a", "b", "c"] and len(fig.axes) == 4
+    assert fig.get_size_inches()[0] < 10  # legible at the page's width
 
 
 @pytest.fixture

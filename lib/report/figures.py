@@ -95,10 +95,16 @@ def accuracy_snapshots(records: dict[str, dict], title: str) -> Figure:
 
 
 def panels(logs: dict[str, dict[str, list[dict]]], title: str, key: str = "loss") -> Figure:
-    """One panel per configuration, one curve per run, against tokens seen."""
-    fig, axes = plt.subplots(1, max(1, len(logs)), figsize=(4 * max(1, len(logs)), 3.2),
+    """One panel per configuration, one curve per run, against tokens seen; two panels to a
+    row, so the labels stay legible at the page's width."""
+    count = max(1, len(logs))
+    columns = min(count, 2)
+    rows = math.ceil(count / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.2 * rows),
                              constrained_layout=True, squeeze=False)
-    for ax, (name, runs) in zip(axes[0], logs.items(), strict=False):
+    for ax in axes.flat[len(logs):]:
+        ax.set_visible(False)
+    for ax, (name, runs) in zip(axes.flat, logs.items(), strict=False):
         # Rates are drawn in units of a power of ten named in the axis label: matplotlib's
         # offset text ("1e-4" above the axis) would push the panel title into the figure's.
         top = max((abs(row[key]) for log in runs.values() for row in log), default=0.0)
