@@ -262,6 +262,13 @@ def test_the_classic_training_code_runs_and_is_compared_with_its_base(scratch, m
                         f"{test.relation} `smoke` ({test.only_a} vs {test.only_b} people, "
                         f"{format_p(test.p_value)}).")
     assert RR.whole_data_code_verdicts("smoke-classic", "mini", root) == []
+    # Their snapshot curves, side by side: the same seeds of both, the code profile first.
+    curves = RR.whole_data_code_snapshots("smoke-classic", "smoke", root)
+    assert {kind: list(runs) for kind, runs in curves.items()} == {
+        kind: ["smoke-classic, seed 0", "smoke, seed 0"] for kind in ("pretrain", "pretrain_finetune")}
+    assert curves["pretrain"]["smoke, seed 0"]["profile"] == "smoke"
+    assert RR.whole_data_code_snapshots("smoke-classic", "mini", root) == {
+        "pretrain": {}, "pretrain_finetune": {}}
 
 
 def test_a_recorded_rerun_is_reported_beside_the_commits(tmp_path):

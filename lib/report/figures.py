@@ -55,6 +55,7 @@ def _per_snapshot(records: dict[str, dict], title: str, xlabel: str, ylabel: str
         if not table.empty:
             draw(ax, label, table)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.set_ylim(bottom=0)  # a rate from zero, so a small rise does not look like a large one
     ax.legend(fontsize=8)
     return fig
 

@@ -213,6 +213,21 @@ def whole_data_code_verdicts(code: str = "cpu32-classic", base: str = "cpu32",
     return out
 
 
+def whole_data_code_snapshots(code: str = "cpu32-classic", base: str = "cpu32",
+                              root: Path | None = None) -> dict[str, dict[str, dict]]:
+    """The records behind the two profiles' snapshot curves, for the seeds both have
+    finished: `{"pretrain": {label: record}, "pretrain_finetune": {label: record}}`, labels
+    `PROFILE, seed N`, `code` first. A kind is empty until both have a run of it."""
+    out: dict[str, dict[str, dict]] = {}
+    for kind in ("pretrain", "pretrain_finetune"):
+        ours = records_by_seed(code, kind, "vanilla", root)
+        theirs = records_by_seed(base, kind, "vanilla", root)
+        shared = sorted(set(ours) & set(theirs))
+        out[kind] = {f"{name}, seed {seed}": runs[seed]
+                     for name, runs in ((code, ours), (base, theirs)) for seed in shared}
+    return out
+
+
 def _name_rate(record: dict | None) -> Rate | None:
     probe = (record or {}).get("metrics", {}).get("probe")
     return None if probe is None else exact_rate(*probe_count(probe, "name"))
