@@ -2,7 +2,8 @@
 
 The book caches executed chapters (`execute_notebooks: cache`) and Sphinx re-reads only
 changed sources, so a chapter re-runs only when its text changes. Records change without
-any text changing, so every page that reads them says `mystnb: execution_mode: force`, and
+any text changing (as do the library's profile table and the software versions a page
+prints), so every page that reads them says `mystnb: execution_mode: force`, and
 the book's extension `book/_ext/fresh_pages.py` has Sphinx re-read those pages on every
 build. The first test finds the pages; the second builds a two-page book with the project's
 execution settings and extension, adds a record between two builds, and shows that the
@@ -24,9 +25,11 @@ import yaml
 
 from tests.test_book import ROOT, _config, _toc_files
 
-# Code that reads result records, benchmark records or stored runs.
+# Code that reads result records, benchmark records or stored runs, or state that changes
+# without the page's text changing: the library's profile table, the software it runs on.
 READS_RECORDS = re.compile(r"\breport\.(?!load_data\b)\w+|load_records|\banalysis\.|\bA\.gather|"
-                           r"figures\.|results/|bench_dir|reliability|run_links")
+                           r"figures\.|results/|bench_dir|reliability|run_links|\bPROFILES\b|"
+                           r"__version__|\bplatform\.")
 
 
 def _front_matter(text: str) -> dict:
