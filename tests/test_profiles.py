@@ -11,6 +11,7 @@ from lib.runs.profiles import (
     departed_settings,
     get_profile,
     recipe_departures,
+    training_code_departures,
     world_for,
 )
 
@@ -76,6 +77,16 @@ def test_departed_settings_name_each_departure_once_in_the_listed_order():
     # The training code: the CPU profiles other than cpu32-classic do not share it.
     assert set(TRAINING_CODE_SETTINGS) <= set(departed_settings(PROFILES["cpu32"]))
     assert not set(TRAINING_CODE_SETTINGS) & set(departed_settings(PROFILES["cpu32-classic"]))
+
+
+def test_training_code_departures_name_only_the_starter_codes_training_settings():
+    assert training_code_departures(PROFILES["cpu32"]) == list(TRAINING_CODE_SETTINGS)
+    assert training_code_departures(PROFILES["cpu32-classic"]) == []
+    assert training_code_departures(PROFILES["full"]) == []
+    # mini-classic-grouped keeps the starter code's decay and initialisation.
+    assert training_code_departures(PROFILES["mini-classic-grouped"]) == ["shuffle"]
+    assert training_code_departures(PROFILES["mini-classic"], reference="mini") == list(
+        TRAINING_CODE_SETTINGS)
 
 
 def test_mini_classic_differs_from_mini_only_in_the_training_code():

@@ -285,6 +285,13 @@ def departed_settings(profile: Profile, reference: str = "full") -> list[str]:
     return list(dict.fromkeys(name for name, _, _ in _changes(profile, reference)))
 
 
+def training_code_departures(profile: Profile, reference: str = "full") -> list[str]:
+    """The settings of the starter code's training loop (`TRAINING_CODE_SETTINGS`) in which
+    `profile` departs from `reference`: empty when it trains the way the starter code does."""
+    departed = set(departed_settings(profile, reference))
+    return [name for name in TRAINING_CODE_SETTINGS if name in departed]
+
+
 def recipe_departures(profile: Profile, reference: str = "full", markdown: bool = False,
                       reasons: bool = True) -> list[str]:
     """How `profile` departs from the classic recipe, one line per changed setting (with the
