@@ -262,11 +262,17 @@ def test_the_classic_training_code_runs_and_is_compared_with_its_base(scratch, m
                         f"{test.relation} `smoke` ({test.only_a} vs {test.only_b} people, "
                         f"{format_p(test.p_value)}).")
     assert RR.whole_data_code_verdicts("smoke-classic", "mini", root) == []
-    # Their snapshot curves, side by side: the same seeds of both, the code profile first.
+    # Their snapshot curves, side by side: every seed of each, the code profile first.
     curves = RR.whole_data_code_snapshots("smoke-classic", "smoke", root)
     assert {kind: list(runs) for kind, runs in curves.items()} == {
         kind: ["smoke-classic, seed 0", "smoke, seed 0"] for kind in ("pretrain", "pretrain_finetune")}
     assert curves["pretrain"]["smoke, seed 0"]["profile"] == "smoke"
+    # A seed only one profile has finished is drawn too.
+    P.run("pretrain", "smoke-classic", seed=1, progress=False)
+    curves = RR.whole_data_code_snapshots("smoke-classic", "smoke", root)
+    assert list(curves["pretrain"]) == ["smoke-classic, seed 0", "smoke-classic, seed 1",
+                                        "smoke, seed 0"]
+    assert curves["pretrain"]["smoke-classic, seed 1"]["seed"] == 1
     assert RR.whole_data_code_snapshots("smoke-classic", "mini", root) == {
         "pretrain": {}, "pretrain_finetune": {}}
 

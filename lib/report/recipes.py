@@ -215,16 +215,16 @@ def whole_data_code_verdicts(code: str = "cpu32-classic", base: str = "cpu32",
 
 def whole_data_code_snapshots(code: str = "cpu32-classic", base: str = "cpu32",
                               root: Path | None = None) -> dict[str, dict[str, dict]]:
-    """The records behind the two profiles' snapshot curves, for the seeds both have
-    finished: `{"pretrain": {label: record}, "pretrain_finetune": {label: record}}`, labels
-    `PROFILE, seed N`, `code` first. A kind is empty until both have a run of it."""
+    """The records behind the two profiles' snapshot curves, every seed each has finished:
+    `{"pretrain": {label: record}, "pretrain_finetune": {label: record}}`, labels
+    `PROFILE, seed N`, `code` first. A kind is empty until both have a run of it, since the
+    curves are there to be compared; a seed one of them lacks is drawn all the same."""
     out: dict[str, dict[str, dict]] = {}
     for kind in ("pretrain", "pretrain_finetune"):
-        ours = records_by_seed(code, kind, "vanilla", root)
-        theirs = records_by_seed(base, kind, "vanilla", root)
-        shared = sorted(set(ours) & set(theirs))
-        out[kind] = {f"{name}, seed {seed}": runs[seed]
-                     for name, runs in ((code, ours), (base, theirs)) for seed in shared}
+        runs = {name: records_by_seed(name, kind, "vanilla", root) for name in (code, base)}
+        out[kind] = {f"{name}, seed {seed}": found[seed]
+                     for name, found in runs.items() for seed in sorted(found)
+                     } if all(runs.values()) else {}
     return out
 
 
