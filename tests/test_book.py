@@ -14,6 +14,7 @@ Then, on the built HTML:
   * every <img> in every page points to an existing, non-empty image;
   * no internal link is broken (our own check, then `linkchecker` offline);
   * screenshots of the landing page and one derivation page go to `test-artifacts/`;
+  * no table of a page reaches past its text column or runs its cells together;
   * `make pdf`'s single-page build, reusing this build's execution cache, prints to a PDF
     (`test-artifacts/book.pdf`) that holds every page's title, rendered math and figures.
 
@@ -369,6 +370,76 @@ def test_screenshots(build: Build):
         assert (width, height) == (1280, 1600), (filename, width, height)
         assert target.stat().st_size > 20_000, f"{filename} looks blank"
     assert len(taken) >= 14, sorted(shots)
+
+
+# Appended to a copy of a page: where each visible table of the article ends, and where the
+# article's text column ends, as Chromium lays the page out (a table wider than the column
+# overflows it, and a reader has to scroll sideways to read it), and the room its first cell
+# leaves around its text.
+TABLE_WIDTHS_SCRIPT = """<script>
+(() => {
+  const article = document.querySelector("article.bd-article");
+  const limit = article ? Math.round(article.getBoundingClientRect().right) : -1;
+  const found = [];
+  document.querySelectorAll("article table").forEach((table, index) => {
+    const box = table.getBoundingClientRect();
+    const cell = table.querySelector("td");
+    const padding = cell ? parseFloat(getComputedStyle(cell).paddingLeft) : -1;
+    if (box.width > 0) found.push([index, Math.round(box.right), limit, padding]);
+  });
+  const out = document.createElement("pre");
+  out.id = "table-widths";
+  out.textContent = JSON.stringify(found);
+  document.body.appendChild(out);
+})();
+</script>"""
+MIN_CELL_PADDING_PX = 4  # browsers' default is 1 px: neighbouring columns' text runs together
+WIDTHS = re.compile(r'<pre id="table-widths"[^>]*>([^<]*)</pre>')
+
+
+def _table_overflows(binary: str, page: Path) -> list[str]:
+    """The tables of `page` that reach past its text column at a 1280-px window, or whose
+    cells touch."""
+    source = page.read_text(encoding="utf-8")
+    head, tag, tail = source.rpartition("</body>")
+    copy = page.with_name(f"_table-widths-{page.name}")  # beside it: its assets resolve
+    copy.write_text(head + TABLE_WIDTHS_SCRIPT + tag + tail, encoding="utf-8")
+    try:
+        proc = _run_chromium(binary, copy.as_uri(), ["--dump-dom", "--window-size=1280,1600"])
+    finally:
+        copy.unlink()
+    match = WIDTHS.search(proc.stdout)
+    if not match:
+        return [f"not measured (chromium exit {proc.returncode}): {proc.stderr[-300:]}"]
+    problems = []
+    for index, right, limit, padding in json.loads(unescape(match.group(1))):
+        if limit < 0 or right > limit + 1:
+            problems.append(f"table {index} ends at {right} px, the text column at {limit} px")
+        if 0 <= padding < MIN_CELL_PADDING_PX:
+            problems.append(f"table {index}: {padding:g} px between a cell's edge and its text")
+    return problems
+
+
+def _table_pages(html: Path) -> list[Path]:
+    """Every page of the book proper, and the stored runs of the whole-data profiles (their
+    tables hold the longest names and completions)."""
+    pages = [html / f"{page}.html" for page in _toc_files()]
+    for profile in ("cpu", "cpu32", "cpu32-classic", "full"):
+        pages += sorted((html / "book" / "runs" / profile).glob("*.html"))
+    return [page for page in pages if page.exists()]
+
+
+@pytest.mark.book
+def test_tables_fit_the_page(build: Build):
+    html = _html(build)
+    binary = _chromium()
+    pages = _table_pages(html)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        found = list(pool.map(lambda page: (page, _table_overflows(binary, page)), pages))
+    problems = [f"{page.relative_to(html).as_posix()}: {line}"
+                for page, lines in found for line in lines]
+    assert len(pages) > 20, pages
+    assert not problems, "\n".join(problems)
 
 
 # --------------------------------------------------------------------------------------

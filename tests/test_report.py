@@ -412,6 +412,18 @@ def test_tables_from_the_committed_smoke_records(committed):
     assert list(snaps["pretraining epoch"]) == [2, 3]
     places = report.predicted_places(runs["finetune-vanilla-seed0"])
     assert set(places["questions"]) == {"dev", "strangers"}
+    examples = report.probe_examples(runs["pretrain-vanilla-seed0"], n=20)
+    assert list(examples.columns) == ["name", "place", "name probe completion", "name probe right",
+                                      "biography probe completion", "biography probe right"]
+    assert set(examples["name probe right"]) <= {"yes", "no"}
+    assert set(examples["biography probe right"]) <= {"yes", "no", "not asked"}
+    # The pages' tables: no row numbers, shares as the book prints percentages.
+    html = report.page_table(places, shares=["share"]).to_html()
+    assert f">{report.percent(places['share'].iloc[0])}<" in html
+    assert "row0_col0" in html and "level0_row0" not in html
+    view = report.snapshot_view(runs["pretrain-vanilla-seed0"]).to_html()
+    first = report.snapshot_table(runs["pretrain-vanilla-seed0"]).head(1).to_dict("records")[0]
+    assert f">{first['tokens']:,}<" in view and f">{report.percent(first['bio probe, own'])}<" in view
     sources = report.answers_from_train(runs["finetune-vanilla-seed0"])
     assert list(sources["answers"]) == [20, 300]
 

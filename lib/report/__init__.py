@@ -32,6 +32,7 @@ from lib.report.formatting import (  # noqa: F401
     format_stat,
     markdown_table,
     mean_std,
+    page_table,
     percent,
 )
 from lib.report.people import (  # noqa: F401
@@ -84,6 +85,7 @@ from lib.report.run_pages import (  # noqa: F401
     run_links,
     sample_predictions,
     snapshot_table,
+    snapshot_view,
     stored_runs,
 )
 from lib.report.variant_tables import (  # noqa: F401

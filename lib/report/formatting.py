@@ -4,9 +4,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
 
 
 def percent(x: float | None, digits: int = 1) -> str:
@@ -68,3 +73,14 @@ def markdown_table(table: pd.DataFrame) -> str:
     rule = "| " + " | ".join("---" for _ in table.columns) + " |"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([head, rule, *body])
+
+
+def page_table(table: pd.DataFrame, shares: Sequence[str] = (),
+               formats: dict[str, str] | None = None) -> Styler:
+    """A table as the pages show it: no row numbers (they mean nothing to a reader), the
+    named columns of fractions as percentages, `formats` for others (format strings by
+    column), a missing value as a dash. One `format` call: a later call would reset the
+    columns it does not name."""
+    chosen = {column: percent for column in shares if column in table}
+    chosen.update({column: f for column, f in (formats or {}).items() if column in table})
+    return table.style.hide(axis="index").format(chosen, na_rep="–")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.report.formatting import markdown_table, percent
+from lib.report.formatting import markdown_table, page_table, percent
 from lib.report.reading import caption, details, epoch_seconds, is_whole_data, metrics_log, trained_seconds
 from lib.report.results import PROBES, probe_count
 from lib.runs.profiles import PROFILE_ORDER
@@ -106,7 +106,8 @@ def probe_table(record: dict) -> pd.DataFrame:
 
 
 def probe_examples(record: dict, n: int = 8, seed: int = 0, root: Path | None = None) -> pd.DataFrame:
-    """Completions of both probes for a seeded sample of people (hits first)."""
+    """Completions of both probes for a seeded sample of people (hits first), each probe's
+    verdict as yes / no, or "not asked" where the place is not written inside the window."""
     rows = details(record, root).get("probe", [])
     table = pd.DataFrame(rows)
     if table.empty:
@@ -114,8 +115,14 @@ def probe_examples(record: dict, n: int = 8, seed: int = 0, root: Path | None = 
     table = table.sample(min(n, len(table)), random_state=seed)
     order = table["name_probe"].astype(int) + table["bio_probe"].fillna(False).astype(int)
     table = table.assign(_hits=order).sort_values("_hits", ascending=False, kind="stable")
-    return table[["name", "place", "name_completion", "name_probe", "bio_completion",
-                  "bio_probe"]].reset_index(drop=True)
+    verdict = {True: "yes", False: "no"}
+    return pd.DataFrame({
+        "name": table["name"], "place": table["place"],
+        "name probe completion": table["name_completion"],
+        "name probe right": table["name_probe"].map(verdict).fillna("not asked"),
+        "biography probe completion": table["bio_completion"],
+        "biography probe right": table["bio_probe"].map(verdict).fillna("not asked"),
+    }).reset_index(drop=True)
 
 
 def snapshot_table(record: dict) -> pd.DataFrame:
@@ -147,6 +154,14 @@ def predicted_places(record: dict, root: Path | None = None, top: int = 10) -> p
             out.append({"questions": split, "answer": place, "count": int(count),
                         "share": count / total})
     return pd.DataFrame(out)
+
+
+def snapshot_view(record: dict):
+    """`snapshot_table` as a run's page shows it: rates as percentages, tokens with
+    thousands separators."""
+    table = snapshot_table(record)
+    rates = [c for c in table if c not in ("pretraining epoch", "step", "tokens")]
+    return page_table(table, shares=rates, formats={"tokens": "{:,}"})
 
 
 def headline(record: dict) -> str:
