@@ -501,7 +501,8 @@ def test_per_seed_text_names_each_seed_or_says_they_agree():
 
 
 def test_a_whole_data_profiles_caveat_names_every_departure_inline_or_listed():
-    from lib.runs.profiles import PROFILES, recipe_departures
+    from lib.runs.departures import recipe_departures
+    from lib.runs.profiles import PROFILES
 
     departures = recipe_departures(PROFILES["cpu32"], markdown=True)
     assert len(departures) > 1

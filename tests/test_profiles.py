@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from lib.core.model import GPT
-from lib.runs.pipeline import model_config
-from lib.runs.profiles import (
+from lib.runs.departures import (
     DEPARTURE_REASONS,
-    PROFILES,
     TRAINING_CODE_SETTINGS,
     departed_settings,
-    get_profile,
     recipe_departures,
     training_code_departures,
+)
+from lib.runs.pipeline import model_config
+from lib.runs.profiles import (
+    PROFILES,
+    get_profile,
     world_for,
 )
 

@@ -49,7 +49,8 @@ class Evidence:
 def profile_caveat(profile: str, listed: bool = False) -> str:
     """What a reader must know about a profile's numbers before reading them (Markdown);
     `listed` puts a whole-data profile's departures in a list nested under a list item."""
-    from lib.runs.profiles import PROFILES, recipe_departures
+    from lib.runs.departures import recipe_departures
+    from lib.runs.profiles import PROFILES
 
     caveats = {
         "smoke": "These are **smoke** numbers: a tiny model trained for seconds. They prove "
