@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,9 @@ from lib.report.reading import caption, details, epoch_seconds, is_whole_data, m
 from lib.report.results import PROBES, probe_count
 from lib.runs.profiles import PROFILE_ORDER
 from lib.runs.records import load_records, results_root
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
 
 
 def sample_predictions(table: pd.DataFrame, n_right: int = 5, n_wrong: int = 5,
@@ -156,7 +160,7 @@ def predicted_places(record: dict, root: Path | None = None, top: int = 10) -> p
     return pd.DataFrame(out)
 
 
-def snapshot_view(record: dict):
+def snapshot_view(record: dict) -> Styler:
     """`snapshot_table` as a run's page shows it: rates as percentages, tokens with
     thousands separators."""
     table = snapshot_table(record)
