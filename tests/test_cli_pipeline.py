@@ -51,6 +51,8 @@ def test_london_reports_five_percent():
         (["run", "finetune", "--device", "cuda:0" if False else "tpu"], "device"),
         (["finetune", "--writing-params-path", "x", "--reading-params-path", "missing.params"], "does not exist"),
         (["evaluate", "--reading-params-path", "pyproject.toml"], "required"),
+        (["experiments", "--profile", "smoke", "--rerender", "--force"],
+         "argument --force: not allowed with argument --rerender"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(args, message, capsys):

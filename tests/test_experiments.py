@@ -136,3 +136,64 @@ def test_bad_matrix_arguments_fail_before_any_notebook(scratch, monkeypatch):
     with pytest.raises(E.ParameterError, match="seed=-2"):
         E.run_matrix("smoke", seeds=[-2], log=lambda line: None)
     assert not (scratch / "runs").exists()
+
+
+def test_rerender_replaces_stored_notebooks_of_runs_with_records(scratch, monkeypatch):
+    monkeypatch.setenv("BOOK_RUNS", str(scratch / "runs"))
+    rendered = []
+
+    def fake_execute(run, profile, device="auto", force=False, render_only=False):
+        rendered.append((run.id, render_only, force))
+        return E.stored_notebook(profile, run.id)
+
+    monkeypatch.setattr(E, "execute", fake_execute)
+    for rid, kind in (("london", "london"), ("finetune-vanilla-seed0", "finetune")):
+        write_record({"run_id": rid, "kind": kind, "profile": "smoke", "metrics": {}})
+        E.stored_notebook("smoke", rid).parent.mkdir(parents=True, exist_ok=True)
+        E.stored_notebook("smoke", rid).write_text("{}")
+    quiet = {"log": lambda line: None}
+    assert {s["status"] for s in E.run_matrix("smoke", render_only=True, **quiet)} == {"skipped", "missing"}
+    assert rendered == []
+    statuses = {s["run_id"]: s["status"] for s in E.run_matrix("smoke", rerender=True, **quiet)}
+    assert rendered == [("london", True, False), ("finetune-vanilla-seed0", True, False)]
+    assert statuses == {"london": "rendered", "pretrain-vanilla-seed0": "missing",
+                        "pretrain_finetune-vanilla-seed0": "missing",
+                        "finetune-vanilla-seed0": "rendered"}
+
+
+def _stored_copy(tmp_path, template="finetune"):
+    """A stored notebook as `execute` leaves one: the template, titled, parameters injected."""
+    nb = nbformat.read(E.TEMPLATES_DIR / f"{template}.ipynb", as_version=4)
+    nb.cells[0].source = "# Finetuning: `x` (smoke profile)\n" + nb.cells[0].source.partition("\n")[2]
+    injected = new_code_cell('# Parameters\nprofile = "smoke"\n')
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(2, injected)
+    nb.metadata["papermill"] = {"input_path": f"notebooks/{template}.ipynb"}
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    return nb, path
+
+
+def test_template_drift_names_the_cell_that_lags_its_template(tmp_path):
+    nb, path = _stored_copy(tmp_path)
+    assert E.template_drift(path) is None
+    code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and i > 2)
+    nb.cells[code].source += "\nprint('an older template')"
+    nbformat.write(nb, path)
+    assert E.template_drift(path) == f"cell {code} (code) differs from notebooks/finetune.ipynb"
+    nb.cells[code].source = nb.cells[code].source.rsplit("\n", 1)[0]
+    nb.cells.append(new_markdown_cell("A paragraph the template no longer has."))
+    nbformat.write(nb, path)
+    assert "cells where notebooks/finetune.ipynb has" in E.template_drift(path)
+    nb.metadata["papermill"]["input_path"] = "notebooks/gone.ipynb"
+    nbformat.write(nb, path)
+    assert E.template_drift(path) == "its template gone.ipynb does not exist"
+
+
+def test_stored_notebooks_hold_their_templates_cells():
+    stored = sorted(E.runs_root().glob("*/*.ipynb"))
+    assert stored, "no stored run notebooks under book/runs/"
+    drift = [f"{path.relative_to(E.REPO_ROOT)}: {E.template_drift(path)}"
+             for path in stored if E.template_drift(path)]
+    assert not drift, ("stored notebooks lag their templates; render them again with "
+                       "`python -m lib experiments --profile P --rerender`:\n" + "\n".join(drift))

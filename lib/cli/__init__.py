@@ -209,9 +209,13 @@ def _book_commands(sub) -> None:
     exp.add_argument("--seeds", type=_seed, nargs="+", default=None)
     exp.add_argument("--variants", type=_variant, nargs="+", default=["vanilla"])
     exp.add_argument("--device", type=_device, default="auto")
-    exp.add_argument("--force", action="store_true")
-    exp.add_argument("--render-only", action="store_true",
+    how = exp.add_mutually_exclusive_group()
+    how.add_argument("--force", action="store_true", help="run again even where records exist")
+    how.add_argument("--render-only", action="store_true",
                      help="never train: render stored notebooks for runs whose records exist")
+    how.add_argument("--rerender", action="store_true",
+                     help="never train: render every run with a record again, replacing its "
+                     "stored notebook (after a template change)")
 
 
 def _reconcile_handout_forms(args: argparse.Namespace) -> str | None:

@@ -88,7 +88,7 @@ def _experiments(args: argparse.Namespace) -> int:
     from lib.runs.experiments import run_matrix
 
     run_matrix(args.profile, seeds=args.seeds, variants=args.variants, device=args.device,
-               force=args.force, render_only=args.render_only)
+               force=args.force, render_only=args.render_only, rerender=args.rerender)
     return 0
 
 

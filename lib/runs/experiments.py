@@ -7,7 +7,9 @@ notebook calls `lib.runs.pipeline`, which writes the result record under `result
 A run whose record and stored notebook both exist is skipped unless forced, so an
 interrupted matrix resumes where it stopped (and the pipeline resumes an interrupted
 training from its last checkpoint). Records written by `make gpu-run` (no Jupyter there)
-are rendered into stored notebooks later with `render_only`, which never trains.
+are rendered into stored notebooks later with `render_only`, which never trains. After a
+template changes, `rerender` renders every run with a record again, and `template_drift`
+says which stored notebooks no longer hold their template's cells.
 """
 
 from __future__ import annotations
@@ -270,17 +272,49 @@ def execute(run: Run, profile: str, device: str = "auto", force: bool = False,
     return atomic_write_text(target, nbformat.writes(nb) + "\n")
 
 
+def template_drift(stored: Path) -> str | None:
+    """How a stored notebook's cells differ from its template's, or None when they agree.
+
+    The run's title line and papermill's injected parameters are the stored notebook's own;
+    every other cell must be the template's, in order, or the page shows an older template.
+    """
+    import nbformat
+
+    nb = nbformat.read(stored, as_version=4)
+    template_path = REPO_ROOT / nb.metadata.get("papermill", {}).get("input_path", "")
+    if not template_path.is_file():
+        return f"its template {template_path.name or '(none named)'} does not exist"
+    template = nbformat.read(template_path, as_version=4)
+
+    def cells(notebook: nbformat.NotebookNode) -> list[tuple[str, str]]:
+        kept = [(c.cell_type, c.source) for c in notebook.cells
+                if "injected-parameters" not in c.metadata.get("tags", [])]
+        if kept and kept[0][0] == "markdown":  # the title names the run
+            kept[0] = ("markdown", kept[0][1].lstrip().partition("\n")[2])
+        return kept
+
+    ours, theirs = cells(nb), cells(template)
+    for number, (mine, wanted) in enumerate(zip(ours, theirs, strict=False), start=1):
+        if mine != wanted:
+            return f"cell {number} ({wanted[0]}) differs from {_shown(template_path)}"
+    if len(ours) != len(theirs):
+        return f"{len(ours)} cells where {_shown(template_path)} has {len(theirs)}"
+    return None
+
+
 def run_matrix(profile: str, seeds: Sequence[int] | None = None,
                variants: Sequence[str] = ("vanilla",), device: str = "auto", force: bool = False,
                render_only: bool = False, log: Callable[[str], None] = print,
-               only: Collection[str] | None = None) -> list[dict]:
+               only: Collection[str] | None = None, rerender: bool = False) -> list[dict]:
     """Run (or, with `render_only`, only render) a profile's matrix; return one status per run.
 
     Every run's parameters are checked before the first notebook starts. A run whose record
     and stored notebook exist is skipped unless `force`; with `render_only`, a run without
-    a record is reported as missing and nothing is trained. `only` (run ids) narrows the
-    matrix to those runs, for example the runs just imported.
+    a record is reported as missing and nothing is trained. `rerender` is `render_only`
+    that also replaces existing stored notebooks (after a template change). `only` (run
+    ids) narrows the matrix to those runs, for example the runs just imported.
     """
+    render_only = render_only or rerender
     todo = [run for run in matrix(profile, seeds, variants) if only is None or run.id in only]
     for run in todo:
         params = notebook_parameters(run, profile, device, force, render_only)
@@ -292,7 +326,7 @@ def run_matrix(profile: str, seeds: Sequence[int] | None = None,
     for run in todo:
         rid = run.id
         have_record = record_path(profile, rid).exists()
-        if not force and have_record and stored_notebook(profile, rid).exists():
+        if not (force or rerender) and have_record and stored_notebook(profile, rid).exists():
             statuses.append({"run_id": rid, "status": "skipped"})
             log(f"  skipped: {rid} (record and stored notebook exist)")
             continue
