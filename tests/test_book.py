@@ -660,6 +660,21 @@ def test_printed_output_fits_the_page(build: Build):
     assert not long, "printed lines wider than the page:\n" + "\n".join(long)
 
 
+# A table cell as pandas prints a float it was not told how to format: six decimals.
+UNFORMATTED_FLOAT = re.compile(r"<td[^>]*>\s*(-?\d+\.\d{6})\s*</td>")
+
+
+@pytest.mark.book
+def test_table_numbers_carry_the_digits_that_mean_something(build: Build):
+    """Every table formats its floats ("185.7 steps/s", "0.0e+00"), never pandas' default
+    six decimals ("185.700000"), which claim a precision no measurement here has."""
+    html = _html(build)
+    found = [f"{page.relative_to(html).as_posix()}: {match}"
+             for page in _pages(html)
+             for match in sorted(set(UNFORMATTED_FLOAT.findall(page.read_text(encoding="utf-8"))))[:3]]
+    assert not found, "table cells with six unformatted decimals:\n" + "\n".join(found)
+
+
 @pytest.mark.book
 def test_linkchecker_offline(build: Build):
     html = _html(build)
