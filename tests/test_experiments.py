@@ -161,6 +161,29 @@ def test_rerender_replaces_stored_notebooks_of_runs_with_records(scratch, monkey
                         "finetune-vanilla-seed0": "rendered"}
 
 
+@pytest.mark.parametrize(("args", "variants"), [
+    (["--rerender"], ["rope", "vanilla"]),
+    (["--rerender", "--variants", "rope"], ["rope"]),
+    ([], ["vanilla"]),
+    (["--render-only"], ["vanilla"]),
+])
+def test_rerender_without_variants_covers_every_recorded_variant(scratch, monkeypatch, args,
+                                                                   variants):
+    """`experiments --rerender` names no variant: it renders every variant with records
+    (London has none); training and `--render-only` keep the default, vanilla."""
+    from lib import cli
+
+    calls = []
+    monkeypatch.setattr(E, "run_matrix", lambda profile, **kw: calls.append(kw["variants"]))
+    for rid, kind, variant in (("london", "london", "none"),
+                               ("finetune-vanilla-seed0", "finetune", "vanilla"),
+                               ("finetune-rope-seed0", "finetune", "rope")):
+        write_record({"run_id": rid, "kind": kind, "variant": variant, "profile": "smoke",
+                      "metrics": {}})
+    assert cli.main(["experiments", "--profile", "smoke", *args]) == 0
+    assert calls == [variants]
+
+
 def _stored_copy(tmp_path, template="finetune"):
     """A stored notebook as `execute` leaves one: the template, titled, parameters injected."""
     nb = nbformat.read(E.TEMPLATES_DIR / f"{template}.ipynb", as_version=4)

@@ -407,6 +407,9 @@ def test_tables_from_the_committed_smoke_records(committed):
     assert len(london) == 20 and set(london["prediction"]) == {"London"}
     sample = report.sample_predictions(report.prediction_rows(runs["finetune-vanilla-seed0"]), 2, 3)
     assert list(sample.columns) == ["name", "gold", "prediction", "correct"] and len(sample) == 3
+    assert list(sample["correct"]) == ["yes" if g == p else "no"
+                                       for g, p in zip(sample["gold"], sample["prediction"],
+                                                       strict=True)]
     assert list(report.probe_table(runs["pretrain-vanilla-seed0"])["own birthplace"]) == ["0/20 = 0.0 %"] * 2
     snaps = report.snapshot_table(runs["pretrain_finetune-vanilla-seed0"])
     assert list(snaps["pretraining epoch"]) == [2, 3]

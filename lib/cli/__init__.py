@@ -207,7 +207,9 @@ def _book_commands(sub) -> None:
     exp = sub.add_parser("experiments", help="the whole matrix of a profile through papermill")
     exp.add_argument("--profile", type=_profile, required=True)
     exp.add_argument("--seeds", type=_seed, nargs="+", default=None)
-    exp.add_argument("--variants", type=_variant, nargs="+", default=["vanilla"])
+    exp.add_argument("--variants", type=_variant, nargs="+", default=None,
+                     help="attention variants (default vanilla; with --rerender, every variant "
+                     "the profile has records of)")
     exp.add_argument("--device", type=_device, default="auto")
     how = exp.add_mutually_exclusive_group()
     how.add_argument("--force", action="store_true", help="run again even where records exist")

@@ -86,8 +86,12 @@ def _score(args: argparse.Namespace) -> int:
 
 def _experiments(args: argparse.Namespace) -> int:
     from lib.runs.experiments import run_matrix
+    from lib.runs.records import recorded_variants
 
-    run_matrix(args.profile, seeds=args.seeds, variants=args.variants, device=args.device,
+    variants = args.variants
+    if variants is None:
+        variants = (recorded_variants(args.profile) if args.rerender else None) or ["vanilla"]
+    run_matrix(args.profile, seeds=args.seeds, variants=variants, device=args.device,
                force=args.force, render_only=args.render_only, rerender=args.rerender)
     return 0
 

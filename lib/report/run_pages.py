@@ -24,13 +24,17 @@ if TYPE_CHECKING:
 
 def sample_predictions(table: pd.DataFrame, n_right: int = 5, n_wrong: int = 5,
                        seed: int = 0) -> pd.DataFrame:
-    """A seeded sample of right and of wrong answers (as many as exist, up to n each)."""
+    """A seeded sample of right and of wrong answers (as many as exist, up to n each), the
+    `correct` column as "yes" or "no", as the probe tables print it."""
     right = table[table["correct"]]
     wrong = table[~table["correct"]]
     parts = [right.sample(min(n_right, len(right)), random_state=seed),
              wrong.sample(min(n_wrong, len(wrong)), random_state=seed)]
     columns = [c for c in ("name", "gold", "prediction", "correct") if c in table]
-    return pd.concat(parts)[columns].reset_index(drop=True)
+    sample = pd.concat(parts)[columns].reset_index(drop=True)
+    if "correct" in sample:
+        sample["correct"] = sample["correct"].map({True: "yes", False: "no"})
+    return sample
 
 
 def provenance_line(record: dict, root: Path | None = None) -> str:

@@ -107,6 +107,13 @@ def load_records(profile: str, root: Path | None = None, kind: str | None = None
     return [r for r in records if kind is None or r["kind"] == kind]
 
 
+def recorded_variants(profile: str, root: Path | None = None) -> list[str]:
+    """The attention variants a profile has trained runs of (London, which has none, aside),
+    sorted: what `experiments --rerender` renders when no variant is named."""
+    return sorted({r["variant"] for r in load_records(profile, root)
+                   if r.get("variant") not in (None, "none")})
+
+
 def records_by_seed(profile: str, kind: str, variant: str,
                     root: Path | None = None) -> dict[int, dict]:
     """One configuration's records of one kind, keyed by seed, in seed order: how pages and
