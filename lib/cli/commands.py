@@ -90,7 +90,9 @@ def _experiments(args: argparse.Namespace) -> int:
 
     variants = args.variants
     if variants is None:
-        variants = (recorded_variants(args.profile) if args.rerender else None) or ["vanilla"]
+        # Re-rendering covers every variant on record; training defaults to vanilla.
+        on_record = recorded_variants(args.profile) if args.rerender else []
+        variants = on_record or ["vanilla"]
     run_matrix(args.profile, seeds=args.seeds, variants=variants, device=args.device,
                force=args.force, render_only=args.render_only, rerender=args.rerender)
     return 0
