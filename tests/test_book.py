@@ -617,6 +617,49 @@ def test_visible_code_fits_the_page():
     assert not long, "shown code lines wider than the page:\n" + "\n".join(long)
 
 
+FENCE = re.compile(r"^([ \t]*)(`{3,}|~{3,})(.*)$")
+INLINE_CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+LONGEST_INLINE_TOKEN = 60  # a longer unbroken run of code cannot wrap and leaves the column
+
+
+def _literal_blocks(text: str) -> list[tuple[str, list[str]]]:
+    """Each fenced block of plain text or shell (not a code cell or another directive):
+    its fence's indent and its lines."""
+    blocks, open_fence = [], None
+    for line in text.splitlines():
+        fence = FENCE.match(line)
+        if open_fence is None:
+            if fence:
+                indent, marks, info = fence.groups()
+                open_fence = (indent, marks, not info.strip().startswith("{"), [])
+        elif fence and fence.group(2) == open_fence[1] and not fence.group(3).strip():
+            if open_fence[2]:
+                blocks.append((open_fence[0], open_fence[3]))
+            open_fence = None
+        else:
+            open_fence[3].append(line)
+    return blocks
+
+
+def test_literal_commands_fit_the_page():
+    """Commands a page prints in a fenced block fit its text column (less the indent of a
+    list item around them), and inline code has no unbroken run too long to wrap."""
+    long = []
+    for page in sorted((ROOT / "book").rglob("*.md")):
+        if "runs" in page.relative_to(ROOT / "book").parts:
+            continue
+        text = page.read_text(encoding="utf-8")
+        for indent, lines in _literal_blocks(text):
+            limit = PRINTED_LINE_LIMIT - len(indent)
+            long += [f"{page.relative_to(ROOT)}: {len(line) - len(indent)} characters: "
+                     f"{line.strip()[:60]}"
+                     for line in lines if len(line) - len(indent) > limit]
+        long += [f"{page.relative_to(ROOT)}: inline `{token[:60]}`"
+                 for code in INLINE_CODE.findall(text) for token in code.split()
+                 if len(token) > LONGEST_INLINE_TOKEN]
+    assert not long, "literal code wider than the page:\n" + "\n".join(long)
+
+
 INCLUDED_OBJECT = re.compile(r"```\{literalinclude\} ([^\n]+)\n(?::[^\n]*\n)*?:pyobject: (\w+)")
 
 
