@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lib.core import data as D
@@ -142,6 +143,39 @@ def test_stored_vs_extracted_cross_table():
     assert bio.loc["not probed", "total"] == 1  # B's place is not in the window
     with pytest.raises(ValueError):
         A.stored_vs_extracted(probe[:3], dev)
+
+
+def test_frequency_bands_cover_every_count_once():
+    assert [A.frequency_band(c) for c in (0, 1, 2, 4, 5, 19, 20, 900)] == [
+        "never", "once", "2-4 times", "2-4 times", "5-19 times", "5-19 times",
+        "20 times or more", "20 times or more"]
+    with pytest.raises(ValueError):
+        A.frequency_band(-1)
+    assert A.training_answer_counts(["Oslo", "Rome", "Lima"], ["Oslo", "Oslo", "Rome"]) == [2, 1, 0]
+
+
+def test_extraction_by_frequency_counts_only_people_the_biography_probe_finds():
+    per_person = pd.DataFrame([
+        # name, place, biography probe, name probe, answered after pretraining
+        ("P1", "Oslo", True, True, True),
+        ("P2", "Oslo", True, False, False),
+        ("P3", "Rome", True, False, False),
+        ("P4", "Lima", None, True, True),    # place outside the window: not asked
+        ("P5", "Quito", False, False, False),  # not found by the biography probe
+        ("P6", "Paris", True, True, True),
+    ], columns=["name", "place", "bio_probe", "name_probe", "answered"])
+    train = ["Oslo"] * 5 + ["Rome"] + ["Paris"] * 25 + ["Lima"] * 3
+    alone = {"P1": False, "P2": True, "P3": False, "P4": True, "P5": True, "P6": True}
+    table = A.extraction_by_frequency(per_person, train, alone)
+    assert list(table.index) == [label for label, _, _ in A.FREQUENCY_BANDS]
+    assert table.loc["never"].tolist() == [0, 0, 0, 0]
+    assert table.loc["once"].tolist() == [1, 0, 0, 0]              # P3
+    assert table.loc["2-4 times"].tolist() == [0, 0, 0, 0]         # Lima's P4 was not asked
+    assert table.loc["5-19 times"].tolist() == [2, 1, 1, 1]        # P1, P2
+    assert table.loc["20 times or more"].tolist() == [1, 1, 1, 1]  # P6
+    assert list(table.columns) == ["stored", "name probe", "answered", "finetuning alone"]
+    with pytest.raises(ValueError, match="P6"):
+        A.extraction_by_frequency(per_person, train, {k: v for k, v in alone.items() if k != "P6"})
 
 
 def _summary(name: int, bio: int, total: int = 10) -> dict:

@@ -138,6 +138,49 @@ def cross_table(per_person: pd.DataFrame, stored: str = "stored",
     return table
 
 
+# How often a place is the answer of a training question, in bands for a table. The edges
+# are for reading only: the essay's test ranks the counts themselves.
+FREQUENCY_BANDS = (("never", 0, 0), ("once", 1, 1), ("2-4 times", 2, 4),
+                   ("5-19 times", 5, 19), ("20 times or more", 20, None))
+
+
+def training_answer_counts(places: Iterable[str], train_places: Sequence[str]) -> list[int]:
+    """For each place, how many training questions have it as their answer: how often
+    finetuning rewarded exactly that string."""
+    counts = Counter(train_places)
+    return [counts.get(place, 0) for place in places]
+
+
+def frequency_band(count: int) -> str:
+    """The `FREQUENCY_BANDS` label of a count of training answers."""
+    if count < 0:
+        raise ValueError(f"a count of training answers cannot be negative: {count}")
+    return next(label for label, low, high in FREQUENCY_BANDS
+                if low <= count and (high is None or count <= high))
+
+
+def extraction_by_frequency(per_person: pd.DataFrame, train_places: Sequence[str],
+                            alone_right: dict[str, bool]) -> pd.DataFrame:
+    """The people whose biography probe completes their own place, grouped by how often that
+    place answers a training question: how many there are, how many of them the name probe
+    also finds, how many the question answers after pretraining and finetuning, and how many
+    finetuning alone answers (`alone_right`, by name). Every band is listed, empty or not."""
+    stored = per_person[[v is True for v in per_person["bio_probe"]]]  # None: not asked
+    missing = set(stored["name"]) - set(alone_right)
+    if missing:
+        raise ValueError(f"{len(missing)} stored people have no finetuning-alone answer, "
+                         f"e.g. {sorted(missing)[0]!r}")
+    bands = [frequency_band(c) for c in training_answer_counts(stored["place"], train_places)]
+    rows = []
+    for label, _, _ in FREQUENCY_BANDS:
+        part = stored[[b == label for b in bands]]
+        rows.append({"band": label, "stored": len(part),
+                     "name probe": sum(v is True for v in part["name_probe"]),
+                     "answered": int(part["answered"].sum()),
+                     "finetuning alone": sum(bool(alone_right[n]) for n in part["name"])})
+    return pd.DataFrame(rows).set_index("band")
+
+
 def pretraining_curve(pretrain: dict, pretrain_finetune: dict | None = None) -> pd.DataFrame:
     """Probe rates and post-finetuning dev accuracy at each pretraining snapshot.
 
