@@ -496,6 +496,37 @@ def test_storage_rates_count_each_probe_its_controls_and_the_questions():
     assert EV.storage_rates(_evidence(0, None))["name probe: never-read people"] is None
 
 
+def test_answer_frequency_ranks_the_stored_people_by_how_often_their_place_was_trained():
+    from types import SimpleNamespace
+
+    # name, place, name-probe completion, biography-probe completion (None: not asked),
+    # answer after pretraining, answer of finetuning alone
+    people = [("A", "Oslo", "Oslo.", " Oslo", "Oslo", "Rome"),
+              ("B", "Oslo", "Rome", "Oslo, Norway", "Lima", "Oslo"),
+              ("C", "Lima", "Rome", "Lima", "Oslo", "Oslo"),
+              ("D", "Quito", "Quito", None, "Quito", "Oslo"),   # stored only by the name probe
+              ("E", "Rome", "Rome", "Paris", "Paris", "Rome")]  # not stored by the biography
+    details = {
+        "pretrain": {"probe": [{"name": n, "place": p, "name_completion": nc,
+                                "bio_completion": bc} for n, p, nc, bc, _, _ in people]},
+        "pretrain_finetune": {"dev": [{"name": n, "gold": p, "prediction": a}
+                                      for n, p, _, _, a, _ in people]},
+        "finetune": {"dev": [{"name": n, "gold": p, "prediction": a}
+                             for n, p, _, _, _, a in people]}}
+    train = [SimpleNamespace(place=p) for p in ["Oslo"] * 6 + ["Lima"] + ["Rome"] * 2]
+    e = EV.Evidence("p", "vanilla", 0, {}, details, world=SimpleNamespace(train=train), data=None)
+    found = EV.answer_frequency(e)
+    # Stored: A (Oslo, 6 training answers, answered), B (Oslo, 6, missed), C (Lima, 1, missed).
+    # Answered above missed: A beats C and ties B, so U = 1.5 of 2 pairs.
+    assert found.answered.auroc == 0.75 and (found.answered.right, found.answered.wrong) == (1, 2)
+    assert found.name_probe.auroc == 0.75  # only A's name probe is right
+    assert found.rare == (0, 1)            # C: its place answers one training question
+    alone = found.against_alone            # A only after pretraining, B only alone
+    assert (alone.a_correct, alone.b_correct, alone.only_a, alone.only_b) == (1, 1, 1, 1)
+    assert found.table["stored"].tolist() == [0, 1, 0, 2, 0]
+    assert found.table.loc["5-19 times"].tolist() == [2, 1, 1, 1]
+
+
 def test_location_rates_split_each_model_by_where_the_place_is_written():
     rates = EV.location_rates(_evidence(0, None))
     counts = {k: (r.k, r.n) for k, r in rates.items()}

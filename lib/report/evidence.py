@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from lib.core import data as D
 from lib.report import analysis as A
 from lib.report.choice import essay_profile
@@ -15,7 +17,7 @@ from lib.report.formatting import KIND_LABELS, listing
 from lib.report.reading import details as run_details
 from lib.report.reading import record_world
 from lib.report.results import probe_count
-from lib.report.stats import Rate, exact_rate
+from lib.report.stats import Paired, Rate, Separation, exact_rate, mcnemar, separation
 from lib.runs.matrix import TRAINED_KINDS
 from lib.runs.records import records_by_seed, results_root
 
@@ -162,6 +164,37 @@ def location_rates(evidence: Evidence) -> dict[str, Rate]:
             out[f"{label}: {SHORT_LOCATIONS.get(group, group)}"] = exact_rate(
                 int(row["correct"]), int(row["people"]))
     return out
+
+
+@dataclass(frozen=True)
+class AnswerFrequency:
+    """One seed's people whose biography probe completes their own place, against how often
+    that place is the answer of a training question (how often finetuning rewarded it)."""
+
+    table: pd.DataFrame  # `analysis.extraction_by_frequency`: the counts per band, for a page
+    answered: Separation  # the counts ranking the people the question answers above the rest
+    name_probe: Separation  # the same counts ranking the name probe's hits above its misses
+    rare: tuple[int, int]  # (answered, people) whose place answers at most one training question
+    against_alone: Paired  # the same people: after pretraining against finetuning alone
+
+
+def answer_frequency(evidence: Evidence) -> AnswerFrequency:
+    """Whether the stored places that come out as answers are the ones finetuning rewarded
+    often (`AnswerFrequency`)."""
+    per_person = A.stored_vs_extracted(evidence.details["pretrain"]["probe"],
+                                       evidence.details["pretrain_finetune"]["dev"])
+    train_places = [q.place for q in evidence.world.train]
+    alone = {r["name"]: r["prediction"] == r["gold"] for r in evidence.details["finetune"]["dev"]}
+    stored = per_person[[v is True for v in per_person["bio_probe"]]]
+    counts = A.training_answer_counts(stored["place"], train_places)
+    answered = [bool(v) for v in stored["answered"]]
+    rare = [c <= 1 for c in counts]
+    return AnswerFrequency(
+        table=A.extraction_by_frequency(per_person, train_places, alone),
+        answered=separation(counts, answered),
+        name_probe=separation(counts, [v is True for v in stored["name_probe"]]),
+        rare=(sum(a and r for a, r in zip(answered, rare, strict=True)), sum(rare)),
+        against_alone=mcnemar(answered, [alone[n] for n in stored["name"]]))
 
 
 def by_seed(evidences: Sequence[Evidence],
