@@ -185,16 +185,22 @@ def answer_frequency(evidence: Evidence) -> AnswerFrequency:
                                        evidence.details["pretrain_finetune"]["dev"])
     train_places = [q.place for q in evidence.world.train]
     alone = {r["name"]: r["prediction"] == r["gold"] for r in evidence.details["finetune"]["dev"]}
+    table = A.extraction_by_frequency(per_person, train_places, alone)
     stored = per_person[[v is True for v in per_person["bio_probe"]]]
     counts = A.training_answer_counts(stored["place"], train_places)
     answered = [bool(v) for v in stored["answered"]]
-    rare = [c <= 1 for c in counts]
+    rare = table.loc[["never", "once"]]  # the bands of at most one training answer
     return AnswerFrequency(
-        table=A.extraction_by_frequency(per_person, train_places, alone),
+        table=table,
         answered=separation(counts, answered),
         name_probe=separation(counts, [v is True for v in stored["name_probe"]]),
-        rare=(sum(a and r for a, r in zip(answered, rare, strict=True)), sum(rare)),
+        rare=(int(rare["answered"].sum()), int(rare["stored"].sum())),
         against_alone=mcnemar(answered, [alone[n] for n in stored["name"]]))
+
+
+def rankable(tests: dict[int, Separation]) -> dict[int, Separation]:
+    """The seeds whose ranking test had both groups to rank (the others say nothing)."""
+    return {seed: t for seed, t in tests.items() if t.verdict != "nothing to rank"}
 
 
 def by_seed(evidences: Sequence[Evidence],
