@@ -565,6 +565,16 @@ def test_per_seed_text_names_each_seed_or_says_they_agree():
     assert EV.per_seed_text({}) == ""
 
 
+def test_a_ranking_test_reads_the_same_alone_and_beside_its_seed():
+    from lib.report.stats import Separation
+
+    strong = Separation(auroc=0.7149, p_value=0.0004, right=30, wrong=60)
+    weak = Separation(auroc=0.55, p_value=0.31, right=10, wrong=80)
+    assert strong.prose() == "0.71 with Mann-Whitney p < 0.001"
+    assert EV.per_seed_text({0: strong.prose(), 1: weak.prose()}) == (
+        "0.71 with Mann-Whitney p < 0.001 (seed 0) and 0.55 with Mann-Whitney p = 0.31 (seed 1)")
+
+
 def test_a_whole_data_profiles_caveat_names_every_departure_inline_or_listed():
     from lib.runs.departures import recipe_departures
     from lib.runs.profiles import PROFILES

@@ -164,6 +164,11 @@ class Separation:
             return "–"
         return f"{self.auroc:.2f} ({format_p(self.p_value)})"
 
+    def prose(self) -> str:
+        """'0.71 with Mann-Whitney p < 0.001': the same for a sentence, where it must still
+        read after per_seed_text's '(seed 0)'."""
+        return f"{self.auroc:.2f} with Mann-Whitney {format_p(self.p_value)}"
+
 
 def separation(scores: Sequence[float], right: Sequence[bool]) -> Separation:
     """AUROC of `scores` for telling right from wrong, tested against chance (two-sided
