@@ -303,3 +303,18 @@ def test_the_gpu_scripts_settings_reach_every_training_snapshot_finetunes_includ
     assert snapshots == 2 and len(seen) == 2 + snapshots  # pretrain, finetune, snapshot finetunes
     assert all(k["cuda_graphs"] is True and k["epoch_checkpoints"] is False for k in seen)
     assert states == []
+
+
+def test_a_finetune_stopped_before_its_record_leaves_none_of_its_files(scratch, monkeypatch):
+    """A run stopped while its snapshots are finetuned (a deadline, say) has written no
+    predictions or details yet: nothing without a record gets packed or imported."""
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    P.run("pretrain", "smoke", device="cpu", progress=False)
+    monkeypatch.setattr(P, "_finetune_snapshots", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        P.run("pretrain_finetune", "smoke", device="cpu", progress=False)
+    left = {p.name for p in (scratch / "results/smoke").iterdir()}
+    assert not {name for name in left if name.startswith("pretrain_finetune-")} - {
+        "pretrain_finetune-vanilla-seed0.metrics.jsonl"}

@@ -283,29 +283,42 @@ def test_the_archive_leaves_out_half_written_files_and_is_replaced_whole(tmp_pat
 
 def test_a_deadline_stops_the_matrix_and_the_archive_still_holds_what_finished(tmp_path):
     """A run out of time ends on its own, says which jobs did not finish, writes no record
-    for them, and packs everything there is into one archive."""
+    or other file for them, and packs everything there is into one archive. Its profile is
+    `smoke` with a pretraining far longer than the deadline, so the deadline falls inside
+    it on a machine of any speed."""
     import tarfile
+    from dataclasses import replace
 
+    from lib.runs.profiles import get_profile
+
+    smoke = get_profile("smoke")
+    endless = smoke.with_changes(name="smoke-endless", description="smoke, pretrained for ever",
+                                 pretrain=replace(smoke.pretrain, epochs=10**6, final_epochs=10**6))
+    profiles = tmp_path / "profiles.json"
+    profiles.write_text(json.dumps([endless.to_dict()]))
     env = {**os.environ, "BOOK_RESULTS": str(tmp_path / "results"),
-           "BOOK_CHECKPOINTS": str(tmp_path / "checkpoints")}
-    archive = tmp_path / "out" / "smoke.tgz"
+           "BOOK_CHECKPOINTS": str(tmp_path / "checkpoints"), "BOOK_EXTRA_PROFILES": str(profiles)}
+    archive = tmp_path / "out" / "smoke-endless.tgz"
     started = time.time()
-    proc = subprocess.run([sys.executable, "-m", "lib.runs.gpu_run", "--profile", "smoke", "--variants",
-                           "vanilla", "--device", "cpu", "--deadline", "2", "--pack", str(archive)],
+    proc = subprocess.run([sys.executable, "-m", "lib.runs.gpu_run", "--profile", "smoke-endless",
+                           "--variants", "vanilla", "--device", "cpu", "--deadline", "4",
+                           "--pack", str(archive)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert time.time() - started < 120, "the deadline did not stop the jobs"
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    summary = json.loads((tmp_path / "results" / "smoke" / "gpu_run.json").read_text())
+    folder = tmp_path / "results" / "smoke-endless"
+    summary = json.loads((folder / "gpu_run.json").read_text())
     statuses = {r["run_id"]: r["status"] for r in summary["runs"]}
     assert statuses == {"pretrain_finetune-vanilla-seed0": "stopped at the deadline",
                         "finetune-vanilla-seed0": "not started"}
     assert "2 job(s) unfinished" in proc.stdout
-    records = {p.name for p in (tmp_path / "results" / "smoke").glob("*.json")}
-    assert records == {"london.json", "gpu_run.json"}
+    # A metrics log of the stopped pretraining may stay (a rerun resumes it); nothing else.
+    files = {p.name for p in folder.iterdir() if p.is_file() and p.suffix != ".jsonl"}
+    assert files == {"london.json", "london.predictions.txt", "gpu_run.json"}
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
-    assert {"results/smoke/london.json", "results/smoke/gpu_run.json",
-            "results/smoke/logs/pretrain_finetune-vanilla-seed0.log"} <= names
+    assert {"results/smoke-endless/london.json", "results/smoke-endless/gpu_run.json",
+            "results/smoke-endless/logs/pretrain_finetune-vanilla-seed0.log"} <= names
     assert not list(archive.parent.glob("*.partial"))
 
 

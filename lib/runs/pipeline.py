@@ -251,15 +251,22 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
     dev_score = score(preds.places, world.dev)
     train_preds = predict(model, world.train, data.vocab, profile.text_mode, device=dev,
                           source="train questions")
-    write_predictions(paths.predictions, preds.places)
     # The exercise's submission: an answer for every line of the unlabelled test file, in order.
     test_preds = predict(model, data.test, data.vocab, profile.text_mode, device=dev,
                          source="test questions")
-    write_predictions(paths.test_predictions, test_preds.places)
     strangers = invented_names(data, n=STRANGERS, seed=0, people=world.train)
     stranger_rows = [D.Question(s.question, None, s.name, i + 1) for i, s in enumerate(strangers)]
     stranger_preds = predict(model, stranger_rows, data.vocab, profile.text_mode, device=dev,
                              source="invented names")
+    snapshot_scores = []
+    if pretrained and with_snapshots:
+        snapshot_scores = _finetune_snapshots(profile, variant, seed, world, data, dev, cfg,
+                                              cuda_graphs=cuda_graphs,
+                                              epoch_checkpoints=epoch_checkpoints)
+    # The run's files are written only now, with its record: a run stopped earlier (at a
+    # deadline, say) leaves none of them behind to be packed or imported without a record.
+    write_predictions(paths.predictions, preds.places)
+    write_predictions(paths.test_predictions, test_preds.places)
     atomic_write_json(paths.details, {
         "dev": [{"name": q.name, "gold": q.place, "prediction": p, "logprob": lp}
                 for q, p, lp in zip(world.dev, preds.places, preds.logprobs, strict=True)],
@@ -267,11 +274,6 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
                        "logprob": lp} for s, p, lp in zip(strangers, stranger_preds.places,
                                                           stranger_preds.logprobs, strict=True)],
     })
-    snapshot_scores = []
-    if pretrained and with_snapshots:
-        snapshot_scores = _finetune_snapshots(profile, variant, seed, world, data, dev, cfg,
-                                              cuda_graphs=cuda_graphs,
-                                              epoch_checkpoints=epoch_checkpoints)
     record = _base_record(kind, profile, variant, seed, world, data, dev)
     record.update(
         metrics={"dev": dev_score.to_dict(),
