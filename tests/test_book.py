@@ -763,3 +763,19 @@ def test_stored_runs_are_rendered_not_executed(build: Build):
         elif nb.stem != "london" and not any("_images/" in s for s in _parse(page).images):
             problems.append(f"{rel}: its stored plots are missing from the page")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.book
+def test_the_essay_states_the_window_count_once(build: Build):
+    """Why pretraining helps states how many dev places lie inside the window for the whole
+    data; only a mini world restates the count for its own people (once was a repetition)."""
+    from lib.report.choice import essay_profile
+    from lib.report.reading import is_whole_data
+
+    page = _html(build) / "book" / "considerations" / "why_pretraining_helps.html"
+    dom = _VisibleText()
+    dom.feed(page.read_text(encoding="utf-8"))
+    text = " ".join(dom.text.split())
+    assert text.count("have their place written inside the window") == 1
+    restated = "In the world of this page" in text
+    assert restated != is_whole_data(essay_profile()), text[text.find("In the whole data"):][:600]
