@@ -277,7 +277,9 @@ class TestInterruption:
         trigger, delay = rng.choice(RUNS[:-1]), rng.uniform(0.0, 2.0)
         proc = start(MATRIX_ARGS, env, tmp_path / "killed.log")
         wait_until(lambda: (results / f"{trigger}.json").exists(), proc, timeout=900)
-        time.sleep(delay)
+        # The random delay, cut short once the last run has started logging: on a fast machine
+        # every later run could otherwise finish inside it, leaving nothing to interrupt.
+        wait_until(lambda: (results / f"{RUNS[-1]}.metrics.jsonl").exists(), proc, timeout=delay)
         status = kill(proc)
         ledger.fault("SIGKILL of the experiment matrix")
         finished = {rid: ((results / f"{rid}.json").read_bytes(), (results / f"{rid}.json").stat().st_mtime_ns)
