@@ -231,20 +231,33 @@ def _snapshot_runs(seed: int, answered: list[int], bio: list[int] | None = None)
 
 
 def test_snapshot_growth_says_whether_the_answers_were_still_rising():
-    pf, pre = _snapshot_runs(0, [2, 8, 20, 38], [1, 7, 42, 309])
+    # cpu32-classic seed 0's counts: 76/500 (12.3-18.7 %) then 118/500 (19.9-27.6 %), apart.
+    pf, pre = _snapshot_runs(0, [15, 27, 76, 118], [48, 82, 312, 443])
     text = report.snapshot_growth([pf], {pre["run_id"]: pre})
     assert text == ("Dev questions answered after finetuning each pretraining snapshot, seed 0: "
-                    "2, 8, 20 and 38 of 500 after 10, 20, 30 and 40 epochs (the biography probe at "
-                    "the same snapshots: 1, 7, 42 and 309 of 462). The last interval added the most "
-                    "answers in 1 of 1 seed, so when pretraining stopped the answers had not "
-                    "levelled off, and the runs do not show that its length was enough; whether "
-                    "longer pretraining would add more is not measured here.")
-    # One seed that levelled off is enough to withhold the claim; a missing pretraining
+                    "15, 27, 76 and 118 of 500 after 10, 20, 30 and 40 epochs (the biography "
+                    "probe at the same snapshots: 48, 82, 312 and 443 of 462). The last interval "
+                    "changed the count by +42 in seed 0 (epochs 30 to 40); in seed 0 the last "
+                    "snapshot's exact 95 % interval lies wholly above the one before, so when "
+                    "pretraining stopped the answers were still rising, and the runs do not show "
+                    "that its length was enough; whether longer pretraining would add more is "
+                    "not measured here.")
+    # A seed whose last two intervals overlap withholds the claim; a missing pretraining
     # record drops the probe counts, not the sentence.
     flat, _ = _snapshot_runs(1, [10, 30, 31])
     text = report.snapshot_growth([pf, flat], {})
     assert "seed 1: 10, 30 and 31 of 500" in text and "biography probe" not in text
-    assert text.endswith("in 1 of 2 seeds; in the other seeds an earlier interval added more.")
+    assert "+42 in seed 0 (epochs 30 to 40) and +1 in seed 1 (epochs 20 to 30)" in text
+    assert text.endswith("in 1 of 2 seeds the last snapshot's exact 95 % interval lies wholly "
+                         "above the one before (still rising); in the other these snapshots "
+                         "show no clear rise at the end.")
+    # Gains of 38 then 0 of 500: the biggest gain came before the end, and nothing says rising.
+    assert report.snapshot_growth([flat], {}).endswith(
+        "in seed 1 the last snapshot's exact 95 % interval does not lie wholly above the one "
+        "before, so these snapshots show no clear rise at the end of pretraining.")
+    # Touching intervals are not apart: 20/500 reaches 6.1 %, 38/500 starts at 5.4 %.
+    close, _ = _snapshot_runs(2, [2, 8, 20, 38])
+    assert "in no seed does" in report.snapshot_growth([flat, close], {})
     single, _ = _snapshot_runs(2, [5])
     assert report.snapshot_growth([single], {}) is None
 
@@ -446,8 +459,13 @@ def test_snapshot_figures_plot_each_run_and_skip_runs_without_snapshots():
     assert list(bio_panel.lines[0].get_ydata()) == [0.0, 0.0]
     assert name_panel.get_ylim() == (0.0, 44.0)
     accuracy = figures.accuracy_snapshots(runs, "t").axes[0]
-    assert len(accuracy.lines) == 1 and list(accuracy.lines[0].get_ydata()) == [2.0, 5.0]
-    assert accuracy.get_ylabel() == "dev accuracy (%)"
+    (points,) = accuracy.containers  # one run drawn, the run without snapshots skipped
+    assert list(points.lines[0].get_ydata()) == [2.0, 5.0]
+    assert accuracy.get_ylabel() == "dev accuracy (%), exact 95 % interval"
+    # Each point carries its exact interval: 2/100 reaches from 0.24 % to 7.04 %.
+    (bars,) = accuracy.collections
+    low, high = bars.get_segments()[0][:, 1]
+    assert (round(low, 2), round(high, 2)) == (0.24, 7.04)
 
 
 def test_seed_spread_flags_variation_beyond_counting_noise():

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from lib.report.results import PUBLISHED_VALUES, SHORT_CONFIGURATIONS
 from lib.report.run_pages import snapshot_table
-from lib.report.stats import Rate
+from lib.report.stats import Rate, exact_rate
 
 
 def training(log: list[dict], title: str) -> Figure:
@@ -86,13 +86,18 @@ def probe_snapshots(records: dict[str, dict], title: str) -> Figure:
 
 
 def accuracy_snapshots(records: dict[str, dict], title: str) -> Figure:
-    """Dev accuracy after finetuning each pretraining snapshot, per run."""
+    """Dev accuracy after finetuning each pretraining snapshot, per run, with exact 95 %
+    intervals (the growth sentence judges the last step by them)."""
     def draw(ax, label, table):
-        ax.plot(table["pretraining epoch"], 100 * table["dev accuracy after finetuning"],
-                marker="o", label=label)
+        rates = [exact_rate(int(k), int(n)) for k, n in
+                 zip(table["dev right"], table["dev questions"], strict=True)]
+        values = [100 * r.value for r in rates]
+        ax.errorbar(table["pretraining epoch"], values, marker="o", capsize=3, label=label,
+                    yerr=[[v - 100 * r.low for v, r in zip(values, rates, strict=True)],
+                          [100 * r.high - v for v, r in zip(values, rates, strict=True)]])
 
     return _per_snapshot(records, title, "pretraining epoch of the snapshot that was finetuned",
-                         "dev accuracy (%)", draw)
+                         "dev accuracy (%), exact 95 % interval", draw)
 
 
 def panels(logs: dict[str, dict[str, list[dict]]], title: str, key: str = "loss") -> Figure:

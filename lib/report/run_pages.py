@@ -147,6 +147,7 @@ def snapshot_table(record: dict) -> pd.DataFrame:
                     row[f"{probe} probe, {label}"] = c / t if t else np.nan
         if "dev" in s:
             row["dev accuracy after finetuning"] = s["dev"]["accuracy"]
+            row["dev right"], row["dev questions"] = s["dev"]["correct"], s["dev"]["total"]
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -4,7 +4,6 @@ exact rates, paired tests seed by seed, and what they support.
 
 from __future__ import annotations
 
-from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
@@ -162,10 +161,12 @@ def _above_both(versus: dict[str, list[str]]) -> list[str]:
 def snapshot_growth(pretrain_finetune: list[dict], pretrain: dict[str, dict]) -> str | None:
     """How the answers grew with pretraining, seed by seed: dev questions answered after
     finetuning each snapshot (with the biography probe at the same snapshot when its
-    pretraining record is given, keyed by run id), and in how many seeds the last interval
-    added the most. Counts only: snapshots keep no per-person answers, so no paired test.
+    pretraining record is given, keyed by run id), what the last interval added, and in how
+    many seeds the answers were still rising when pretraining stopped. Snapshots keep counts,
+    not per-person answers, so no paired test: "still rising" asks for the last snapshot's
+    exact interval to lie wholly above the one before (conservative for the same people).
     None when no run has two snapshots."""
-    parts, still_rising = [], []
+    parts, last_gains, still_rising, seeds = [], [], [], []
     for run in pretrain_finetune:
         snaps = sorted(run["metrics"].get("snapshots", []), key=lambda s: s["step"])
         if len(snaps) < 2:
@@ -180,18 +181,34 @@ def snapshot_growth(pretrain_finetune: list[dict], pretrain: dict[str, dict]) ->
             counts = [probe_count(probes[s["step"]], "bio") for s in snaps]
             text += (f" (the biography probe at the same snapshots: "
                      f"{listing([str(found) for found, _ in counts])} of {counts[-1][1]})")
-        gains = [b["dev"]["correct"] - a["dev"]["correct"] for a, b in pairwise(snaps)]
-        still_rising.append("rising" if gains[-1] > 0 and gains[-1] == max(gains) else "not")
+        before, last = (exact_rate(s["dev"]["correct"], s["dev"]["total"]) for s in snaps[-2:])
+        gain = last.k - before.k
+        last_gains.append(f"{gain:+d} in seed {run['seed']} (epochs {snaps[-2]['epoch']} to "
+                          f"{snaps[-1]['epoch']})")
+        still_rising.append("rising" if last.low > before.high else "not")
+        seeds.append(run["seed"])
         parts.append(text)
     if not parts:
         return None
-    rising = _across(still_rising, word="rising")
-    verdict = (", so when pretraining stopped the answers had not levelled off, and the runs do "
-               "not show that its length was enough; whether longer pretraining would add more "
-               "is not measured here." if all(v == "rising" for v in still_rising) else
-               "; in the other seeds an earlier interval added more.")
+    rising, n = sum(v == "rising" for v in still_rising), len(still_rising)
+    interval = "the last snapshot's exact 95 % interval"
+    if rising == n:
+        verdict = (f"in {'every seed' if n > 1 else f'seed {seeds[0]}'} "
+                   f"{interval} lies wholly above the one before, so when pretraining stopped "
+                   "the answers were still rising, and the runs do not show that its length was "
+                   "enough; whether longer pretraining would add more is not measured here.")
+    elif rising == 0:
+        verdict = ((f"in no seed does {interval} lie" if n > 1 else
+                    f"in seed {seeds[0]} {interval} does not lie")
+                   + " wholly above the one before, so these snapshots show no clear rise at "
+                   "the end of pretraining.")
+    else:
+        verdict = (f"in {rising} of {_seeds(n)} {interval} lies wholly above the one before "
+                   "(still rising); in the "
+                   + ("other" if n - rising == 1 else f"other {n - rising}")
+                   + " these snapshots show no clear rise at the end.")
     return ("Dev questions answered after finetuning each pretraining snapshot, "
-            + "; ".join(parts) + f". The last interval added the most answers in {rising}"
+            + "; ".join(parts) + f". The last interval changed the count by {listing(last_gains)}; "
             + verdict)
 
 
