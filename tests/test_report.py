@@ -526,6 +526,30 @@ def test_chapters_read_a_whole_data_profile_once_it_answers_the_exercise(scratch
     assert report.caption("cpu32").endswith("(the whole data; the recipe departs from the classic one as stated)")
 
 
+def test_the_landing_page_summary_gives_every_seed_and_its_verdict(scratch):
+    # Synthetic answers: each run is right for the first k people, so against London's 25 a
+    # run with 4 has 0 vs 21 discordant people (below), one with 110 has 85 vs 0 (above).
+    assert report.part2_summary(None) is None
+    add("cpu32", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
+    for seed, hits in enumerate((4, 25, 4)):
+        add("cpu32", "finetune", seed, {"dev": dev(hits, 500)}, whole_data=True)
+    assert report.part2_summary("cpu32") is None  # no pretrain + finetune yet
+    add("cpu32", "pretrain_finetune", 0, {"dev": dev(110, 500)}, whole_data=True)
+    text = report.part2_summary("cpu32")
+    assert text.startswith("On the 500 dev questions of the whole data (profile `cpu32`), always "
+                           "answering London scores 25/500 = 5.0 % (95 % CI 3.3-7.3 %). ")
+    assert ("4/500 = 0.8 % (95 % CI 0.2-2.0 %) in seed 0, 25/500 = 5.0 % (95 % CI 3.3-7.3 %) in "
+            "seed 1 and 4/500 = 0.8 % (95 % CI 0.2-2.0 %) in seed 2 (below London in 2 and not "
+            "separated from London in 1 of 3 seeds)") in text
+    assert "it answers 110/500 = 22.0 % (95 % CI 18.4-25.9 %) in seed 0, above London (published" in text
+    add("cpu32", "pretrain_finetune", 1, {"dev": dev(110, 500)}, whole_data=True)
+    assert "in seed 1, above London in both seeds (published" in report.part2_summary("cpu32")
+    # A mini world is not the published setting: no published figures beside its numbers.
+    stored_but_not_extracted("mini")
+    mini = report.part2_summary("mini")
+    assert mini.startswith("On the 100 dev questions of the mini world") and "published" not in mini
+
+
 def test_a_superseded_profile_is_compared_on_the_results_page_only(scratch):
     stored_but_not_extracted("mini")
     add("cpu", "london", 0, {"dev": dev(25, 500)}, whole_data=True)

@@ -68,6 +68,7 @@ from lib.report.results import (  # noqa: F401
     accuracy_stats,
     answer_line,
     dev_accuracies,
+    part2_summary,
     probe_rates,
     results_table,
     side_by_side,

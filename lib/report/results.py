@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from lib.report.choice import profiles_with_records
-from lib.report.formatting import format_stat, mean_std
-from lib.report.reading import dev_outcomes, world_label
+from lib.report.formatting import format_stat, listing, mean_std
+from lib.report.reading import dev_outcomes, is_whole_data, world_label
 from lib.report.stats import exact_rate, format_p, mcnemar
 from lib.runs.profiles import SUPERSEDED
 from lib.runs.records import load_records, records_by_seed
@@ -229,6 +229,42 @@ def answer_line(kind: str, root: Path | None = None, points: list[dict] | None =
             parts.append(f"{seed}{p['rate'].text()}{against}")
         return f"profile `{profile}` ({world_label(profile, root)}): " + "; ".join(parts)
     return "no finished run yet"
+
+
+def part2_summary(profile: str | None, root: Path | None = None,
+             points: list[dict] | None = None) -> str | None:
+    """The landing page's one paragraph on Part 2: on `profile` (the chapters'), each trained
+    configuration's rate seed by seed with its exact interval and its paired verdict against
+    London. None until the profile holds London and both trained configurations."""
+    points = accuracy_points(root) if points is None else points
+    here = {kind: [p for p in points if p["profile"] == profile and p["kind"] == kind]
+            for kind in CONFIGURATIONS}
+    if profile is None or not all(here.values()):
+        return None
+
+    def seeds(kind: str) -> str:
+        runs = here[kind]
+        rates = listing([f"{p['rate'].text()} in seed {p['seed']}" for p in runs])
+        relations = [p["versus_london"].relation for p in runs if p["versus_london"] is not None]
+        if not relations:
+            return rates
+        if len(set(relations)) == 1:
+            where = "" if len(runs) == 1 else (" in both seeds" if len(runs) == 2 else " in every seed")
+            return f"{rates}, {relations[0]} London{where}"
+        counts = listing([f"{relation} London in {relations.count(relation)}"
+                          for relation in dict.fromkeys(relations)])
+        return f"{rates} ({counts} of {len(relations)} seeds)"
+
+    london = here["london"][0]["rate"]
+    published = "" if not is_whole_data(profile, root) else (
+        " (published for the classic setting: "
+        + " and ".join(f"{v:g} %" for v in PUBLISHED_VALUES["pretrain_finetune"].values()) + ")")
+    return (f"On the {london.n} dev questions of the {world_label(profile, root)} (profile "
+            f"`{profile}`), always answering London scores {london.text()}. Finetuned on the "
+            f"training questions alone, the model answers {seeds('finetune')}. Pretrained on "
+            f"`wiki.txt` first, then finetuned the same way, it answers "
+            f"{seeds('pretrain_finetune')}{published}. \"Above\" and \"below\" mean McNemar's "
+            "exact test on the same people gives p < 0.05.")
 
 
 def variant_answer_line(variant: str, root: Path | None = None) -> str:
