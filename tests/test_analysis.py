@@ -560,7 +560,9 @@ def test_by_seed_keeps_every_seed_apart_and_the_figure_draws_them():
 def test_per_seed_text_names_each_seed_or_says_they_agree():
     assert EV.per_seed_text({2: "4/90", 0: "71/90", 1: "61/90"}) == (
         "71/90 (seed 0), 61/90 (seed 1) and 4/90 (seed 2)")
-    assert EV.per_seed_text({0: "0/90", 1: "0/90"}) == "0/90 in each of the 2 seeds"
+    # Agreeing seeds read like one seed's parenthesis, so a denominator may follow.
+    assert EV.per_seed_text({0: "0/90", 1: "0/90"}) == "0/90 (both seeds)"
+    assert EV.per_seed_text({0: "444", 1: "444", 2: "444"}) == "444 (each of the 3 seeds)"
     assert EV.per_seed_text({3: "x"}) == "x"  # the page names its one seed once
     assert EV.per_seed_text({}) == ""
 

@@ -18,6 +18,7 @@ from tests.conftest import REPO
 matplotlib.use("Agg")
 
 WORLD = "mini world: 10 train and 10 dev people (seed 0), 20 biographies, 2,000 characters"
+WHOLE_WORLD = "whole data: 2000 train and 500 dev questions, 2937 biographies"  # as lib.core.data writes it
 
 
 def probe(name_gold: int, name_ctrl: int, bio_gold: int = 0, bio_ctrl: int = 0, n: int = 100) -> dict:
@@ -64,7 +65,8 @@ def add(profile: str, kind: str, seed: int, metrics: dict, variant: str = "vanil
            for s in range(1, 4)]
     atomic_write_text(results_root() / profile / f"{rid}.metrics.jsonl",
                       "".join(json.dumps(row) + "\n" for row in log))
-    record = {"run_id": rid, "kind": kind, "profile": profile, "seed": seed, "world": WORLD,
+    record = {"run_id": rid, "kind": kind, "profile": profile, "seed": seed,
+              "world": WHOLE_WORLD if whole_data else WORLD,
               "variant": "none" if kind == "london" else variant, "metrics": metrics,
               "device_name": "cpu", "created": "2025-01-01T00:00:00+00:00",
               "config": {"mini_world": None if whole_data else [10, 10, 0]},
@@ -523,7 +525,9 @@ def test_chapters_read_a_whole_data_profile_once_it_answers_the_exercise(scratch
     for seed in (1, 2):
         add("full", "finetune", seed, {"dev": dev(3, 500)}, whole_data=True)
     assert report.chapter_profile() == "full"
-    assert report.caption("cpu32").endswith("(the whole data; the recipe departs from the classic one as stated)")
+    caption = report.caption("cpu32")
+    assert caption.endswith("(not the classic recipe: the results page lists how it departs)")
+    assert caption.count("whole data") == 1, caption  # the world says it once
 
 
 def test_the_landing_page_summary_gives_every_seed_and_its_verdict(scratch):

@@ -216,10 +216,12 @@ def by_seed(evidences: Sequence[Evidence],
 
 def per_seed_text(values: dict[int, str]) -> str:
     """'76/90 (seed 0), 61/90 (seed 1) and 80/90 (seed 2)': one value per seed for prose
-    ('0/90 in each of the 3 seeds' where they agree). One seed gives the bare value: a page
-    that reads one seed names it once (`seeds_line`), not after every number."""
+    ('0/90 (each of the 3 seeds)' where they agree: a parenthesis like the seeds' own, so
+    the sentence may go on with 'of 500 people' either way). One seed gives the bare value:
+    a page that reads one seed names it once (`seeds_line`), not after every number."""
     if len(values) == 1:
         return next(iter(values.values()))
     if len(values) > 1 and len(set(values.values())) == 1:
-        return f"{next(iter(values.values()))} in each of the {len(values)} seeds"
+        every = "both seeds" if len(values) == 2 else f"each of the {len(values)} seeds"
+        return f"{next(iter(values.values()))} ({every})"
     return listing([f"{v} (seed {s})" for s, v in sorted(values.items())])

@@ -38,7 +38,7 @@ def caption(profile: str, root: Path | None = None) -> str:
     if profile == "smoke":
         text += " (a wiring check: its numbers say nothing about accuracy)"
     elif profile != "full" and is_whole_data(profile, root):
-        text += " (the whole data; the recipe departs from the classic one as stated)"
+        text += " (not the classic recipe: the results page lists how it departs)"
     elif profile != "full":
         text += " (a mini world, not the classic setting)"
     return text
