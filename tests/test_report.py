@@ -372,6 +372,25 @@ def test_run_links_link_stored_notebooks_and_flag_missing_ones(scratch):
     assert "[london](../runs/mini/london.ipynb)" in text
     assert "finetune-vanilla-seed0 (notebook not rendered yet)" in text
     assert "dev 5/100 = 5.0 %" in text
+    assert "| 2025-01-01 00:00 |" in text  # when the run finished, to the minute
+
+
+def test_the_runs_table_says_what_each_run_found_and_how_long_it_trained(scratch):
+    add("mini", "pretrain", 0, {"probe": probe(30, 1, bio_gold=90, bio_ctrl=2)})
+    path = results_root() / "mini" / "pretrain-vanilla-seed0.json"
+    atomic_write_json(path, {**json.loads(path.read_text()), "train_time": 41826.7})
+    add("mini", "london", 0, {"dev": dev(5)})
+    table = report.stored_runs(scratch / "book" / "runs").set_index("run")
+    assert table.loc["pretrain-vanilla-seed0", "result"] == (
+        "name probe 30/100 (control 1), biography probe 90/100 (control 2)")
+    assert table.loc["pretrain-vanilla-seed0", "training"] == "11.6 h"
+    assert table.loc["london", "training"] == "0 s"  # London trains nothing
+
+
+def test_durations_read_in_the_unit_a_reader_thinks_in():
+    from lib.report.formatting import duration
+    assert [duration(s) for s in (12, 89.4, 95, 845, 5399, 5400, 41826)] == [
+        "12 s", "89 s", "2 min", "14 min", "90 min", "1.5 h", "11.6 h"]
 
 
 def test_stored_vs_answered_counts_people(scratch):

@@ -19,6 +19,15 @@ def percent(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.{digits}f} %"
 
 
+def duration(seconds: float) -> str:
+    """A run's length in the unit a reader thinks in: '48 s', '14 min', '11.6 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 # What the pages call each trained kind of run (`lib.runs.matrix.TRAINED_KINDS`).
 KIND_LABELS = {"pretrain": "pretraining", "pretrain_finetune": "pretrain, then finetune",
                "finetune": "finetune only"}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from lib.report.formatting import markdown_table, page_table, percent
+from lib.report.formatting import duration, markdown_table, page_table, percent
 from lib.report.reading import caption, details, epoch_seconds, is_whole_data, metrics_log, trained_seconds
 from lib.report.results import PROBES, probe_count
 from lib.runs.profiles import PROFILE_ORDER
@@ -179,8 +179,12 @@ def headline(record: dict) -> str:
     if "dev" in m:
         return f"dev {m['dev']['correct']}/{m['dev']['total']} = {percent(m['dev']['accuracy'])}"
     p = m.get("probe", {})
-    return (f"name probe {p.get('name_gold_correct')}/{p.get('name_gold_total')} "
+    text = (f"name probe {p.get('name_gold_correct')}/{p.get('name_gold_total')} "
             f"(control {p.get('name_control_correct')})")
+    if "bio_gold_correct" in p:  # the lenient probe, the one that shows storage first
+        text += (f", biography probe {p['bio_gold_correct']}/{p['bio_gold_total']} "
+                 f"(control {p['bio_control_correct']})")
+    return text
 
 
 def stored_runs(runs_dir: Path, root: Path | None = None) -> pd.DataFrame:
@@ -197,8 +201,11 @@ def stored_runs(runs_dir: Path, root: Path | None = None) -> pd.DataFrame:
         record = json.loads(record_file.read_text()) if record_file.exists() else None
         rows.append({"profile": profile, "run": rid, "notebook": nb if nb.exists() else None,
                      "result": headline(record) if record else "no record",
+                     "training": duration(trained_seconds(record, root)[0]) if record else "",
                      "device": record.get("device_name", "") if record else "",
-                     "created": record.get("created", "") if record else ""})
+                     # The record is written when the run ends: its minute, in UTC.
+                     "finished (UTC)": (record.get("created", "")[:16].replace("T", " ")
+                                        if record else "")})
     return pd.DataFrame(rows)
 
 
