@@ -373,6 +373,14 @@ def test_run_links_link_stored_notebooks_and_flag_missing_ones(scratch):
     assert "finetune-vanilla-seed0 (notebook not rendered yet)" in text
     assert "dev 5/100 = 5.0 %" in text
     assert "| 2025-01-01 00:00 |" in text  # when the run finished, to the minute
+    # Every profile under its own name, its table without a profile column on every row.
+    add("cpu32", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
+    text = report.run_links(runs, scratch / "book" / "knowledge")
+    assert text.index("**cpu32** (whole data, 1 run)") < text.index("**mini** (mini world, 2 runs)")
+    assert "| profile |" not in text and "| run | result | training |" in text
+    one = report.run_links(runs, scratch / "book" / "knowledge", profile="mini")
+    assert "**mini**" not in one and "cpu32" not in one and "[london]" in one
+    assert report.run_links(runs, scratch / "book" / "knowledge", profile="full") == "No runs yet."
 
 
 def test_the_runs_table_says_what_each_run_found_and_how_long_it_trained(scratch):
@@ -384,7 +392,7 @@ def test_the_runs_table_says_what_each_run_found_and_how_long_it_trained(scratch
     assert table.loc["pretrain-vanilla-seed0", "result"] == (
         "name probe 30/100 (control 1), biography probe 90/100 (control 2)")
     assert table.loc["pretrain-vanilla-seed0", "training"] == "11.6 h"
-    assert table.loc["london", "training"] == "0 s"  # London trains nothing
+    assert table.loc["london", "training"] == "–"  # London trains nothing
 
 
 def test_durations_read_in_the_unit_a_reader_thinks_in():

@@ -13,7 +13,15 @@ import numpy as np
 import pandas as pd
 
 from lib.report.formatting import duration, markdown_table, page_table, percent
-from lib.report.reading import caption, details, epoch_seconds, is_whole_data, metrics_log, trained_seconds
+from lib.report.reading import (
+    caption,
+    details,
+    epoch_seconds,
+    is_whole_data,
+    metrics_log,
+    trained_seconds,
+    world_label,
+)
 from lib.report.results import PROBES, probe_count
 from lib.runs.profiles import PROFILE_ORDER
 from lib.runs.records import load_records, results_root
@@ -201,7 +209,8 @@ def stored_runs(runs_dir: Path, root: Path | None = None) -> pd.DataFrame:
         record = json.loads(record_file.read_text()) if record_file.exists() else None
         rows.append({"profile": profile, "run": rid, "notebook": nb if nb.exists() else None,
                      "result": headline(record) if record else "no record",
-                     "training": duration(trained_seconds(record, root)[0]) if record else "",
+                     "training": (duration(trained_seconds(record, root)[0])
+                                  if record and record["kind"] != "london" else "–"),
                      "device": record.get("device_name", "") if record else "",
                      # The record is written when the run ends: its minute, in UTC.
                      "finished (UTC)": (record.get("created", "")[:16].replace("T", " ")
@@ -211,14 +220,21 @@ def stored_runs(runs_dir: Path, root: Path | None = None) -> pd.DataFrame:
 
 def run_links(runs_dir: Path, page_dir: Path, root: Path | None = None,
               profile: str | None = None) -> str:
-    """The runs as a Markdown table whose run ids link to their stored notebooks."""
+    """The runs as Markdown whose run ids link to their stored notebooks: one profile's table,
+    or, without `profile`, a table per profile under its name (a profile column repeated on
+    every row would take the width the numbers need)."""
     table = stored_runs(runs_dir, root)
-    if profile is not None and not table.empty:
-        table = table[table["profile"] == profile]
-    if table.empty:
+    if table.empty or (profile is not None and profile not in set(table["profile"])):
         return "No runs yet."
     links = [f"[{row.run}]({Path(os.path.relpath(row.notebook, page_dir)).as_posix()})"
              if row.notebook is not None else f"{row.run} (notebook not rendered yet)"
              for row in table.itertuples()]
     table = table.assign(run=links).drop(columns=["notebook"])
-    return markdown_table(table)
+    shown = [profile] if profile is not None else list(dict.fromkeys(table["profile"]))
+    parts = []
+    for name in shown:
+        rows = table[table["profile"] == name].drop(columns=["profile"])
+        runs = f"{len(rows)} run" + ("" if len(rows) == 1 else "s")
+        heading = "" if profile is not None else f"**{name}** ({world_label(name, root)}, {runs})\n\n"
+        parts.append(heading + markdown_table(rows))
+    return "\n\n".join(parts)
