@@ -383,6 +383,21 @@ def test_run_links_link_stored_notebooks_and_flag_missing_ones(scratch):
     assert report.run_links(runs, scratch / "book" / "knowledge", profile="full") == "No runs yet."
 
 
+def test_one_profiles_runs_read_only_that_profiles_files(scratch, monkeypatch):
+    add("mini", "london", 0, {"dev": dev(5)})
+    add("cpu32", "london", 0, {"dev": dev(25, 500)}, whole_data=True)
+    (scratch / "book" / "runs" / "cpu32").mkdir(parents=True)
+    (scratch / "book" / "runs" / "cpu32" / "london.ipynb").write_text("{}")
+    import lib.report.run_pages as run_pages
+    asked = []
+    real = run_pages.load_records
+    monkeypatch.setattr(run_pages, "load_records",
+                        lambda profile, root=None: asked.append(profile) or real(profile, root))
+    table = report.stored_runs(scratch / "book" / "runs", profile="mini")
+    assert asked == ["mini"] and set(table["profile"]) == {"mini"}
+    assert list(table["run"]) == ["london"]
+
+
 def test_the_runs_table_says_what_each_run_found_and_how_long_it_trained(scratch):
     add("mini", "pretrain", 0, {"probe": probe(30, 1, bio_gold=90, bio_ctrl=2)})
     path = results_root() / "mini" / "pretrain-vanilla-seed0.json"
@@ -393,6 +408,11 @@ def test_the_runs_table_says_what_each_run_found_and_how_long_it_trained(scratch
         "name probe 30/100 (control 1), biography probe 90/100 (control 2)")
     assert table.loc["pretrain-vanilla-seed0", "training"] == "11.6 h"
     assert table.loc["london", "training"] == "–"  # London trains nothing
+
+
+def test_counts_take_the_noun_in_their_number():
+    from lib.report.formatting import counted
+    assert [counted(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]
 
 
 def test_durations_read_in_the_unit_a_reader_thinks_in():

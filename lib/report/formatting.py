@@ -28,6 +28,11 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 seed', '3 seeds': a count with its noun in the number it needs."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 # What the pages call each trained kind of run (`lib.runs.matrix.TRAINED_KINDS`).
 KIND_LABELS = {"pretrain": "pretraining", "pretrain_finetune": "pretrain, then finetune",
                "finetune": "finetune only"}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from lib.report.formatting import duration, markdown_table, page_table, percent
+from lib.report.formatting import counted, duration, markdown_table, page_table, percent
 from lib.report.reading import (
     caption,
     details,
@@ -195,12 +195,14 @@ def headline(record: dict) -> str:
     return text
 
 
-def stored_runs(runs_dir: Path, root: Path | None = None) -> pd.DataFrame:
-    """Every run with a record or a stored notebook (`runs_dir/<profile>/<run-id>.ipynb`)."""
+def stored_runs(runs_dir: Path, root: Path | None = None,
+                profile: str | None = None) -> pd.DataFrame:
+    """Every run with a record or a stored notebook (`runs_dir/<profile>/<run-id>.ipynb`),
+    of one profile or of all."""
     root = root or results_root()
-    keys = {(nb.parent.name, nb.stem) for nb in runs_dir.glob("*/*.ipynb")}
-    keys |= {(r["profile"], r["run_id"]) for profile in PROFILE_ORDER
-             for r in load_records(profile, root)}
+    keys = {(nb.parent.name, nb.stem) for nb in runs_dir.glob(f"{profile or '*'}/*.ipynb")}
+    keys |= {(r["profile"], r["run_id"]) for name in ([profile] if profile else PROFILE_ORDER)
+             for r in load_records(name, root)}
     rows = []
     for profile, rid in sorted(keys, key=lambda k: (PROFILE_ORDER.index(k[0])
                                                     if k[0] in PROFILE_ORDER else 99, k[1])):
@@ -223,8 +225,8 @@ def run_links(runs_dir: Path, page_dir: Path, root: Path | None = None,
     """The runs as Markdown whose run ids link to their stored notebooks: one profile's table,
     or, without `profile`, a table per profile under its name (a profile column repeated on
     every row would take the width the numbers need)."""
-    table = stored_runs(runs_dir, root)
-    if table.empty or (profile is not None and profile not in set(table["profile"])):
+    table = stored_runs(runs_dir, root, profile)
+    if table.empty:
         return "No runs yet."
     links = [f"[{row.run}]({Path(os.path.relpath(row.notebook, page_dir)).as_posix()})"
              if row.notebook is not None else f"{row.run} (notebook not rendered yet)"
@@ -234,7 +236,7 @@ def run_links(runs_dir: Path, page_dir: Path, root: Path | None = None,
     parts = []
     for name in shown:
         rows = table[table["profile"] == name].drop(columns=["profile"])
-        runs = f"{len(rows)} run" + ("" if len(rows) == 1 else "s")
-        heading = "" if profile is not None else f"**{name}** ({world_label(name, root)}, {runs})\n\n"
+        heading = ("" if profile is not None else
+                   f"**{name}** ({world_label(name, root)}, {counted(len(rows), 'run')})\n\n")
         parts.append(heading + markdown_table(rows))
     return "\n\n".join(parts)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from lib.report.analysis import cross_table, probe_table, stored_vs_extracted
 from lib.report.choice import pending_runs
-from lib.report.formatting import listing, percent
+from lib.report.formatting import counted, listing, percent
 from lib.report.reading import details, dev_outcomes, is_whole_data, load_data, runs_of
 from lib.report.results import KIND_WORDS, PROBES, probe_count
 from lib.report.stats import Paired, exact_rate, fisher, format_p, mcnemar
@@ -22,10 +22,6 @@ def london_counts(records: list[dict]) -> tuple[int, int] | None:
     london = next((r for r in records if r["kind"] == "london"), None)
     return None if london is None else (london["metrics"]["dev"]["correct"],
                                         london["metrics"]["dev"]["total"])
-
-
-def _seeds(n: int) -> str:
-    return f"{n} seed" + ("" if n == 1 else "s")
 
 
 def rate_text(pair: tuple[int, int]) -> str:
@@ -71,7 +67,7 @@ def paired_text(test: Paired, other: str) -> str:
 def _across(verdicts: list[str], word: str = "above") -> str:
     """How many seeds gave the verdict `word`: '2 of 3 seeds', '0 of 1 seed'."""
     n, k = len(verdicts), sum(v == word for v in verdicts)
-    return f"{k} of {_seeds(n)}"
+    return f"{k} of {counted(n, 'seed')}"
 
 
 def _probe_finding(pre: dict[int, dict], root: Path | None) -> tuple[str, bool]:
@@ -203,7 +199,7 @@ def snapshot_growth(pretrain_finetune: list[dict], pretrain: dict[str, dict]) ->
                    + " wholly above the one before, so these snapshots show no clear rise at "
                    "the end of pretraining.")
     else:
-        verdict = (f"in {rising} of {_seeds(n)} {interval} lies wholly above the one before "
+        verdict = (f"in {rising} of {counted(n, 'seed')} {interval} lies wholly above the one before "
                    "(still rising); in the "
                    + ("other" if n - rising == 1 else f"other {n - rising}")
                    + " these snapshots show no clear rise at the end.")
