@@ -141,7 +141,7 @@ def test_variant_table_lists_every_variant_and_marks_missing_ones_pending(scratc
     assert table.loc["bigbird", "biography probe, per seed (control)"] == "40 of 100 (1 of 100)"
     assert table.loc["bigbird", "final pretraining loss"] == "0.900"
     assert (table.loc["synthesizer"] == "pending").all() and (table.loc["rope"] == "pending").all()
-    assert report.variant_profile() == "mini"
+    assert report.variant_profiles() == ["mini"]
 
 
 def test_variant_findings_compare_seed_by_seed_on_the_same_people(scratch):
@@ -345,13 +345,16 @@ def test_chapter_profile_prefers_full_then_cpu_then_smoke(scratch):
     for kind in ("pretrain", "pretrain_finetune", "finetune"):
         add("full", kind, 0, {"dev": dev(20)} if kind != "pretrain" else {"probe": probe(50, 0)})
     add("full", "pretrain_finetune", 0, {"dev": dev(10)}, variant="synthesizer")
-    assert report.chapter_profile() == "mini" and report.variant_profile() is None
+    assert report.chapter_profile() == "mini" and report.variant_profiles() == []
     # The essays follow the chapters: a whole-data profile without finetuning alone for
     # seeds 1 and 2 does not answer 2(c), so it does not displace a world that does.
     assert report.essay_profile() == "mini"
     assert report.essay_profile(variant="synthesizer") is None
     stored_but_not_extracted("full")
-    assert report.chapter_profile() == "full" and report.variant_profile() == "full"
+    assert report.chapter_profile() == "full" and report.variant_profiles() == ["full"]
+    # The variants chapter keeps the mini world's comparisons beside the whole data's.
+    add("mini", "pretrain_finetune", 0, {"dev": dev(3)}, variant="bigbird")
+    assert report.variant_profiles() == ["full", "mini"]
     assert report.essay_profile() == "full"
 
 

@@ -24,7 +24,7 @@ from lib.report.choice import (  # noqa: F401
     pending_runs,
     people_profile,
     profiles_with_records,
-    variant_profile,
+    variant_profiles,
 )
 from lib.report.formatting import (  # noqa: F401
     MIN_SEEDS_FOR_SPREAD,

@@ -62,10 +62,15 @@ def chapter_profile(root: Path | None = None) -> str | None:
     return choose(answers_exercise, root)
 
 
-def variant_profile(root: Path | None = None) -> str | None:
-    """The variants chapter: a profile that answers the exercise with vanilla attention (what
-    each variant is compared with) and a finished research-variant run."""
-    return choose(lambda p, r: answers_exercise(p, r) and has_research_variant(p, r), root)
+def variant_profiles(root: Path | None = None) -> list[str]:
+    """The variants chapter: every profile that answers the exercise with vanilla attention
+    (what each variant is compared with) and has a finished research-variant run, whole data
+    first; `smoke` only when no other has one (its numbers mean nothing). Unlike the other
+    pages it shows them all: the whole data's few variant runs do not replace the mini
+    world's fast comparisons of every variant."""
+    have = [p for p in PROFILE_ORDER if p not in SUPERSEDED
+            and answers_exercise(p, root) and has_research_variant(p, root)]
+    return [p for p in have if p != "smoke"] or have
 
 
 def people_profile(root: Path | None = None) -> str | None:
