@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import statistics
 import sys
@@ -47,6 +48,24 @@ def cpu_flags() -> list[str]:
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
                   if line.startswith("flags")), [])
     return sorted(f for f in flags if "bf16" in f or f.startswith("amx") or f == "avx512f")
+
+
+def busy_share(seconds: float = 2.0) -> float | None:
+    """The share of all CPUs' time spent busy over the next `seconds` (from /proc/stat; None
+    where there is none). Unlike the load average, which lags by a minute, it says whether
+    other work runs now."""
+    def times() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        return sum(fields), fields[3] + fields[4]  # all jiffies, idle + iowait
+
+    try:
+        total0, idle0 = times()
+        time.sleep(seconds)
+        total1, idle1 = times()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return 1 - (idle1 - idle0) / total if total > 0 else None
 
 
 def step_seconds(model: GPT, x: torch.Tensor, y: torch.Tensor, bf16: bool, optimizer) -> float:
@@ -110,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.rounds <= 0 or args.steps <= 0:
         ap.error("--rounds and --steps must be positive")
+    # Whether other work shared the cores: the ratio measured beside a training job may
+    # differ from an idle machine's, so the record keeps how busy the CPUs were just before.
+    busy_before = busy_share()
     model, optimizer, xb, yb = training_setup(args.profile, args.quick)
     for bf16 in (False, True):  # warm-up, untimed
         step_seconds(model, xb, yb, bf16, optimizer)
@@ -121,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 "autocast, alternating on one batch",
         "profile": args.profile, "quick": args.quick, "batch": list(xb.shape),
         "threads": torch.get_num_threads(), "cpu_flags": cpu_flags(),
+        "cpu_busy_before": busy_before, "cpus": os.cpu_count(),
         "machine": platform.machine(), "processor": platform.processor(),
         "torch_version": torch.__version__, "git_commit": git_commit(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -44,6 +44,8 @@ def test_cpu_bf16_benchmark_writes_a_record(tmp_path, one_thread):
     record = json.loads(out.read_text())
     assert set(record["median_seconds"]) == {"float32", "bf16"}
     assert record["speedup"] == record["median_seconds"]["float32"] / record["median_seconds"]["bf16"]
+    busy = record["cpu_busy_before"]  # was the machine shared?
+    assert record["cpus"] >= 1 and (busy is None or 0 <= busy <= 1)
 
 
 @pytest.mark.slow
