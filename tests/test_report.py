@@ -760,3 +760,16 @@ def test_training_time_bridges_a_restarted_clock_and_is_tabled_per_cpu_pretraini
         "run": "cpu32 vanilla seed 0", "batches, precision": "file order, float32", "epochs": 4,
         "hours": "0.0", "s/epoch, median": "15", "s/epoch, 10th pct.": "10", "commit": "abcdef0"}]
     assert report.pretraining_epoch_seconds() == {"cpu32 vanilla seed 0": [10.0, 10.0, 20.0, 40.0]}
+
+
+def test_a_variant_is_compared_with_vanilla_seed_by_seed_on_one_profile(scratch):
+    add("cpu32", "pretrain_finetune", 0, {"dev": dev(118, 500)}, whole_data=True)
+    add("cpu32", "pretrain_finetune", 0, {"dev": dev(198, 500)}, variant="rope", whole_data=True)
+    add("cpu32", "pretrain_finetune", 1, {"dev": dev(120, 500)}, variant="rope", whole_data=True)
+    line = report.variant_comparison("rope", "cpu32")
+    # Only seed 0 has both; the synthetic people make the 80 extra answers the discordant pairs.
+    assert line.startswith("profile `cpu32` (whole data): seed 0: 198/500 = 39.6 %")
+    assert "against vanilla's 118/500, above vanilla (McNemar p < 0.001)" in line
+    assert "seed 1" not in line
+    assert report.variant_comparison("synthesizer", "cpu32") is None
+    assert report.variant_answer_line("rope") == line

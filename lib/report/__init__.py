@@ -73,6 +73,7 @@ from lib.report.results import (  # noqa: F401
     results_table,
     side_by_side,
     variant_answer_line,
+    variant_comparison,
 )
 from lib.report.run_pages import (  # noqa: F401
     accuracy_line,

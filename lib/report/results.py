@@ -267,24 +267,29 @@ def part2_summary(profile: str | None, root: Path | None = None,
             "exact test on the same people gives p < 0.05.")
 
 
+def variant_comparison(variant: str, profile: str, root: Path | None = None) -> str | None:
+    """`variant` against vanilla after pretraining and finetuning on one profile, seed by seed
+    on the same people (McNemar's exact test); None where no seed has both."""
+    ours = records_by_seed(profile, "pretrain_finetune", variant, root)
+    base = records_by_seed(profile, "pretrain_finetune", "vanilla", root)
+    shared = sorted(set(ours) & set(base))
+    if not shared:
+        return None
+    parts = []
+    for seed in shared:
+        a, b = dev_outcomes(ours[seed], root), dev_outcomes(base[seed], root)
+        paired = mcnemar(a, b)
+        parts.append(f"seed {seed}: {exact_rate(sum(a), len(a)).text()} against vanilla's "
+                     f"{sum(b)}/{len(b)}, {paired.relation} vanilla "
+                     f"(McNemar {format_p(paired.p_value)})")
+    return f"profile `{profile}` ({world_label(profile, root)}): " + "; ".join(parts)
+
+
 def variant_answer_line(variant: str, root: Path | None = None) -> str:
-    """`variant` against vanilla after pretraining and finetuning, seed by seed on the same
-    people, on the first profile (whole data first, superseded ones passed over) that has
-    both."""
+    """`variant_comparison` on the first profile (whole data first, superseded ones passed
+    over) that has one."""
     for profile in profiles_with_records(root):
-        if profile in SUPERSEDED:
-            continue
-        ours = records_by_seed(profile, "pretrain_finetune", variant, root)
-        base = records_by_seed(profile, "pretrain_finetune", "vanilla", root)
-        shared = sorted(set(ours) & set(base))
-        if not shared:
-            continue
-        parts = []
-        for seed in shared:
-            a, b = dev_outcomes(ours[seed], root), dev_outcomes(base[seed], root)
-            paired = mcnemar(a, b)
-            parts.append(f"seed {seed}: {exact_rate(sum(a), len(a)).text()} against vanilla's "
-                         f"{sum(b)}/{len(b)}, {paired.relation} vanilla "
-                         f"(McNemar {format_p(paired.p_value)})")
-        return f"profile `{profile}` ({world_label(profile, root)}): " + "; ".join(parts)
+        line = None if profile in SUPERSEDED else variant_comparison(variant, profile, root)
+        if line:
+            return line
     return "no finished run yet"
