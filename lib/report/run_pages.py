@@ -204,12 +204,12 @@ def stored_runs(runs_dir: Path, root: Path | None = None,
     keys |= {(r["profile"], r["run_id"]) for name in ([profile] if profile else PROFILE_ORDER)
              for r in load_records(name, root)}
     rows = []
-    for profile, rid in sorted(keys, key=lambda k: (PROFILE_ORDER.index(k[0])
-                                                    if k[0] in PROFILE_ORDER else 99, k[1])):
-        nb = runs_dir / profile / f"{rid}.ipynb"
-        record_file = root / profile / f"{rid}.json"
+    for owner, rid in sorted(keys, key=lambda k: (PROFILE_ORDER.index(k[0])
+                                                  if k[0] in PROFILE_ORDER else 99, k[1])):
+        nb = runs_dir / owner / f"{rid}.ipynb"
+        record_file = root / owner / f"{rid}.json"
         record = json.loads(record_file.read_text()) if record_file.exists() else None
-        rows.append({"profile": profile, "run": rid, "notebook": nb if nb.exists() else None,
+        rows.append({"profile": owner, "run": rid, "notebook": nb if nb.exists() else None,
                      "result": headline(record) if record else "no record",
                      "training": (duration(trained_seconds(record, root)[0])
                                   if record and record["kind"] != "london" else "–"),
