@@ -80,14 +80,15 @@ def test_the_matrix_runs_pretraining_before_the_runs_that_need_it():
     assert len(matrix("full", seeds=[4], variants=["vanilla", "synthesizer"])) == 1 + 2 * 3
 
 
-def test_notebook_parameters_match_their_template(monkeypatch):
-    monkeypatch.delenv("BOOK_RESULTS", raising=False)
-    monkeypatch.delenv("BOOK_CHECKPOINTS", raising=False)
+def test_notebook_parameters_match_their_template(monkeypatch, tmp_path):
+    # Set output folders must not reach the stored notebook: the kernel inherits them.
+    monkeypatch.setenv("BOOK_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("BOOK_CHECKPOINTS", str(tmp_path / "checkpoints"))
     london, pf = Run("london"), Run("pretrain_finetune", "vanilla", 1)
     assert E.TEMPLATES[london.kind] == "evaluate" and E.notebook_parameters(london, "mini")["kind"] == "london"
     params = E.notebook_parameters(pf, "mini", device="cuda")
     assert E.TEMPLATES[pf.kind] == "finetune" and params["pretrained"] is True and params["seed"] == 1
-    assert "results_dir" not in params  # the defaults never put machine paths into stored notebooks
+    assert "results_dir" not in params and "checkpoints_dir" not in params
     for run in (london, pf, Run("pretrain"), Run("finetune")):
         template = E.TEMPLATES[run.kind]
         nb = nbformat.read(E.TEMPLATES_DIR / f"{template}.ipynb", as_version=4)

@@ -163,6 +163,8 @@ def test_stored_runs_render_without_execution(path):
     assert not _outputs(nb, "error")
     assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code"), "not fully executed"
     assert not os.path.isabs(nb.metadata["papermill"]["input_path"])
+    # Output folders come from the environment; as parameters they would show a machine's paths.
+    assert not {"results_dir", "checkpoints_dir"} & set(nb.metadata["papermill"]["parameters"])
 
 
 def test_toc_lists_the_stored_runs():

@@ -195,7 +195,12 @@ def run_or_load(spec: RunSpec, progress: bool = True) -> dict:
 
 def notebook_parameters(run: Run, profile: str, device: str = "auto", force: bool = False,
                         render_only: bool = False) -> dict:
-    """The papermill parameters of a run's notebook (output folders only when not the defaults)."""
+    """The papermill parameters of a run's notebook.
+
+    The output folders are not among them: the kernel inherits `$BOOK_RESULTS` and
+    `$BOOK_CHECKPOINTS` (as it inherits `$BIRTHPLACE_DATA`), so a stored notebook never shows
+    the folders of the machine that ran it.
+    """
     params: dict = {"profile": profile, "device": device, "force": force,
                     "render_only": render_only}
     if TEMPLATES[run.kind] == "evaluate":
@@ -204,9 +209,6 @@ def notebook_parameters(run: Run, profile: str, device: str = "auto", force: boo
         params.update(variant=run.variant, seed=run.seed)
     if TEMPLATES[run.kind] == "finetune":
         params["pretrained"] = run.kind == "pretrain_finetune"
-    for name, env in (("results_dir", "BOOK_RESULTS"), ("checkpoints_dir", "BOOK_CHECKPOINTS")):
-        if os.environ.get(env):
-            params[name] = os.environ[env]
     return params
 
 
@@ -317,10 +319,8 @@ def run_matrix(profile: str, seeds: Sequence[int] | None = None,
     render_only = render_only or rerender
     todo = [run for run in matrix(profile, seeds, variants) if only is None or run.id in only]
     for run in todo:
-        params = notebook_parameters(run, profile, device, force, render_only)
-        params.pop("results_dir", None)
-        params.pop("checkpoints_dir", None)
-        validate_parameters(TEMPLATES[run.kind], **params)
+        validate_parameters(TEMPLATES[run.kind],
+                            **notebook_parameters(run, profile, device, force, render_only))
     statuses = []
     log(f"experiments: profile {profile}, {len(todo)} runs, notebooks in {_shown(runs_root() / profile)}")
     for run in todo:
