@@ -823,6 +823,62 @@ class TestNumericalFaults:
 
 # --------------------------------------------------------------------------------------
 @pytest.mark.slow
+class TestOneProcessPerRun:
+    """A run trains in one process at a time.
+
+    A second process asked for a run that another process is training stops at once with
+    a message naming that process, and touches none of the run's files; a run whose process
+    was killed leaves no lock behind, so the next process resumes it.
+    """
+
+    RUN_ARGS = ["--profile", "reliability", "--device", "cpu", "--no-progress"]
+
+    def test_a_second_process_is_refused_while_the_first_trains(
+            self, uninterrupted, tmp_path, profiles, outputs, capsys, ledger):
+        """While `python -m lib run pretrain` trains, the same command in another process
+        exits with status 1 naming the first process; the first then ends exactly as the
+        uninterrupted run."""
+        rid = "pretrain-vanilla-seed0"
+        log = tmp_path / "results" / "reliability" / f"{rid}.metrics.jsonl"
+        first = start(["-m", "lib", "run", "pretrain", *self.RUN_ARGS], process_env(tmp_path),
+                      tmp_path / "first.log")
+        try:
+            assert wait_until(lambda: logged_epoch(log) >= 1, first), "the first run never trained"
+            ledger.bad_input("a second process for a run in training")
+            code = cli.main(["run", "pretrain", *self.RUN_ARGS])
+            err = capsys.readouterr().err
+            still_training = first.poll() is None
+            assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-2000:]
+        finally:
+            kill(first)
+        assert code == 1 and f"process {first.pid} " in err and rid in err, err
+        assert still_training, "the first run ended before the second asked: nothing was tested"
+        assert not RunPaths.of("reliability", rid).lock.exists(), "a finished run left its lock"
+        diffs = differences(run_outputs(uninterrupted[0], rid), run_outputs(tmp_path, rid), rid)
+        ledger.artefacts(checked=1, lost=len(diffs))
+        assert not diffs
+
+    def test_a_killed_run_leaves_no_lock_behind(self, uninterrupted, tmp_path, profiles, outputs,
+                                                ledger):
+        """`python -m lib run pretrain` is SIGKILLed while it trains; the same command run
+        next is not refused, resumes, and ends exactly as the uninterrupted run."""
+        rid = "pretrain-vanilla-seed0"
+        log = tmp_path / "results" / "reliability" / f"{rid}.metrics.jsonl"
+        proc = start(["-m", "lib", "run", "pretrain", *self.RUN_ARGS], process_env(tmp_path),
+                     tmp_path / "killed.log")
+        assert wait_until(lambda: logged_epoch(log) >= 1, proc), "the run never trained"
+        assert kill(proc) == -signal.SIGKILL, "the run ended before the kill"
+        ledger.fault("SIGKILL of a run holding its lock")
+        assert RunPaths.of("reliability", rid).lock.exists()  # left by the kill, unlocked
+        assert cli.main(["run", "pretrain", *self.RUN_ARGS]) == 0
+        assert not RunPaths.of("reliability", rid).lock.exists()
+        diffs = differences(run_outputs(uninterrupted[0], rid), run_outputs(tmp_path, rid), rid)
+        ledger.artefacts(checked=1, lost=len(diffs))
+        assert not diffs
+
+
+# --------------------------------------------------------------------------------------
+@pytest.mark.slow
 class TestDeterminism:
     """Two CPU runs with one seed are bit-identical.
 

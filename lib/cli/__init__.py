@@ -241,8 +241,10 @@ def _reconcile_handout_forms(args: argparse.Namespace) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command and return its exit status: 2, with the reason and no traceback, for
-    bad input or damaged data; 1 when training diverged (the message names the checkpoint)."""
+    bad input or damaged data; 1 when training diverged (the message names the checkpoint) or
+    another process is training the same run."""
     from lib.cli.commands import dispatch
+    from lib.core.exclusive import RunBusyError
     from lib.core.train.loop import TrainingDiverged
 
     if os.environ.get("BOOK_PROFILE") and os.environ["BOOK_PROFILE"] not in PROFILES:
@@ -259,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, D.DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except TrainingDiverged as error:
-        # Not a usage error: the message names the step and the checkpoint a rerun resumes from.
+    except (TrainingDiverged, RunBusyError) as error:
+        # Not usage errors: the message names the checkpoint a rerun resumes from, or the
+        # process that holds the run.
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -37,8 +37,8 @@ def run_id(kind: str, variant: str = "vanilla", seed: int = 0) -> str:
 @dataclass(frozen=True)
 class RunPaths:
     """Where one run's files live: record, predictions, details and log under the results
-    folder (committed); weights, training state and snapshots under the checkpoints folder
-    (never committed)."""
+    folder (committed); weights, training state, snapshots and the lock that keeps a second
+    process off the run under the checkpoints folder (never committed)."""
 
     record: Path
     predictions: Path
@@ -48,6 +48,7 @@ class RunPaths:
     weights: Path
     state: Path
     snapshots: Path
+    lock: Path
 
     @classmethod
     def of(cls, profile: str, rid: str) -> RunPaths:
@@ -56,7 +57,8 @@ class RunPaths:
         return cls(record_path(profile, rid), results / f"{rid}.predictions.txt",
                    results / f"{rid}.details.json", results / f"{rid}.metrics.jsonl",
                    results / f"{rid}.test_predictions.txt",
-                   ckpt / "model.safetensors", ckpt / "state.safetensors", ckpt / "snapshots")
+                   ckpt / "model.safetensors", ckpt / "state.safetensors", ckpt / "snapshots",
+                   ckpt / "run.lock")
 
 
 @dataclass(frozen=True)

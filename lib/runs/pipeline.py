@@ -28,6 +28,7 @@ from lib.core.evaluate import (
     score,
     write_predictions,
 )
+from lib.core.exclusive import one_process
 from lib.core.model import GPT, GPTConfig
 from lib.core.strangers import invented_names
 from lib.core.train.loop import TrainResult, train
@@ -108,6 +109,12 @@ def _existing(paths: RunPaths, force: bool) -> dict | None:
     return None
 
 
+def _only_process(paths: RunPaths, rid: str, profile: Profile):
+    """The run's lock, taken once its data is checked and held while it trains and writes:
+    a second process asking for the same run stops at once (`RunBusyError`)."""
+    return one_process(paths.lock, f"{rid} ({profile.name} profile)")
+
+
 def run_london(profile: str | Profile, data: D.BirthplaceData | None = None,
                force: bool = False) -> dict:
     """Always answer London on the profile's dev questions."""
@@ -138,42 +145,46 @@ def run_pretrain(profile: str | Profile, variant: str = "vanilla", seed: int = 0
     if (done := _existing(paths, force)) is not None and paths.weights.exists():
         return done
     dev, data, world = _prepare(profile, device, data)
-    started = time.time()
-    dataset = DS.pretraining_dataset(world, data.vocab, profile.block_size, profile.recipe)
-    torch.manual_seed(seed)
-    model = GPT(model_config(profile, len(data.vocab), variant))
-    result = train(model, dataset, profile.pretrain, seed=seed, state_path=paths.state,
-                   log_path=paths.metrics, device=dev, progress=progress,
-                   description=f"pretrain {variant} seed {seed}", snapshot_dir=paths.snapshots,
-                   compile_model=compile_model, cuda_graphs=cuda_graphs,
-                   epoch_checkpoints=epoch_checkpoints)
-    started -= result.earlier_seconds  # a resumed run's times count its earlier processes
-    meta = {"config": model.config.to_dict(), "run_id": rid, "profile": profile.name}
-    save_weights(paths.weights, model, meta)
-    train_time = time.time() - started
-    probe = knowledge_probe(model, world.dev, data.biographies, data.vocab, device=dev)
-    snapshots = []
-    for snap in sorted(paths.snapshots.glob("epoch*.safetensors")):
-        snap_model = load_model(snap, dev)
-        snap_meta = load_weights(snap)[1]
-        snap_probe = knowledge_probe(snap_model, world.dev, data.biographies, data.vocab,
-                                     device=dev)
-        snapshots.append({"epoch": snap_meta["epoch"], "step": snap_meta["step"],
-                          "tokens": snap_meta["tokens"], "probe": snap_probe.summary(),
-                          "file": str(snap.relative_to(checkpoints_root()))})
-    unread = unread_probe(model, world, data, dev)
-    atomic_write_json(paths.details, {"probe": probe.per_person(),
-                                      **({"unread": unread.per_person()} if unread else {})})
-    record = _base_record("pretrain", profile, variant, seed, world, data, dev)
-    record.update(
-        metrics={"final_loss": result.final_loss, "steps": result.steps, "tokens": result.tokens,
-                 "probe": probe.summary(), "snapshots": snapshots,
-                 **({"probe_unread": unread.summary()} if unread else {})},
-        wall_time=time.time() - started, train_time=train_time,
-        parameters=model.num_parameters(), cuda_graphs=graph_summary(result),
-        files={"metrics_log": paths.metrics.name, "details": paths.details.name},
-    )
-    return read_record(write_record(record))
+    with _only_process(paths, rid, profile):
+        # Another process may have finished the run while this one read the data.
+        if (done := _existing(paths, force)) is not None and paths.weights.exists():
+            return done
+        started = time.time()
+        dataset = DS.pretraining_dataset(world, data.vocab, profile.block_size, profile.recipe)
+        torch.manual_seed(seed)
+        model = GPT(model_config(profile, len(data.vocab), variant))
+        result = train(model, dataset, profile.pretrain, seed=seed, state_path=paths.state,
+                       log_path=paths.metrics, device=dev, progress=progress,
+                       description=f"pretrain {variant} seed {seed}", snapshot_dir=paths.snapshots,
+                       compile_model=compile_model, cuda_graphs=cuda_graphs,
+                       epoch_checkpoints=epoch_checkpoints)
+        started -= result.earlier_seconds  # a resumed run's times count its earlier processes
+        meta = {"config": model.config.to_dict(), "run_id": rid, "profile": profile.name}
+        save_weights(paths.weights, model, meta)
+        train_time = time.time() - started
+        probe = knowledge_probe(model, world.dev, data.biographies, data.vocab, device=dev)
+        snapshots = []
+        for snap in sorted(paths.snapshots.glob("epoch*.safetensors")):
+            snap_model = load_model(snap, dev)
+            snap_meta = load_weights(snap)[1]
+            snap_probe = knowledge_probe(snap_model, world.dev, data.biographies, data.vocab,
+                                         device=dev)
+            snapshots.append({"epoch": snap_meta["epoch"], "step": snap_meta["step"],
+                              "tokens": snap_meta["tokens"], "probe": snap_probe.summary(),
+                              "file": str(snap.relative_to(checkpoints_root()))})
+        unread = unread_probe(model, world, data, dev)
+        atomic_write_json(paths.details, {"probe": probe.per_person(),
+                                          **({"unread": unread.per_person()} if unread else {})})
+        record = _base_record("pretrain", profile, variant, seed, world, data, dev)
+        record.update(
+            metrics={"final_loss": result.final_loss, "steps": result.steps, "tokens": result.tokens,
+                     "probe": probe.summary(), "snapshots": snapshots,
+                     **({"probe_unread": unread.summary()} if unread else {})},
+            wall_time=time.time() - started, train_time=train_time,
+            parameters=model.num_parameters(), cuda_graphs=graph_summary(result),
+            files={"metrics_log": paths.metrics.name, "details": paths.details.name},
+        )
+        return read_record(write_record(record))
 
 
 def unread_probe(model: torch.nn.Module, world: D.World, data: D.BirthplaceData,
@@ -221,73 +232,76 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
     if (done := _existing(paths, force)) is not None:
         return done
     dev, data, world = _prepare(profile, device, data)
-    started = time.time()
-    torch.manual_seed(seed)
-    model = GPT(model_config(profile, len(data.vocab), variant))
-    pretrain_record = None
-    if pretrained:
-        pre_paths = RunPaths.of(profile.name, run_id("pretrain", variant, seed))
-        # Weights without a record are a pretraining killed before it finished: redo it.
-        if not (pre_paths.weights.exists() and pre_paths.record.exists()):
-            run_pretrain(profile, variant, seed, device, force=True, progress=progress,
-                         data=data, compile_model=compile_model, cuda_graphs=cuda_graphs,
-                         epoch_checkpoints=epoch_checkpoints)
-        pretrain_record = read_record(pre_paths.record)
-        weights, _ = load_weights(pre_paths.weights)
-        model.load_state_dict(weights)
-    cfg = profile.finetune_pretrained if pretrained else profile.finetune_scratch
-    dataset = DS.FinetuneDataset(world.train, data.vocab, profile.block_size, profile.text_mode,
-                                source="train questions")
-    result = train(model, dataset, cfg, seed=seed, state_path=paths.state, log_path=paths.metrics,
-                   device=dev, progress=progress, description=f"{kind} {variant} seed {seed}",
-                   compile_model=compile_model, cuda_graphs=cuda_graphs,
-                   epoch_checkpoints=epoch_checkpoints)
-    save_weights(paths.weights, model, {"config": model.config.to_dict(), "run_id": rid,
-                                        "profile": profile.name})
-    started -= result.earlier_seconds  # a resumed run's times count its earlier processes
-    train_time = time.time() - started
-    preds = predict(model, world.dev, data.vocab, profile.text_mode, device=dev,
-                    source="dev questions")
-    dev_score = score(preds.places, world.dev)
-    train_preds = predict(model, world.train, data.vocab, profile.text_mode, device=dev,
-                          source="train questions")
-    # The exercise's submission: an answer for every line of the unlabelled test file, in order.
-    test_preds = predict(model, data.test, data.vocab, profile.text_mode, device=dev,
-                         source="test questions")
-    strangers = invented_names(data, n=STRANGERS, seed=0, people=world.train)
-    stranger_rows = [D.Question(s.question, None, s.name, i + 1) for i, s in enumerate(strangers)]
-    stranger_preds = predict(model, stranger_rows, data.vocab, profile.text_mode, device=dev,
-                             source="invented names")
-    snapshot_scores = []
-    if pretrained and with_snapshots:
-        snapshot_scores = _finetune_snapshots(profile, variant, seed, world, data, dev, cfg,
-                                              cuda_graphs=cuda_graphs,
-                                              epoch_checkpoints=epoch_checkpoints)
-    # The run's files are written only now, with its record: a run stopped earlier (at a
-    # deadline, say) leaves none of them behind to be packed or imported without a record.
-    write_predictions(paths.predictions, preds.places)
-    write_predictions(paths.test_predictions, test_preds.places)
-    atomic_write_json(paths.details, {
-        "dev": [{"name": q.name, "gold": q.place, "prediction": p, "logprob": lp}
-                for q, p, lp in zip(world.dev, preds.places, preds.logprobs, strict=True)],
-        "strangers": [{"name": s.name, "first": s.first, "last": s.last, "prediction": p,
-                       "logprob": lp} for s, p, lp in zip(strangers, stranger_preds.places,
-                                                          stranger_preds.logprobs, strict=True)],
-    })
-    record = _base_record(kind, profile, variant, seed, world, data, dev)
-    record.update(
-        metrics={"dev": dev_score.to_dict(),
-                 "train": score(train_preds.places, world.train).to_dict(),
-                 "final_loss": result.final_loss, "steps": result.steps,
-                 "tokens": result.tokens, "snapshots": snapshot_scores},
-        wall_time=time.time() - started, train_time=train_time,
-        pretrain_run=None if pretrain_record is None else pretrain_record["run_id"],
-        parameters=model.num_parameters(), cuda_graphs=graph_summary(result),
-        files={"predictions": paths.predictions.name,
-               "test_predictions": paths.test_predictions.name,
-               "metrics_log": paths.metrics.name, "details": paths.details.name},
-    )
-    return read_record(write_record(record))
+    with _only_process(paths, rid, profile):
+        if (done := _existing(paths, force)) is not None:
+            return done
+        started = time.time()
+        torch.manual_seed(seed)
+        model = GPT(model_config(profile, len(data.vocab), variant))
+        pretrain_record = None
+        if pretrained:
+            pre_paths = RunPaths.of(profile.name, run_id("pretrain", variant, seed))
+            # Weights without a record are a pretraining killed before it finished: redo it.
+            if not (pre_paths.weights.exists() and pre_paths.record.exists()):
+                run_pretrain(profile, variant, seed, device, force=True, progress=progress,
+                             data=data, compile_model=compile_model, cuda_graphs=cuda_graphs,
+                             epoch_checkpoints=epoch_checkpoints)
+            pretrain_record = read_record(pre_paths.record)
+            weights, _ = load_weights(pre_paths.weights)
+            model.load_state_dict(weights)
+        cfg = profile.finetune_pretrained if pretrained else profile.finetune_scratch
+        dataset = DS.FinetuneDataset(world.train, data.vocab, profile.block_size, profile.text_mode,
+                                    source="train questions")
+        result = train(model, dataset, cfg, seed=seed, state_path=paths.state, log_path=paths.metrics,
+                       device=dev, progress=progress, description=f"{kind} {variant} seed {seed}",
+                       compile_model=compile_model, cuda_graphs=cuda_graphs,
+                       epoch_checkpoints=epoch_checkpoints)
+        save_weights(paths.weights, model, {"config": model.config.to_dict(), "run_id": rid,
+                                            "profile": profile.name})
+        started -= result.earlier_seconds  # a resumed run's times count its earlier processes
+        train_time = time.time() - started
+        preds = predict(model, world.dev, data.vocab, profile.text_mode, device=dev,
+                        source="dev questions")
+        dev_score = score(preds.places, world.dev)
+        train_preds = predict(model, world.train, data.vocab, profile.text_mode, device=dev,
+                              source="train questions")
+        # The exercise's submission: an answer for every line of the unlabelled test file, in order.
+        test_preds = predict(model, data.test, data.vocab, profile.text_mode, device=dev,
+                             source="test questions")
+        strangers = invented_names(data, n=STRANGERS, seed=0, people=world.train)
+        stranger_rows = [D.Question(s.question, None, s.name, i + 1) for i, s in enumerate(strangers)]
+        stranger_preds = predict(model, stranger_rows, data.vocab, profile.text_mode, device=dev,
+                                 source="invented names")
+        snapshot_scores = []
+        if pretrained and with_snapshots:
+            snapshot_scores = _finetune_snapshots(profile, variant, seed, world, data, dev, cfg,
+                                                  cuda_graphs=cuda_graphs,
+                                                  epoch_checkpoints=epoch_checkpoints)
+        # The run's files are written only now, with its record: a run stopped earlier (at a
+        # deadline, say) leaves none of them behind to be packed or imported without a record.
+        write_predictions(paths.predictions, preds.places)
+        write_predictions(paths.test_predictions, test_preds.places)
+        atomic_write_json(paths.details, {
+            "dev": [{"name": q.name, "gold": q.place, "prediction": p, "logprob": lp}
+                    for q, p, lp in zip(world.dev, preds.places, preds.logprobs, strict=True)],
+            "strangers": [{"name": s.name, "first": s.first, "last": s.last, "prediction": p,
+                           "logprob": lp} for s, p, lp in zip(strangers, stranger_preds.places,
+                                                              stranger_preds.logprobs, strict=True)],
+        })
+        record = _base_record(kind, profile, variant, seed, world, data, dev)
+        record.update(
+            metrics={"dev": dev_score.to_dict(),
+                     "train": score(train_preds.places, world.train).to_dict(),
+                     "final_loss": result.final_loss, "steps": result.steps,
+                     "tokens": result.tokens, "snapshots": snapshot_scores},
+            wall_time=time.time() - started, train_time=train_time,
+            pretrain_run=None if pretrain_record is None else pretrain_record["run_id"],
+            parameters=model.num_parameters(), cuda_graphs=graph_summary(result),
+            files={"predictions": paths.predictions.name,
+                   "test_predictions": paths.test_predictions.name,
+                   "metrics_log": paths.metrics.name, "details": paths.details.name},
+        )
+        return read_record(write_record(record))
 
 
 def _finetune_snapshots(profile: Profile, variant: str, seed: int, world: D.World,
