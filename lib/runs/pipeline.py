@@ -268,10 +268,7 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
         # The exercise's submission: an answer for every line of the unlabelled test file, in order.
         test_preds = predict(model, data.test, data.vocab, profile.text_mode, device=dev,
                              source="test questions")
-        strangers = invented_names(data, n=STRANGERS, seed=0, people=world.train)
-        stranger_rows = [D.Question(s.question, None, s.name, i + 1) for i, s in enumerate(strangers)]
-        stranger_preds = predict(model, stranger_rows, data.vocab, profile.text_mode, device=dev,
-                                 source="invented names")
+        strangers = _answer_strangers(model, profile, world, data, dev)
         snapshot_scores = []
         if pretrained and with_snapshots:
             snapshot_scores = _finetune_snapshots(profile, variant, seed, world, data, dev, cfg,
@@ -284,9 +281,7 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
         atomic_write_json(paths.details, {
             "dev": [{"name": q.name, "gold": q.place, "prediction": p, "logprob": lp}
                     for q, p, lp in zip(world.dev, preds.places, preds.logprobs, strict=True)],
-            "strangers": [{"name": s.name, "first": s.first, "last": s.last, "prediction": p,
-                           "logprob": lp} for s, p, lp in zip(strangers, stranger_preds.places,
-                                                              stranger_preds.logprobs, strict=True)],
+            "strangers": strangers,
         })
         record = _base_record(kind, profile, variant, seed, world, data, dev)
         record.update(
@@ -302,6 +297,17 @@ def run_finetune(profile: str | Profile, variant: str = "vanilla", seed: int = 0
                    "metrics_log": paths.metrics.name, "details": paths.details.name},
         )
         return read_record(write_record(record))
+
+
+def _answer_strangers(model: torch.nn.Module, profile: Profile, world: D.World,
+                      data: D.BirthplaceData, dev: torch.device) -> list[dict]:
+    """The model's answers about invented people, whose names occur in no data file (read by
+    the Strangers essay): each name, its two parts, the answer and its log-probability."""
+    strangers = invented_names(data, n=STRANGERS, seed=0, people=world.train)
+    rows = [D.Question(s.question, None, s.name, i + 1) for i, s in enumerate(strangers)]
+    preds = predict(model, rows, data.vocab, profile.text_mode, device=dev, source="invented names")
+    return [{"name": s.name, "first": s.first, "last": s.last, "prediction": p, "logprob": lp}
+            for s, p, lp in zip(strangers, preds.places, preds.logprobs, strict=True)]
 
 
 def _finetune_snapshots(profile: Profile, variant: str, seed: int, world: D.World,
